@@ -1,0 +1,134 @@
+"""The auth service's one settings object, read from the environment once at start-up.
+
+Names follow the seed's contract (`DATABASE_URL`, `REDIS_URL`, `PHOENIX_*`). Every value is
+validated here so a bad deployment fails at start with a message naming the variable, not
+later on the first login. Nothing else in the service reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    """Validated configuration of one auth-service process."""
+
+    model_config = SettingsConfigDict(env_prefix="PHOENIX_", extra="ignore", frozen=True)
+
+    # --- connections (the seed's names, no prefix) ---
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL), validation_alias=AliasChoices("DATABASE_URL")
+    )
+    # Empty string disables the L2 (Redis) layer entirely.
+    redis_url: SecretStr = Field(default=SecretStr(DEFAULT_REDIS_URL), validation_alias=AliasChoices("REDIS_URL"))
+
+    # --- the seed's PHOENIX_* switches ---
+    enable_query_cache: bool = True  # L2 (Redis) cache of user auth records
+    enable_auth_cache: bool = True  # L1 (in-process) cache of user auth records and sessions
+    enable_monitoring: bool = True  # /metrics and the 5-minute summary log line
+    max_db_connections: int = Field(default=10, ge=1, le=1000)  # per process; the operator sizes it
+    min_db_connections: int = Field(default=1, ge=0, le=1000)
+    cache_ttl: int = Field(default=300, ge=1, le=86400)  # seconds, L2 and L1 record lifetime
+
+    # --- HTTP server ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=3007, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1, le=64)
+    max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    # OWASP: cap password length so a huge password cannot make hashing a DoS vector.
+    max_password_bytes: int = Field(default=1024, ge=64, le=65536)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # CIDRs, comma-separated in env
+
+    # --- L1 cache ---
+    l1_max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
+
+    # --- database behaviour ---
+    db_pool_timeout: float = Field(default=2.0, gt=0, le=60)  # wait for a pooled connection, then 503
+    db_statement_timeout_ms: int = Field(default=2000, ge=10, le=600_000)
+
+    # --- password hashing (argon2id, OWASP's second recommended profile by default) ---
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024, le=4 * 1024 * 1024)
+    argon2_time_cost: int = Field(default=2, ge=1, le=20)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+
+    # --- sessions ---
+    session_ttl: int = Field(default=12 * 3600, ge=60, le=90 * 86400)  # seconds
+    cookie_name: str = "phoenix_session"
+    cookie_secure: bool = True
+
+    # --- throttling (failure counters in Redis, PostgreSQL fallback is "no throttle state") ---
+    throttle_free_failures: int = Field(default=5, ge=1, le=50)  # failures before backoff starts
+    throttle_lockout_failures: int = Field(default=20, ge=2, le=99)  # NIST 800-63B: well under 100
+    throttle_base_delay: float = Field(default=1.0, gt=0, le=60)  # seconds, doubled per failure
+    throttle_max_delay: float = Field(default=900.0, gt=0, le=86400)
+    throttle_window: int = Field(default=3600, ge=60, le=86400)  # seconds a failure is remembered
+    throttle_ip_free_failures: int = Field(default=50, ge=1, le=100_000)
+
+    # --- admin API (revoke all sessions of a user); unset disables the admin routes ---
+    admin_token: SecretStr | None = None
+
+    # --- logs ---
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    summary_interval: int = Field(default=300, ge=0, le=86400)  # seconds; 0 disables the summary line
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"PHOENIX_TRUSTED_PROXIES: {cidr!r} is not an IP address or CIDR") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("DATABASE_URL must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix:// (or be empty)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if self.min_db_connections > self.max_db_connections:
+            raise ValueError(
+                "PHOENIX_MIN_DB_CONNECTIONS must be <= PHOENIX_MAX_DB_CONNECTIONS "
+                f"({self.min_db_connections} > {self.max_db_connections})"
+            )
+        if self.throttle_free_failures >= self.throttle_lockout_failures:
+            raise ValueError("PHOENIX_THROTTLE_FREE_FAILURES must be < PHOENIX_THROTTLE_LOCKOUT_FAILURES")
+        return self
+
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+
+    @property
+    def redis_enabled(self) -> bool:
+        return bool(self.redis_url.get_secret_value())

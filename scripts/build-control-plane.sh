@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Build the local Kubernetes control plane (kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, etcd, kwok, helm) from Go modules into a cache folder
+# outside the repo. Reused when present: a warm run only checks the binaries.
+# Versions are pinned here and nowhere else (see docs/control-plane.md).
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+HELM_VERSION="${HELM_VERSION:-v4.3.1}"
+
+CACHE_ROOT="${PHOENIX_CACHE:-$HOME/.cache/phoenix}"
+BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION/bin"
+WORK="$CACHE_ROOT/build"
+mkdir -p "$BIN" "$WORK"
+
+log() { printf '[control-plane build] %s\n' "$*" >&2; }
+
+have() { [ -x "$BIN/$1" ]; }
+
+if ! command -v go >/dev/null 2>&1; then
+  [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null || { log "Go toolchain not found (need Go >= 1.25)"; exit 1; }
+
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+staging_ver="v0.${K8S_VERSION#v1.}"
+
+build_kubernetes() {
+  local dir="$WORK/kubernetes-$K8S_VERSION"
+  mkdir -p "$dir"
+  log "kubernetes $K8S_VERSION: resolving the module (first time only)"
+  local gomod
+  gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  {
+    echo "module phoenix.local/k8sbuild"
+    echo
+    echo "go 1.25"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/' "$gomod" \
+      | awk -v v="$staging_ver" '{print "replace " $1 " => " $1 " " v}'
+  } > "$dir/go.mod"
+  cat > "$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$dir" && GOFLAGS=-mod=mod go mod tidy)
+  local ld="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+  done
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    if ! have "$cmd"; then
+      log "building $cmd (cold: several minutes each on 2 cores)"
+      (cd "$dir" && go build -tags tools -ldflags "$ld" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" && mv "$BIN/$cmd.tmp" "$BIN/$cmd")
+    fi
+  done
+}
+
+build_etcd() {
+  local dir="$WORK/etcd-$ETCD_VERSION"
+  mkdir -p "$dir"
+  log "etcd $ETCD_VERSION: building"
+  cat > "$dir/go.mod" <<GOMOD
+module phoenix.local/etcdbuild
+
+go 1.25
+
+require (
+	go.etcd.io/etcd/server/v3 $ETCD_VERSION
+	go.etcd.io/etcd/api/v3 $ETCD_VERSION
+	go.etcd.io/etcd/client/pkg/v3 $ETCD_VERSION
+	go.etcd.io/etcd/client/v3 $ETCD_VERSION
+	go.etcd.io/etcd/pkg/v3 $ETCD_VERSION
+)
+GOMOD
+  cat > "$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+  (cd "$dir" && GOFLAGS=-mod=mod go mod tidy && go build -tags tools -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3 && mv "$BIN/etcd.tmp" "$BIN/etcd")
+}
+
+build_go_install() {  # name module@version
+  local name="$1" mod="$2"
+  log "$name: go install $mod"
+  GOBIN="$WORK/gobin" go install -ldflags "-s -w" "$mod"
+  mv "$WORK/gobin/$name" "$BIN/$name"
+}
+
+have kube-apiserver && have kube-controller-manager && have kube-scheduler && have kubectl || build_kubernetes
+have etcd || build_etcd
+have kwok || build_go_install kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+have helm || build_go_install helm "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
+
+# kwok's stage definitions ship inside its module; keep a concatenated copy beside the binaries.
+if [ ! -s "$BIN/kwok-stages.yaml" ]; then
+  stage_dir="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+  if [ ! -d "$stage_dir" ]; then
+    (cd "$WORK" && GOFLAGS=-mod=mod go mod download "sigs.k8s.io/kwok@$KWOK_VERSION")
+  fi
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    cat "$stage_dir/$f"; echo "---"
+  done > "$BIN/kwok-stages.yaml.tmp"
+  mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
+fi
+
+log "ready in $BIN"
+echo "$BIN"
