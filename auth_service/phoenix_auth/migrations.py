@@ -19,6 +19,7 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import threading
@@ -44,6 +45,9 @@ LOGIN_QUERY = (
 SESSION_USER_QUERY = (
     "SELECT email, name, role, team_name, disabled, password_changed_at FROM users WHERE id = $1"
 )
+
+# Which schema.sql (by checksum) this database already has.
+SCHEMA_LEDGER = "phoenix_schema_migrations"
 
 # Below this many heap pages the planner rightly prefers a sequential scan (one page read beats an
 # index descent); the verification then proves the index is *usable* with seq scans disabled.
@@ -411,17 +415,43 @@ class Migrator:
         return _AdvisoryLock(self.conn, wait, self._clock)
 
     def _apply_schema(self) -> None:
-        with self._clock.step("apply schema.sql (tables, columns, triggers)"):
-            try:
-                with self.conn.transaction():
-                    self.conn.execute(schema_sql())  # type: ignore[arg-type]  # trusted file, no params
-            except psycopg.errors.LockNotAvailable as exc:
-                raise MigrationLockTimeout(
-                    f"schema change could not lock the users table within {self.options.lock_timeout:g}s "
-                    f"(a long transaction holds it); retry, or raise --lock-timeout: {exc}"
-                ) from exc
-            except psycopg.Error as exc:
-                raise SchemaError(f"schema.sql failed: {exc}") from exc
+        """Apply schema.sql unless this exact file was already applied.
+
+        Re-running it would be harmless but not free: ALTER TABLE and CREATE TRIGGER take an
+        ACCESS EXCLUSIVE lock on `users`, which on a busy table queues behind long readers and
+        blocks logins behind itself. The ledger keeps a re-run of migrate lock-free.
+        """
+        text = schema_sql()
+        checksum = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_LEDGER} ("
+            " name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        row = self.conn.execute(
+            "SELECT checksum, applied_at, "  # noqa: S608 - constant table name
+            "to_regclass('users') IS NOT NULL AND to_regclass('phoenix_sessions') IS NOT NULL "
+            f"FROM {SCHEMA_LEDGER} WHERE name = 'schema.sql'"
+        ).fetchone()
+        if row is not None and row[0] == checksum and row[2]:
+            self._clock.say(f"schema.sql unchanged since {row[1]:%Y-%m-%d %H:%M:%S %Z}: skipped")
+        else:
+            with self._clock.step("apply schema.sql (tables, columns, triggers)"):
+                try:
+                    with self.conn.transaction():
+                        self.conn.execute(text)  # type: ignore[arg-type]  # trusted file, no params
+                        self.conn.execute(
+                            f"INSERT INTO {SCHEMA_LEDGER} (name, checksum) "  # noqa: S608 - constant
+                            "VALUES ('schema.sql', %s) ON CONFLICT (name) "
+                            "DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+                            (checksum,),
+                        )
+                except psycopg.errors.LockNotAvailable as exc:
+                    raise MigrationLockTimeout(
+                        f"schema change could not lock the users table within {self.options.lock_timeout:g}s "
+                        f"(a long transaction holds it); retry, or raise --lock-timeout: {exc}"
+                    ) from exc
+                except psycopg.Error as exc:
+                    raise SchemaError(f"schema.sql failed: {exc}") from exc
         rows = self.conn.execute(
             "SELECT reltuples::bigint, relpages FROM pg_class WHERE oid = 'users'::regclass"
         ).fetchone()
