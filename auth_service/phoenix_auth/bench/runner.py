@@ -1,0 +1,593 @@
+"""`scripts/bench` / `python -m phoenix_auth.bench`: set up data, start servers, drive load, print tables.
+
+One run measures, for the naive app and for Phoenix (same uvicorn settings, same hashing):
+login latency at several offered loads (open loop, Zipf user mix), login throughput (closed
+loop), session-validation latency at several offered loads, session and no-op throughput, the
+cache hit ratio from Phoenix's own counters, and, outside HTTP, one argon2id verify and the
+database lookups on a pool. Several runs are taken and the median of each number is published.
+Servers are child processes on free loopback ports; the load generator runs in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import dataset, loadgen, servers, wrk
+from .errors import BenchError
+from .report import machine_facts, median_tree, write_json
+from .stats import summarize_ms
+from .tables import render_all
+from .zipf import ZipfSampler
+
+DEFAULT_BASE_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
+LOGIN_PATH = "/api/auth/login"
+SESSION_PATH = "/api/auth/session"
+NOOP_PATH = "/noop"
+METRIC_RE = re.compile(r"^phoenix_cache_requests_total\{([^}]*)\}\s+([0-9.eE+-]+)$", re.M)
+
+
+@dataclass
+class Config:
+    users: int = 1_000_000
+    runs: int = 3
+    quick: bool = False
+    database: str = "phoenix_bench"
+    base_url: str = DEFAULT_BASE_URL
+    password: str | None = None
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    zipf_s: float = 1.1
+    sessions: int = 200
+    login_fractions: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.9)
+    session_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
+    login_step_s: float = 8.0
+    session_step_s: float = 5.0
+    closed_s: float = 6.0
+    warmup_s: float = 3.0
+    table_login_fraction: float = 0.5
+    table_session_rate: float = 250
+    db_samples: int = 5000
+    client: str = "auto"
+    apps: tuple[str, ...] = ("naive", "phoenix")
+    out_dir: Path = Path("docs/bench")
+    max_minutes: float = 40.0
+
+    @classmethod
+    def quick_defaults(cls, **overrides: Any) -> Config:
+        base = cls(
+            users=10_000,
+            runs=1,
+            quick=True,
+            sessions=50,
+            login_fractions=(0.05, 0.5, 0.9),
+            session_rates=(100, 500, 1000),
+            login_step_s=3.0,
+            session_step_s=2.0,
+            closed_s=3.0,
+            warmup_s=1.0,
+            db_samples=1000,
+            out_dir=Path(tempfile.gettempdir()) / "phoenix-bench-quick",
+            max_minutes=15.0,
+        )
+        for key, value in overrides.items():
+            setattr(base, key, value)
+        return base
+
+
+class Progress:
+    """Timestamped progress lines on stderr, and the overall time budget."""
+
+    def __init__(self, max_minutes: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + max_minutes * 60
+
+    def __call__(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[bench {time.strftime('%H:%M:%S')} +{elapsed:5.0f}s] {message}", file=sys.stderr, flush=True)
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise BenchError("time budget (--max-minutes) exhausted; partial results were not published")
+
+
+def login_request(email: str, password: str) -> bytes:
+    body = json.dumps({"email": email, "password": password}).encode()
+    return loadgen.encode_request(
+        "POST", LOGIN_PATH, headers=(("Content-Type", "application/json"),), body=body
+    )
+
+
+def session_request(token: str) -> bytes:
+    return loadgen.encode_request("GET", SESSION_PATH, headers=(("Authorization", f"Bearer {token}"),))
+
+
+def measure_verify(env: dict[str, str], count: int = 20) -> float:
+    """Median seconds of one argon2id verify with the service's parameters, on one thread."""
+    from ..passwords import PasswordHasher
+    from ..settings import Settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        settings = Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    hasher = PasswordHasher(settings)
+    try:
+        stored = hasher.hash("benchmark-password")
+        hasher.verify(stored, "benchmark-password")
+        samples = []
+        for _ in range(count):
+            t = time.perf_counter()
+            hasher.verify(stored, "benchmark-password")
+            samples.append(time.perf_counter() - t)
+    finally:
+        hasher.close()
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def scrape_cache_counters(port: int) -> dict[str, float] | None:
+    """phoenix_cache_requests_total by "layer_result" (summed over workers), or None if absent."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    counters: dict[str, float] = {}
+    for labels, value in METRIC_RE.findall(text):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        key = f"{parsed.get('layer', '?')}_{parsed.get('result', '?')}"
+        counters[key] = counters.get(key, 0.0) + float(value)
+    return counters or None
+
+
+def cache_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
+    """Hit ratio over a phase: (L1 hits + L2 hits) / L1 lookups, from two counter snapshots."""
+    if before is None or after is None:
+        return None
+    d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    lookups = d.get("l1_hit", 0.0) + d.get("l1_miss", 0.0)
+    hits = d.get("l1_hit", 0.0) + d.get("l2_hit", 0.0)
+    return {"counters": d, "lookups": lookups, "hit_ratio": hits / lookups if lookups else None}
+
+
+def perfect_cache_ratio(history: Sequence[str], phase: Sequence[str]) -> float | None:
+    """Hit ratio a cache that never evicts would reach on `phase`, having already seen `history`."""
+    if not phase:
+        return None
+    seen = set(history)
+    hits = 0
+    for key in phase:
+        if key in seen:
+            hits += 1
+        else:
+            seen.add(key)
+    return hits / len(phase)
+
+
+def point(result: loadgen.RunResult, *, with_db_time: bool = False) -> dict[str, Any]:
+    """One load step as published: corrected and uncorrected latency, achieved rate, errors."""
+    ok = result.ok
+    data: dict[str, Any] = {
+        "offered_rate": result.offered_rate,
+        "achieved_rate": result.achieved_rate(),
+        "completed_ok": len(ok),
+        "errors": result.errors,
+        "unfinished": result.unfinished,
+        "statuses": {str(k): v for k, v in loadgen.status_summary(result).items()},
+        "latency": _d(summarize_ms(loadgen.corrected_latency(s) for s in ok)),
+        "service_time": _d(summarize_ms(loadgen.service_time(s) for s in ok)),
+    }
+    if with_db_time:
+        db_ms, hits = [], []
+        for s in ok:
+            try:
+                perf = json.loads(s.body or b"{}").get("performance", {})
+            except ValueError:
+                continue
+            if isinstance(perf.get("databaseTime"), int | float):
+                db_ms.append(perf["databaseTime"] / 1000.0)
+            if isinstance(perf.get("cacheHits"), int | float):
+                hits.append(perf["cacheHits"])
+        data["server_db_time"] = _d(summarize_ms(db_ms))
+        data["mean_cache_hits_per_login"] = sum(hits) / len(hits) if hits else None
+    return data
+
+
+def _d(summary) -> dict | None:
+    return summary.to_dict() if summary else None
+
+
+class AppBench:
+    """All measurements of one app in one run."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        app: str,
+        port: int,
+        env: dict[str, str],
+        log: Progress,
+        sampler: ZipfSampler,
+        password: str,
+        capacity: float,
+        use_wrk: bool,
+    ) -> None:
+        self.cfg, self.app, self.port, self.env, self.log = cfg, app, port, env, log
+        self.sampler, self.password, self.capacity, self.use_wrk = sampler, password, capacity, use_wrk
+        self.sent_emails: list[str] = []
+
+    def _zipf_emails(self, count: int) -> list[str]:
+        return [dataset.email_at_rank(r) for r in self.sampler.samples(count)]
+
+    def _open(self, requests: Sequence[bytes], rate: float, duration: float, keep: bool) -> loadgen.RunResult:
+        self.log.check()
+        return loadgen.run(
+            lambda: loadgen.open_loop(
+                "127.0.0.1",
+                self.port,
+                requests,
+                rate=rate,
+                duration=duration,
+                connections=32,
+                drain_timeout=5.0,
+                keep_bodies=keep,
+            )
+        )
+
+    def _closed(
+        self, requests: Sequence[bytes], duration: float, connections: int, keep: bool = False
+    ) -> loadgen.RunResult:
+        self.log.check()
+        return loadgen.run(
+            lambda: loadgen.closed_loop(
+                "127.0.0.1",
+                self.port,
+                requests,
+                duration=duration,
+                connections=connections,
+                keep_bodies=keep,
+            )
+        )
+
+    def tokens(self) -> list[str]:
+        """Session tokens for the session mix: Phoenix via its login API, naive inserted directly."""
+        emails = [dataset.email_at_rank(r) for r in range(self.cfg.sessions)]
+        if self.app == "naive":
+            return dataset.insert_naive_sessions(self.env["DATABASE_URL"], emails)
+        tokens: list[str] = []
+        run = loadgen.run(
+            lambda: _login_all(self.port, emails, self.password, connections=2 * self.cfg.workers)
+        )
+        for body in run:
+            try:
+                tokens.append(json.loads(body)["session"]["sessionId"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        if not tokens:
+            raise BenchError(f"{self.app}: no login succeeded; check the password and the server log")
+        return tokens
+
+    def closed_http(
+        self,
+        requests: Sequence[bytes],
+        wrk_requests: Sequence[wrk.WrkRequest],
+        sequence: Sequence[int],
+        duration: float,
+    ) -> dict[str, Any]:
+        if self.use_wrk:
+            r = wrk.run_wrk(
+                f"http://127.0.0.1:{self.port}", wrk_requests, sequence, duration=duration, connections=16
+            )
+            return {
+                "client": "wrk",
+                "ok_per_s": r.ok_per_s,
+                "errors": r.non_2xx + r.socket_errors,
+                "latency_ms": r.latency_ms,
+            }
+        res = self._closed([requests[i] for i in sequence], duration, 16)
+        return {
+            "client": "python",
+            "ok_per_s": len(res.ok) / duration,
+            "errors": res.errors,
+            "latency": _d(summarize_ms(loadgen.service_time(s) for s in res.ok)),
+        }
+
+    def run(self) -> dict[str, Any]:
+        cfg, log = self.cfg, self.log
+        out: dict[str, Any] = {}
+        url = self.env["DATABASE_URL"]
+        buffers_before = dataset.buffer_stats(url)
+        tokens = self.tokens()
+        log(f"{self.app}: {len(tokens)} session tokens ready")
+        session_reqs = [session_request(t) for t in tokens]
+        token_sampler = ZipfSampler(len(tokens), cfg.zipf_s, seed=7)
+        session_seq = token_sampler.samples(20_000)
+        mixed_sessions = [session_reqs[i] for i in session_seq]
+
+        # warm-up: hash pool, DB pool, caches, JIT of nothing (it is CPython): discarded
+        warm = self._zipf_emails(max(10, int(self.capacity * cfg.warmup_s * 0.3)))
+        self.sent_emails += warm
+        self._open(
+            [login_request(e, self.password) for e in warm],
+            max(1.0, self.capacity * 0.3),
+            cfg.warmup_s,
+            False,
+        )
+        self._closed(mixed_sessions, cfg.warmup_s, 8)
+
+        sweep = []
+        for fraction in cfg.login_fractions:
+            rate = max(0.5, fraction * self.capacity)
+            emails = self._zipf_emails(max(3, round(rate * cfg.login_step_s)))
+            self.sent_emails += emails
+            res = self._open([login_request(e, self.password) for e in emails], rate, cfg.login_step_s, True)
+            p = point(res, with_db_time=True)
+            p["fraction_of_capacity"] = fraction
+            sweep.append(p)
+            lat = p["latency"] or {}
+            log(
+                f"{self.app} login {rate:6.1f}/s: p50 {lat.get('p50_ms', float('nan')):7.1f} ms  "
+                f"p99 {lat.get('p99_ms', float('nan')):7.1f} ms  ok {p['completed_ok']}  "
+                f"errors {p['errors']}"
+            )
+            time.sleep(1.0 if not p["unfinished"] else 3.0)
+        out["login_sweep"] = sweep
+
+        # login throughput, closed loop; also the steady-state cache window for user records
+        emails = self._zipf_emails(max(50, round(self.capacity * cfg.closed_s * 2)))
+        before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        res = self._closed([login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers)
+        after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        done = emails[: len(res.samples)]
+        out["login_throughput"] = len(res.ok) / cfg.closed_s
+        out["login_throughput_errors"] = res.errors
+        out["login_cache"] = cache_delta(before, after)
+        out["login_cache_perfect"] = perfect_cache_ratio(self.sent_emails, done)
+        self.sent_emails += done
+        log(
+            f"{self.app} login closed loop: {out['login_throughput']:.1f} ok/s, errors {res.errors}, "
+            f"cache {_pct((out['login_cache'] or {}).get('hit_ratio'))} "
+            f"(never-evicting cache: {_pct(out['login_cache_perfect'])})"
+        )
+        time.sleep(1.0)
+
+        sweep = []
+        for rate in cfg.session_rates:
+            count = max(1, round(rate * cfg.session_step_s))
+            reqs = [mixed_sessions[i % len(mixed_sessions)] for i in range(count)]
+            res = self._open(reqs, rate, cfg.session_step_s, False)
+            p = point(res)
+            sweep.append(p)
+            lat = p["latency"] or {}
+            log(
+                f"{self.app} session {rate:6.0f}/s: p50 {lat.get('p50_ms', float('nan')):7.2f} ms  "
+                f"p99 {lat.get('p99_ms', float('nan')):7.2f} ms  achieved {p['achieved_rate']:.0f}/s  "
+                f"errors {p['errors']}"
+            )
+            time.sleep(1.0 if not p["unfinished"] else 3.0)
+        out["session_sweep"] = sweep
+
+        wrk_sessions = [
+            wrk.WrkRequest("GET", SESSION_PATH, (("Authorization", f"Bearer {t}"),)) for t in tokens
+        ]
+        before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        out["session_closed"] = self.closed_http(session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s)
+        after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        out["session_cache"] = cache_delta(before, after)
+        out["noop_closed"] = self.closed_http(
+            [loadgen.encode_request("GET", NOOP_PATH)], [wrk.WrkRequest("GET", NOOP_PATH)], [0], cfg.closed_s
+        )
+        log(
+            f"{self.app} closed loop: session {out['session_closed']['ok_per_s']:,.0f} ok/s, "
+            f"no-op {out['noop_closed']['ok_per_s']:,.0f} ok/s ({out['session_closed']['client']}); "
+            f"session cache {_pct((out['session_cache'] or {}).get('hit_ratio'))}"
+        )
+
+        buffers_after = dataset.buffer_stats(url)
+        hit = buffers_after[0] - buffers_before[0]
+        read = buffers_after[1] - buffers_before[1]
+        out["pg_buffer_hit_ratio"] = hit / (hit + read) if hit + read else None
+        return out
+
+
+async def _login_all(port: int, emails: Sequence[str], password: str, connections: int) -> list[bytes]:
+    """Log every email in once (closed loop, bounded to 120 s); the response bodies."""
+    import asyncio
+
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for e in emails:
+        queue.put_nowait(e)
+    bodies: list[bytes] = []
+
+    async def worker() -> None:
+        conn = loadgen.HttpConnection("127.0.0.1", port)
+        try:
+            while not queue.empty():
+                email = queue.get_nowait()
+                response = await conn.request(login_request(email, password))
+                if response.status == 200:
+                    bodies.append(response.body)
+        finally:
+            conn.close()
+
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(connections))), timeout=120)
+    return bodies
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f} %"
+
+
+def one_run(
+    cfg: Config,
+    index: int,
+    env: dict[str, str],
+    log: Progress,
+    password: str,
+    redis_port: int,
+    log_dir: Path,
+    use_wrk: bool,
+) -> dict[str, Any]:
+    url = env["DATABASE_URL"]
+    log(f"run {index}/{cfg.runs}: measuring one argon2id verify")
+    verify_s = measure_verify(env)
+    capacity = cfg.workers / verify_s
+    log(
+        f"run {index}/{cfg.runs}: verify {verify_s * 1000:.1f} ms -> hash capacity {capacity:.1f} logins/s "
+        f"on {cfg.workers} cores"
+    )
+    sampler_emails = [dataset.email_at_rank(i) for i in range(min(cfg.users, 2000))]
+    db = dataset.db_latency(url, sampler_emails, cfg.db_samples)
+    log(
+        f"run {index}/{cfg.runs}: SELECT 1 p50 {db['select_1']['p50_ms']:.3f} ms, lookup p50 "
+        f"{db['phoenix_lookup']['p50_ms']:.3f} p99 {db['phoenix_lookup']['p99_ms']:.3f} ms, naive lookup p50 "
+        f"{db['naive_lookup']['p50_ms']:.1f} ms"
+    )
+    run: dict[str, Any] = {
+        "verify_ms": verify_s * 1000,
+        "hash_capacity_per_s": capacity,
+        "db": db,
+        "apps": {},
+    }
+    order = list(cfg.apps) if index % 2 else list(reversed(cfg.apps))
+    for app in order:
+        _flush_redis(redis_port)
+        port = servers.free_port()
+        server_env = dict(env)
+        if app == "phoenix":
+            server_env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prom-", dir=log_dir)
+        log(f"run {index}/{cfg.runs}: starting {app} on 127.0.0.1:{port} ({cfg.workers} workers)")
+        proc = servers.start_app(app, port, cfg.workers, server_env, log_dir)
+        try:
+            sampler = ZipfSampler(cfg.users, cfg.zipf_s, seed=index)
+            bench = AppBench(cfg, app, port, server_env, log, sampler, password, capacity, use_wrk)
+            run["apps"][app] = bench.run()
+        finally:
+            proc.stop()
+    return run
+
+
+def _flush_redis(port: int) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"FLUSHALL\r\n")
+        s.recv(64)
+
+
+def run_benchmark(cfg: Config) -> dict[str, Any]:
+    log = Progress(cfg.max_minutes)
+    facts = machine_facts()
+    log(f"machine: {facts['nproc']} cores, {facts['cpu_model']}, load {facts['loadavg_at_start']}")
+    use_wrk = cfg.client == "wrk" or (cfg.client == "auto" and wrk.available())
+    url = dataset.with_database(cfg.base_url, cfg.database)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
+    redis_proc, redis_port = servers.start_redis(log_dir)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PHOENIX_LOG_LEVEL": "WARNING",
+        "PHOENIX_SUMMARY_INTERVAL": "0",
+        "PHOENIX_WORKERS": str(cfg.workers),
+    }
+    runs = []
+    try:
+        password = dataset.ensure_seeded(url, cfg.users, env, cfg.password, log)
+        dataset.prepare_naive_tables(url, log)
+        plan = dataset.explain_lookup(url, dataset.email_at_rank(0))
+        log("login lookup plan: " + plan.splitlines()[0])
+        for i in range(1, cfg.runs + 1):
+            runs.append(one_run(cfg, i, env, log, password, redis_port, log_dir, use_wrk))
+    finally:
+        redis_proc.stop()
+    results = {
+        "machine": facts,
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "password"
+        },
+        "load_generator": "wrk (closed loop) + own asyncio client (open loop)"
+        if use_wrk
+        else "own asyncio client",
+        "lookup_plan": plan,
+        "runs": runs,
+        "median": median_tree(runs),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    write_json(cfg.out_dir / "results.json", results)
+    tables = render_all(results)
+    (cfg.out_dir / "tables.md").write_text(tables + "\n")
+    print(tables)
+    try:
+        from .plot import plot_latency
+
+        png = plot_latency(results, cfg.out_dir / "latency-vs-load.png")
+        log(f"plot written: {png}")
+    except ImportError:
+        log("matplotlib not installed (pip install -e .[bench]); no plot")
+    log(f"results: {cfg.out_dir / 'results.json'}, {cfg.out_dir / 'tables.md'}; server logs in {log_dir}")
+    return results
+
+
+def parse_args(argv: Sequence[str] | None) -> Config:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    p.add_argument("--users", type=int, help="demo users to seed (default 1,000,000; --quick: 10,000)")
+    p.add_argument("--runs", type=int, help="runs; the median is published (default 3; --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="short steps, fewer points: a smoke pass in ~2 min")
+    p.add_argument(
+        "--database", default="phoenix_bench", help="database to create and use (default phoenix_bench)"
+    )
+    p.add_argument("--password", help="demo users' password (default: parsed from seed-demo's output)")
+    p.add_argument("--workers", type=int, help="server worker processes (default: nproc)")
+    p.add_argument("--zipf-s", type=float, help="Zipf exponent of the user mix (default 1.1)")
+    p.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="closed-loop client (auto: wrk when installed)",
+    )
+    p.add_argument("--apps", default="naive,phoenix", help="comma-separated: naive,phoenix")
+    p.add_argument("--out", type=Path, help="output directory (default docs/bench; --quick: a temp dir)")
+    p.add_argument("--max-minutes", type=float, help="hard time budget for the whole benchmark")
+    args = p.parse_args(argv)
+    cfg = Config.quick_defaults() if args.quick else Config()
+    cfg.base_url = os.environ.get("DATABASE_URL", DEFAULT_BASE_URL)
+    for name in ("users", "runs", "workers", "zipf_s", "max_minutes", "password"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    if args.out is not None:
+        cfg.out_dir = args.out
+    cfg.database, cfg.client = args.database, args.client
+    cfg.apps = tuple(a for a in args.apps.split(",") if a)
+    if not set(cfg.apps) <= {"naive", "phoenix"} or not cfg.apps:
+        p.error("--apps takes naive and/or phoenix")
+    if cfg.runs < 1 or cfg.users < cfg.sessions:
+        p.error("--runs must be >= 1 and --users >= the number of session tokens")
+    return cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    try:
+        run_benchmark(cfg)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,132 @@
+"""Server processes under test: free loopback ports, start, wait until ready, stop.
+
+Every server is a child process in its own process group, stopped (SIGTERM, then SIGKILL) by
+its handle, so a benchmark never leaves anything running behind it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .errors import ServerStartError
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """One child process with its output in a log file."""
+
+    def __init__(self, name: str, cmd: Sequence[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            list(cmd), env=dict(env), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+        self._log.close()
+
+
+def wait_http(proc: Process, url: str, timeout: float = 60.0) -> None:
+    """Wait until `url` answers with any HTTP status; raise ServerStartError with the log tail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise ServerStartError(f"{proc.name} exited with {proc.proc.returncode}:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback URL we built)
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise ServerStartError(f"{proc.name} not ready at {url} after {timeout:.0f} s:\n{proc.log_tail()}")
+
+
+def start_app(app: str, port: int, workers: int, env: Mapping[str, str], log_dir: Path) -> Process:
+    """Start the naive or Phoenix app on 127.0.0.1:port and wait until /noop answers."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "phoenix_auth.bench.serve",
+        app,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    proc = Process(f"server-{app}", cmd, env, log_dir)
+    try:
+        wait_http(proc, f"http://127.0.0.1:{port}/noop")
+    except ServerStartError:
+        proc.stop()
+        raise
+    return proc
+
+
+def start_redis(log_dir: Path) -> tuple[Process, int]:
+    """A private redis-server on a free port without persistence (never the shared 6379)."""
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="phoenix-bench-redis-", dir=log_dir))
+    cmd = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data),
+    ]
+    proc = Process("redis", cmd, os.environ, log_dir)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc, port
+        except OSError:
+            time.sleep(0.1)
+    proc.stop()
+    raise ServerStartError(f"redis-server not ready on port {port}:\n{proc.log_tail()}")
