@@ -303,10 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phoenix-auth",
         description="Phoenix auth service: serve, migrate, administer users and sessions, seed demo data.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "exit codes: 0 ok, 1 failure, 2 usage/configuration, 3 database unreachable, "
-            "4 migration lock busy, 5 case-duplicate emails, 6 login index not used, "
-            "7 user not found, 8 user exists"
+            "exit codes:\n"
+            "  0 ok, 1 failure, 2 usage/configuration error, 3 database unreachable,\n"
+            "  4 migration lock busy, 5 case-duplicate emails, 6 login index not used,\n"
+            "  7 user not found, 8 user exists"
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
