@@ -1,0 +1,493 @@
+"""The Starlette application: routes, request parsing, error rendering and the resource lifespan.
+
+`create_app(settings)` builds an app whose lifespan opens the PostgreSQL pool, the Redis client,
+the invalidation listener and the password hasher, stores them on `app.state`, and closes them on
+shutdown. Nothing connects at import time. `app_from_env()` is the factory uvicorn workers import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import openapi
+from .cache import AuthCache
+from .db import Database
+from .errors import (
+    AdminDisabled,
+    AdminUnauthorized,
+    BodyTooLarge,
+    DatabaseUnavailable,
+    InternalError,
+    InvalidBody,
+    InvalidJSON,
+    MethodNotAllowed,
+    NotFound,
+    PhoenixError,
+    PoolExhausted,
+    SessionRequired,
+    Throttled,
+    UnsupportedMediaType,
+    UserNotFound,
+    error_response,
+)
+from .invalidation import InvalidationListener
+from .login import LoginService, parse_credentials
+from .logs import configure_logging
+from .metrics import Metrics
+from .passwords import PasswordHasher
+from .redislink import RedisLink
+from .sessions import Sessions
+from .settings import Settings
+from .throttle import Throttle, client_ip
+
+log = logging.getLogger("phoenix_auth.app")
+
+KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+LISTENER_START_WAIT = 3.0  # seconds start-up waits for the LISTEN connection before serving
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+# --------------------------------------------------------------------------- request helpers
+async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object, or a typed 4xx: wrong type, too large, not UTF-8 JSON, not an object."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType()
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise BodyTooLarge(f"The request body must be at most {max_bytes} bytes.")
+        except ValueError:
+            raise InvalidJSON("Invalid Content-Length header.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge(f"The request body must be at most {max_bytes} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidJSON() from None
+    if not isinstance(body, dict):
+        raise InvalidBody()
+    return body
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
+def session_token(request: Request, cookie_name: str) -> str | None:
+    """Bearer token first, then the session cookie."""
+    return bearer_token(request) or request.cookies.get(cookie_name) or None
+
+
+def peer_ip(request: Request, settings: Settings) -> str:
+    peer = request.client.host if request.client else None
+    return client_ip(peer, request.headers.get("x-forwarded-for"), settings)
+
+
+# --------------------------------------------------------------------------- endpoints
+async def login_endpoint(request: Request) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    metrics: Metrics = state.metrics
+    try:
+        body = await read_json_object(request, settings.max_body_bytes)
+        creds = parse_credentials(body, settings)
+    except PhoenixError:
+        metrics.login("bad_request")
+        raise
+    try:
+        result = await state.login.login(creds, peer_ip(request, settings), request.headers.get("user-agent"))
+    except PhoenixError as exc:
+        outcome = {
+            "INVALID_CREDENTIALS": "invalid_credentials",
+            Throttled.code: "throttled",
+            DatabaseUnavailable.code: "unavailable",
+            PoolExhausted.code: "unavailable",
+        }.get(exc.code, "error")
+        metrics.login(outcome)
+        raise
+    metrics.login("success")
+    response = JSONResponse(result.body(), headers={**NO_STORE, "Server-Timing": result.server_timing()})
+    response.set_cookie(
+        settings.cookie_name,
+        result.token,
+        max_age=settings.session_ttl,
+        path="/",
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+async def login_alias_endpoint(request: Request) -> Response:
+    """`/api/auth/login`: the same use-case as the seed's route, labelled separately in metrics."""
+    return await login_endpoint(request)
+
+
+async def session_endpoint(request: Request) -> Response:
+    state = request.app.state
+    metrics: Metrics = state.metrics
+    token = session_token(request, state.settings.cookie_name)
+    if token is None:
+        metrics.sessions.labels("missing").inc()
+        raise SessionRequired()
+    try:
+        valid = await state.sessions.validate(token)
+    except (DatabaseUnavailable, PoolExhausted):
+        metrics.sessions.labels("unavailable").inc()
+        raise
+    except PhoenixError:
+        metrics.sessions.labels("invalid").inc()
+        raise
+    metrics.sessions.labels("valid").inc()
+    return JSONResponse(
+        {
+            "user": valid.user.public(),
+            "session": {"expiresAt": int(valid.session.expires_at * 1000)},
+            "performance": {"cacheHits": valid.cache_hits},
+        },
+        headers=NO_STORE,
+    )
+
+
+async def logout_endpoint(request: Request) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    token = session_token(request, settings.cookie_name)
+    if token is None:
+        raise SessionRequired()
+    revoked = await state.sessions.revoke(token)
+    response = JSONResponse({"revoked": revoked}, headers=NO_STORE)
+    response.delete_cookie(
+        settings.cookie_name, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+    )
+    return response
+
+
+async def revoke_user_sessions_endpoint(request: Request) -> Response:
+    state = request.app.state
+    settings: Settings = state.settings
+    if settings.admin_token is None:
+        raise AdminDisabled()
+    offered = bearer_token(request) or ""
+    expected = settings.admin_token.get_secret_value()
+    if not hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
+        raise AdminUnauthorized()
+    user_id = request.path_params["user_id"]
+    revoked = await state.sessions.revoke_user(user_id)
+    if revoked is None:
+        raise UserNotFound()
+    log.info("admin revoked user sessions", extra={"fields": {"user_id": user_id, "revoked": revoked}})
+    return JSONResponse({"userId": user_id, "revoked": revoked}, headers=NO_STORE)
+
+
+async def health_endpoint(request: Request) -> Response:
+    """The seed's health JSON, with honest values from this worker."""
+    state = request.app.state
+    db: Database = state.db
+    redis: RedisLink = state.redis
+    cache: AuthCache = state.cache
+    metrics: Metrics = state.metrics
+    listener: InvalidationListener = state.listener
+    db_ok, redis_ok = await asyncio.gather(db.ping(1.0), redis.ping() if redis.configured else _false())
+    s = metrics.stats
+    pool = db.pool_stats()
+    listening = listener.connected.is_set()
+    degraded = (redis.configured and not redis_ok) or not listening
+    body = {
+        "status": "unhealthy" if not db_ok else ("degraded" if degraded else "healthy"),
+        "database": {
+            "healthy": db_ok,
+            "metrics": {
+                "totalQueries": s.db_queries,
+                "averageQueryTime": round(s.db_seconds / s.db_queries * 1000, 3) if s.db_queries else 0,
+                "slowQueries": s.db_slow_queries,
+                "errors": s.db_errors,
+                "activeConnections": pool["in_use"],
+                "idleConnections": pool["idle"],
+                "waitingRequests": pool["waiting"],
+                "poolSize": pool["size"],
+                "maxConnections": pool["max"],
+                "poolTimeouts": pool["timeouts"],
+                "connectionErrors": pool["connection_errors"],
+            },
+        },
+        "cache": {
+            "metrics": {
+                "l1Hits": s.cache["l1_hit"],
+                "l1Misses": s.cache["l1_miss"],
+                "l2Hits": s.cache["l2_hit"],
+                "l2Misses": s.cache["l2_miss"],
+                "l2Errors": s.cache["l2_error"],
+                "hitRatio": s.hit_ratio(),
+            },
+            "stats": {
+                **cache.stats(),
+                "redis": {"configured": redis.configured, "healthy": redis_ok},
+                "listener": {
+                    "connected": listening,
+                    "reconnects": listener.reconnects,
+                    "notifications": listener.received,
+                },
+                "degraded": degraded,
+                "degradedOperations": s.degraded,
+            },
+        },
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    return JSONResponse(body, status_code=200 if db_ok else 503, headers=NO_STORE)
+
+
+async def _false() -> bool:
+    return False
+
+
+async def healthz_endpoint(request: Request) -> Response:
+    """Liveness: the process and its event loop answer. Dependencies are not checked here."""
+    return JSONResponse({"status": "ok"}, headers=NO_STORE)
+
+
+async def readyz_endpoint(request: Request) -> Response:
+    """Readiness: PostgreSQL answers. Redis and the listener are reported but never make us unready
+    (we serve from PostgreSQL without them)."""
+    state = request.app.state
+    db_ok = await state.db.ping(1.0)
+    body = {
+        "ready": db_ok,
+        "database": db_ok,
+        "redis": state.redis.healthy if state.redis.configured else None,
+        "listener": state.listener.connected.is_set(),
+    }
+    return JSONResponse(body, status_code=200 if db_ok else 503, headers=NO_STORE)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    state = request.app.state
+    if not state.settings.enable_monitoring:
+        raise NotFound("Monitoring is disabled (PHOENIX_ENABLE_MONITORING=false).")
+    metrics: Metrics = state.metrics
+    p = state.db.pool_stats()
+    metrics.set_pool(p["in_use"], p["idle"], p["waiting"])
+    payload, content_type = metrics.render()
+    return Response(payload, media_type=content_type)
+
+
+async def openapi_endpoint(request: Request) -> Response:
+    return JSONResponse(openapi.document(request.app.state.settings))
+
+
+# --------------------------------------------------------------------------- errors and metrics
+async def _phoenix_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PhoenixError)
+    return error_response(exc)
+
+
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        response = error_response(MethodNotAllowed())
+        if exc.headers and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    if exc.status_code == 404:
+        return error_response(NotFound())
+    return error_response(InternalError())
+
+
+class MetricsMiddleware:
+    """Times every HTTP request by route template, and turns an unexpected exception into a 500 JSON error."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: dict[Callable[..., Any], str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"path": scope.get("path", "")[:200]}})
+            if not started:
+                await error_response(InternalError())(scope, receive, send_wrapper)
+        finally:
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+            route = self.routes.get(scope.get("endpoint"), "unmatched")  # type: ignore[arg-type]
+            self.metrics.request(route, method, status, time.perf_counter() - start)
+
+
+# --------------------------------------------------------------------------- lifespan
+async def _periodic(interval: float, fn: Callable[[], Awaitable[None] | None]) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                await result
+        except Exception:
+            log.exception("periodic task failed")
+
+
+def _summary_line(app: Starlette) -> None:
+    """The seed's periodic monitoring line: one compact JSON log record."""
+    state = app.state
+    s = state.metrics.stats
+    pool = state.db.pool_stats()
+    log.info(
+        "phoenix summary",
+        extra={
+            "fields": {
+                "requests": s.requests,
+                "avg_request_ms": round(s.request_seconds / s.requests * 1000, 3) if s.requests else 0,
+                "server_errors": s.server_errors,
+                "logins_ok": s.logins_ok,
+                "logins_failed": s.logins_failed,
+                "db_queries": s.db_queries,
+                "avg_db_ms": round(s.db_seconds / s.db_queries * 1000, 3) if s.db_queries else 0,
+                "slow_queries": s.db_slow_queries,
+                "cache_hit_ratio": s.hit_ratio(),
+                "pool_in_use": pool["in_use"],
+                "pool_idle": pool["idle"],
+                "pool_waiting": pool["waiting"],
+                "degraded": s.degraded,
+                "invalidations": s.invalidations,
+            }
+        },
+    )
+
+
+def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = app.state
+        metrics: Metrics = state.metrics
+        db = Database(settings, metrics)
+        await db.open()
+        redis = RedisLink(settings, metrics)
+        cache = AuthCache(settings, redis, metrics)
+        hasher = PasswordHasher(settings)
+        throttle = Throttle(settings, redis)
+        sessions = Sessions(settings, db, cache, metrics)
+        listener = InvalidationListener(settings, cache, metrics)
+        state.db, state.redis, state.cache, state.hasher = db, redis, cache, hasher
+        state.throttle, state.sessions, state.listener = throttle, sessions, listener
+        state.login = LoginService(settings, db, cache, hasher, throttle, sessions, metrics)
+        listener.start()
+        tasks = [
+            asyncio.create_task(
+                _periodic(
+                    1.0,
+                    lambda: metrics.set_pool(*(db.pool_stats()[k] for k in ("in_use", "idle", "waiting"))),
+                )
+            )
+        ]
+        if settings.enable_monitoring and settings.summary_interval > 0:
+            tasks.append(
+                asyncio.create_task(_periodic(settings.summary_interval, lambda: _summary_line(app)))
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.connected.wait(), LISTENER_START_WAIT)
+        log.info(
+            "phoenix-auth started",
+            extra={
+                "fields": {
+                    "pool_max": settings.max_db_connections,
+                    "redis": redis.configured,
+                    "listener": listener.connected.is_set(),
+                }
+            },
+        )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await listener.stop()
+            await cache.close()
+            await redis.close()
+            await db.close()
+            hasher.close()
+            metrics.close()
+
+    return lifespan
+
+
+# --------------------------------------------------------------------------- factory
+ROUTES: tuple[tuple[str, Callable[[Request], Awaitable[Response]], list[str]], ...] = (
+    ("/api/auth/phoenix", login_endpoint, ["POST"]),
+    ("/api/auth/login", login_alias_endpoint, ["POST"]),
+    ("/api/auth/session", session_endpoint, ["GET"]),
+    ("/api/auth/logout", logout_endpoint, ["POST"]),
+    ("/api/auth/admin/users/{user_id}/revoke-sessions", revoke_user_sessions_endpoint, ["POST"]),
+    ("/api/phoenix/health", health_endpoint, ["GET"]),
+    ("/healthz", healthz_endpoint, ["GET"]),
+    ("/readyz", readyz_endpoint, ["GET"]),
+    ("/metrics", metrics_endpoint, ["GET"]),
+    ("/openapi.json", openapi_endpoint, ["GET"]),
+)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the ASGI app; resources are opened by its lifespan, not here."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    metrics = Metrics()
+    routes = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES]
+    route_names: dict[Callable[..., Any], str] = {endpoint: path for path, endpoint, _ in ROUTES}
+    app = Starlette(
+        routes=routes,
+        exception_handlers={PhoenixError: _phoenix_error_handler, HTTPException: _http_exception_handler},
+        lifespan=_make_lifespan(settings),
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=route_names)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    return app
+
+
+def app_from_env() -> Starlette:
+    """uvicorn factory for worker processes: each worker builds its one Settings from the environment."""
+    return create_app(Settings())

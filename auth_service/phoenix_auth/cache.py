@@ -1,0 +1,266 @@
+"""Two cache layers in front of PostgreSQL: L1 in-process (TTL + LRU) and L2 Redis.
+
+What lives where, and why:
+- L1 keys `e:<lower email>` (user record WITH its password hash, for login), `u:<id>` (user
+  record, for session checks) and `s:<sha256 hex>` (session record). An L1 hit does no I/O.
+- L2 keys `phoenix:u:<id>` and `phoenix:s:<sha256 hex>`, compact JSON arrays. L2 never holds a
+  password hash: login only needs the hash on an L1 miss, and then one index-only lookup in
+  PostgreSQL (~0.2 ms) is noise next to the argon2id verify (~16 ms), so keeping hashes out of
+  Redis costs nothing measurable while a Redis dump or a shared Redis leaks no hashes.
+  The hot path (session validation) never needs a hash and uses L1 -> L2 -> PostgreSQL.
+
+Correctness under outside writes (see invalidation.py):
+- Every invalidation bumps `generation`; a value read from PostgreSQL is stored only if no
+  invalidation happened since the read began (`fill_*(..., generation)`), so a NOTIFY racing a
+  fill cannot leave a stale entry behind.
+- The caches are used only while the LISTEN connection is up (`listening`). While it is down,
+  every lookup goes to PostgreSQL (counted as degraded) and nothing is filled; on (re)connect L1 is
+  cleared and this process's L2 namespace is swept before L2 is used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from .metrics import Metrics
+from .records import SessionRecord, UserRecord
+from .redislink import UNAVAILABLE, RedisLink
+from .settings import Settings
+
+log = logging.getLogger("phoenix_auth.cache")
+
+L2_PREFIX = "phoenix:"
+
+
+class L1Cache:
+    """A bounded dict with per-entry expiry and least-recently-used eviction. Not thread-safe
+    (one event loop per process touches it)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: str) -> Any:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[0] < time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    def set(self, key: str, value: Any, ttl: float) -> None:
+        if self.max_entries <= 0 or ttl <= 0:
+            return
+        self._data[key] = (time.monotonic() + ttl, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def delete(self, *keys: str) -> None:
+        for key in keys:
+            self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class AuthCache:
+    """L1 + L2 for user records and sessions, with invalidation hooks for the listener."""
+
+    def __init__(self, settings: Settings, redis: RedisLink, metrics: Metrics) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._metrics = metrics
+        self.l1 = L1Cache(settings.l1_max_entries if settings.enable_auth_cache else 0)
+        self.ttl = float(settings.cache_ttl)
+        self.l1_enabled = settings.enable_auth_cache and settings.l1_max_entries > 0
+        self.l2_enabled = settings.enable_query_cache and redis.configured
+        self.generation = 0
+        self.listening = False  # set by the invalidation listener
+        self._l2_swept = False  # L2 is used only after a sweep following the latest (re)connect
+        self._sweep_task: asyncio.Task[None] | None = None
+
+    # --- gates ---
+    @property
+    def use_l1(self) -> bool:
+        return self.l1_enabled and self.listening
+
+    @property
+    def use_l2(self) -> bool:
+        return self.l2_enabled and self.listening and self._l2_swept and self._redis.available()
+
+    def degraded_lookup(self) -> None:
+        """A lookup that would have used the caches went to PostgreSQL because the listener is down."""
+        if (self.l1_enabled or self.l2_enabled) and not self.listening:
+            self._metrics.degrade("listener")
+
+    # --- users ---
+    def user_by_email_l1(self, email: str) -> UserRecord | None:
+        """Login lookup: L1 only (L2 holds no hashes)."""
+        if not self.use_l1:
+            self.degraded_lookup()
+            return None
+        record = self.l1.get("e:" + email)
+        self._metrics.cache("l1", "miss" if record is None else "hit")
+        return record
+
+    def fill_login_record(self, record: UserRecord, generation: int) -> None:
+        if self.use_l1 and generation == self.generation:
+            self.l1.set("e:" + record.email.lower(), record, self.ttl)
+
+    async def user_by_id(self, user_id: str) -> tuple[UserRecord | None, int]:
+        """Session-check lookup: L1 then L2. Returns (record or None, cache hits)."""
+        if self.use_l1:
+            record = self.l1.get("u:" + user_id)
+            self._metrics.cache("l1", "miss" if record is None else "hit")
+            if record is not None:
+                return record, 1
+        if self.use_l2:
+            generation = self.generation
+            raw = await self._redis.call(lambda c: c.get(L2_PREFIX + "u:" + user_id))
+            if raw is UNAVAILABLE:
+                self._metrics.cache("l2", "error")
+            elif raw is None:
+                self._metrics.cache("l2", "miss")
+            else:
+                self._metrics.cache("l2", "hit")
+                record = UserRecord.from_l2(raw)
+                if self.use_l1 and generation == self.generation:
+                    self.l1.set("u:" + user_id, record, self.ttl)
+                return record, 1
+        return None, 0
+
+    async def fill_user(self, record: UserRecord, generation: int) -> None:
+        stripped = record.without_hash()
+        if self.use_l1 and generation == self.generation:
+            self.l1.set("u:" + record.id, stripped, self.ttl)
+        if self.use_l2 and generation == self.generation:
+            payload = stripped.to_l2()
+            await self._redis.call(lambda c: c.set(L2_PREFIX + "u:" + record.id, payload, ex=int(self.ttl)))
+
+    # --- sessions ---
+    async def session(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
+        if self.use_l1:
+            record = self.l1.get("s:" + hex_hash)
+            self._metrics.cache("l1", "miss" if record is None else "hit")
+            if record is not None:
+                return record, 1
+        if self.use_l2:
+            generation = self.generation
+            raw = await self._redis.call(lambda c: c.get(L2_PREFIX + "s:" + hex_hash))
+            if raw is UNAVAILABLE:
+                self._metrics.cache("l2", "error")
+            elif raw is None:
+                self._metrics.cache("l2", "miss")
+            else:
+                self._metrics.cache("l2", "hit")
+                record = SessionRecord.from_l2(raw)
+                if self.use_l1 and generation == self.generation:
+                    self.l1.set("s:" + hex_hash, record, self._session_ttl(record))
+                return record, 1
+        return None, 0
+
+    def _session_ttl(self, record: SessionRecord) -> float:
+        return min(self.ttl, record.expires_at - time.time())
+
+    async def fill_session(self, hex_hash: str, record: SessionRecord, generation: int) -> None:
+        ttl = self._session_ttl(record)
+        if ttl <= 0:
+            return
+        if self.use_l1 and generation == self.generation:
+            self.l1.set("s:" + hex_hash, record, ttl)
+        if self.use_l2 and generation == self.generation:
+            payload = record.to_l2()
+            await self._redis.call(lambda c: c.set(L2_PREFIX + "s:" + hex_hash, payload, ex=max(1, int(ttl))))
+
+    # --- invalidation ---
+    async def invalidate_user(self, user_id: str | None, email: str | None) -> None:
+        self.generation += 1
+        keys = []
+        if email:
+            self.l1.delete("e:" + email.lower())
+        if user_id:
+            self.l1.delete("u:" + user_id)
+            keys.append(L2_PREFIX + "u:" + user_id)
+        if keys and self.l2_enabled:
+            await self._redis.call(lambda c: c.unlink(*keys))
+
+    async def invalidate_session(self, hex_hash: str) -> None:
+        self.generation += 1
+        self.l1.delete("s:" + hex_hash)
+        if self.l2_enabled:
+            await self._redis.call(lambda c: c.unlink(L2_PREFIX + "s:" + hex_hash))
+
+    def listener_down(self) -> None:
+        """Stop serving from caches: notifications may be lost from now on."""
+        self.listening = False
+        self._l2_swept = False
+        self.generation += 1
+        self.l1.clear()
+
+    def listener_up(self) -> None:
+        """Notifications flow again: start from an empty L1 and sweep L2 before trusting it."""
+        self.generation += 1
+        self.l1.clear()
+        self.listening = True
+        if self.l2_enabled:
+            if self._sweep_task is None or self._sweep_task.done():
+                self._sweep_task = asyncio.create_task(self._sweep_l2(), name="phoenix-l2-sweep")
+        else:
+            self._l2_swept = True
+
+    async def _sweep_l2(self) -> None:
+        """Delete our L2 keys (they may have missed invalidations while nobody listened).
+
+        Runs until one full SCAN pass succeeds; a Redis outage restarts the pass a second later.
+        Until then this process does not read L2 (it serves from PostgreSQL)."""
+        while self.listening:
+            deleted = await self._sweep_pass()
+            if deleted is not None:
+                self._metrics.invalidations.labels("flush").inc()
+                log.info("L2 swept after listener connect", extra={"fields": {"deleted": deleted}})
+                self._l2_swept = self.listening
+                return
+            await asyncio.sleep(1.0)
+
+    async def _sweep_pass(self) -> int | None:
+        cursor: Any = 0
+        deleted = 0
+        while True:
+            result = await self._redis.call(
+                lambda c, cursor=cursor: c.scan(cursor, match=L2_PREFIX + "[us]:*", count=1000)
+            )
+            if result is UNAVAILABLE:
+                return None
+            cursor, keys = result
+            if keys:
+                if await self._redis.call(lambda c, keys=keys: c.unlink(*keys)) is UNAVAILABLE:
+                    return None
+                deleted += len(keys)
+            if cursor == 0:
+                return deleted
+
+    async def close(self) -> None:
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "l1Entries": len(self.l1),
+            "l1MaxEntries": self.l1.max_entries,
+            "l1Enabled": self.l1_enabled,
+            "l2Enabled": self.l2_enabled,
+            "ttlSeconds": self.ttl,
+            "listening": self.listening,
+            "l2Ready": self._l2_swept,
+            "generation": self.generation,
+        }

@@ -1,0 +1,276 @@
+"""PostgreSQL access: one psycopg_pool AsyncConnectionPool per process and every query the service runs.
+
+- Pool size `PHOENIX_MAX_DB_CONNECTIONS`; a request waits at most `db_pool_timeout` for a
+  connection and then gets a typed error: `PoolExhausted` (all connections busy) or
+  `DatabaseUnavailable` (the pool cannot connect). Both become 503 with `Retry-After`.
+- While the database is known to be down, waits are cut to `DOWN_WAIT` so clients get a fast
+  503 instead of queueing; the pool keeps reconnecting in the background and recovers by itself.
+- Every connection is autocommit, prepares statements on first use (`prepare_threshold=0`), and
+  has `statement_timeout` set at connect time, so a stuck query cannot hold a connection forever.
+- The login lookup selects only the columns of `idx_users_email_auth_covering` so PostgreSQL can
+  answer it with an index-only scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from .errors import DatabaseUnavailable, PhoenixError, PoolExhausted
+from .metrics import Metrics
+from .records import SessionRecord, UserRecord
+from .settings import Settings
+
+log = logging.getLogger("phoenix_auth.db")
+
+DOWN_WAIT = 0.25  # seconds a request waits for a connection while the database is known down
+
+# The covering index's columns, nothing else (index-only scan).
+SQL_AUTH_RECORD = (
+    "SELECT id, email, name, role, hashed_password, team_name, disabled, password_changed_at "
+    "FROM users WHERE lower(email) = %s"
+)
+SQL_USER_BY_ID = (
+    "SELECT id, email, name, role, hashed_password, team_name, disabled, password_changed_at "
+    "FROM users WHERE id = %s"
+)
+# Creating the session re-checks, in the same statement, that the user is still enabled and still
+# has the hash we verified against: a login can never succeed from a stale cache entry.
+SQL_INSERT_SESSION = (
+    "WITH u AS (SELECT id, email, name, role, team_name FROM users "
+    "WHERE id = %s AND NOT disabled AND hashed_password = %s), "
+    "ins AS (INSERT INTO phoenix_sessions (token_hash, user_id, expires_at, client_ip, user_agent) "
+    "SELECT %s, u.id, to_timestamp(%s), %s::inet, %s FROM u RETURNING user_id) "
+    "SELECT u.email, u.name, u.role, u.team_name FROM u JOIN ins ON ins.user_id = u.id"
+)
+SQL_SESSION = (
+    "SELECT s.user_id, s.expires_at, s.revoked_at IS NOT NULL, "
+    "u.id, u.email, u.name, u.role, u.team_name, u.disabled, u.password_changed_at "
+    "FROM phoenix_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = %s"
+)
+SQL_REVOKE_SESSION = (
+    "UPDATE phoenix_sessions SET revoked_at = now() "
+    "WHERE token_hash = %s AND revoked_at IS NULL RETURNING user_id"
+)
+SQL_REVOKE_USER_SESSIONS = (
+    "UPDATE phoenix_sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL"
+)
+SQL_USER_EXISTS = "SELECT 1 FROM users WHERE id = %s"
+SQL_REHASH = (
+    "UPDATE users SET hashed_password = %s, updated_at = now() WHERE id = %s AND hashed_password = %s"
+)
+SQL_PING = "SELECT 1"
+
+
+def _epoch(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else 0.0
+
+
+def _user(row: tuple[Any, ...]) -> UserRecord:
+    return UserRecord(
+        id=row[0],
+        email=row[1],
+        name=row[2],
+        role=row[3],
+        hashed_password=row[4],
+        team_name=row[5],
+        disabled=bool(row[6]),
+        password_changed_at=_epoch(row[7]),
+    )
+
+
+class Database:
+    """The process's connection pool plus typed query methods; opened and closed by the app lifespan."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self.healthy = False
+        self.last_error: str | None = None
+        db = self
+
+        class _TrackedConnection(AsyncConnection):  # type: ignore[type-arg]
+            """Records connect success/failure so we know when the database is down."""
+
+            @classmethod
+            async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    conn = await super().connect(*args, **kwargs)
+                except psycopg.Error as exc:
+                    db._mark_down(exc)
+                    raise
+                db._mark_up()
+                return conn
+
+        self.pool = AsyncConnectionPool(
+            settings.database_url.get_secret_value(),
+            min_size=settings.min_db_connections,
+            max_size=settings.max_db_connections,
+            timeout=settings.db_pool_timeout,
+            open=False,
+            name="phoenix",
+            connection_class=_TrackedConnection,
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 0,
+                "connect_timeout": 3,
+                "application_name": "phoenix-auth",
+                "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            },
+            reconnect_timeout=float("inf"),
+            max_idle=600,
+        )
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.healthy or self.last_error is None:
+            log.warning("database unreachable", extra={"fields": {"error": type(exc).__name__}})
+        self.healthy = False
+        self.last_error = type(exc).__name__
+        self._metrics.dependency_up.labels("database").set(0)
+
+    def _mark_up(self) -> None:
+        if not self.healthy:
+            log.info("database reachable")
+            self.healthy = True
+            self._metrics.dependency_up.labels("database").set(1)
+
+    async def open(self) -> None:
+        """Start the pool without waiting: the service starts (and answers 503) even if PostgreSQL is down."""
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close(timeout=2)
+
+    def pool_stats(self) -> dict[str, int]:
+        stats = self.pool.get_stats()
+        size = stats.get("pool_size", 0)
+        available = stats.get("pool_available", 0)
+        return {
+            "in_use": max(0, size - available),
+            "idle": available,
+            "waiting": stats.get("requests_waiting", 0),
+            "size": size,
+            "max": self._settings.max_db_connections,
+            "requests": stats.get("requests_num", 0),
+            "timeouts": stats.get("requests_errors", 0),
+            "connection_errors": stats.get("connections_errors", 0),
+        }
+
+    def _timeout_error(self) -> PhoenixError:
+        stats = self.pool.get_stats()
+        if self.healthy and stats.get("pool_size", 0) >= self._settings.max_db_connections:
+            return PoolExhausted(retry_after=self._settings.db_pool_timeout)
+        return DatabaseUnavailable(retry_after=2)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:  # type: ignore[type-arg]
+        """A pooled connection, or a typed 503 error within a bounded time."""
+        wait = (
+            self._settings.db_pool_timeout if self.healthy else min(DOWN_WAIT, self._settings.db_pool_timeout)
+        )
+        try:
+            async with self.pool.connection(timeout=wait) as conn:
+                yield conn
+        except PoolTimeout:
+            raise self._timeout_error() from None
+        except PoolClosed:
+            raise DatabaseUnavailable("The service is shutting down.", retry_after=1) from None
+        except psycopg.OperationalError as exc:
+            self._mark_down(exc)
+            raise DatabaseUnavailable(retry_after=2) from None
+
+    async def _fetch(self, name: str, sql: str, params: tuple[Any, ...], many: bool = False) -> Any:
+        start = time.perf_counter()
+        ok = False
+        try:
+            async with self.connection() as conn:
+                cur = await conn.execute(sql, params)
+                result = (
+                    (await cur.fetchall()) if many else (await cur.fetchone() if cur.description else None)
+                )
+                ok = True
+                if not self.healthy:
+                    self._mark_up()
+                return result
+        finally:
+            self._metrics.db(name, time.perf_counter() - start, ok)
+
+    async def _execute(self, name: str, sql: str, params: tuple[Any, ...]) -> int:
+        start = time.perf_counter()
+        ok = False
+        try:
+            async with self.connection() as conn:
+                cur = await conn.execute(sql, params)
+                ok = True
+                return cur.rowcount
+        finally:
+            self._metrics.db(name, time.perf_counter() - start, ok)
+
+    # --- queries ---
+    async def auth_record(self, email_lower: str) -> UserRecord | None:
+        row = await self._fetch("auth_record", SQL_AUTH_RECORD, (email_lower,))
+        return _user(row) if row else None
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        row = await self._fetch("user_by_id", SQL_USER_BY_ID, (user_id,))
+        return _user(row) if row else None
+
+    async def insert_session(
+        self,
+        token_hash: bytes,
+        user_id: str,
+        expected_hash: str,
+        expires_at: float,
+        client_ip: str | None,
+        user_agent: str | None,
+    ) -> tuple[str, str | None, str, str | None] | None:
+        """Insert a session if the user is enabled and still has `expected_hash`; return fresh profile."""
+        row = await self._fetch(
+            "insert_session",
+            SQL_INSERT_SESSION,
+            (user_id, expected_hash, token_hash, expires_at, client_ip, (user_agent or "")[:512]),
+        )
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    async def session(self, token_hash: bytes) -> tuple[SessionRecord, UserRecord] | None:
+        row = await self._fetch("session", SQL_SESSION, (token_hash,))
+        if not row:
+            return None
+        session = SessionRecord(user_id=row[0], expires_at=_epoch(row[1]), revoked=bool(row[2]))
+        return session, _user((*row[3:7], None, *row[7:]))
+
+    async def revoke_session(self, token_hash: bytes) -> bool:
+        row = await self._fetch("revoke_session", SQL_REVOKE_SESSION, (token_hash,))
+        return row is not None
+
+    async def revoke_user_sessions(self, user_id: str) -> int | None:
+        """Revoke every live session of a user; None when the user does not exist."""
+        if await self._fetch("user_exists", SQL_USER_EXISTS, (user_id,)) is None:
+            return None
+        return await self._execute("revoke_user_sessions", SQL_REVOKE_USER_SESSIONS, (user_id,))
+
+    async def rehash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
+        return await self._execute("rehash", SQL_REHASH, (new_hash, user_id, old_hash)) == 1
+
+    async def ping(self, wait: float = 1.0) -> bool:
+        """True when a `SELECT 1` succeeds after at most `wait` seconds for a connection."""
+        start = time.perf_counter()
+        try:
+            async with self.pool.connection(timeout=wait) as conn:
+                await conn.execute(SQL_PING)
+        except (PoolTimeout, PoolClosed, psycopg.Error) as exc:
+            if isinstance(exc, psycopg.OperationalError):
+                self._mark_down(exc)
+            return False
+        finally:
+            self._metrics.db("ping", time.perf_counter() - start)
+        self._mark_up()
+        return True

@@ -1,0 +1,125 @@
+"""LISTEN `phoenix_invalidate` on a dedicated connection and drop cache entries on every notification.
+
+The schema's triggers NOTIFY on every UPDATE/DELETE of `users` (by Phoenix or any other app) and
+of `phoenix_sessions`, so each replica learns of a password change, disable, role change,
+delete or session revocation within milliseconds of the commit.
+
+The connection is not from the pool (a pooled connection would be borrowed forever and could be
+reset). It reconnects forever with capped exponential backoff plus jitter. While it is down the
+caches are bypassed (`AuthCache.listener_down`), and on every (re)connect L1 is cleared and L2 swept
+(`AuthCache.listener_up`), because notifications sent while nobody listened are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+
+import psycopg
+
+from .cache import AuthCache
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger("phoenix_auth.invalidation")
+
+CHANNEL = "phoenix_invalidate"
+BACKOFF_START = 0.1
+BACKOFF_MAX = 5.0
+KEEPALIVE_SECONDS = 10.0  # a silent connection is probed this often, so a dead one is noticed
+
+
+class InvalidationListener:
+    """Background task owning one LISTEN connection."""
+
+    def __init__(self, settings: Settings, cache: AuthCache, metrics: Metrics) -> None:
+        self._settings = settings
+        self._cache = cache
+        self._metrics = metrics
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.received = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="phoenix-invalidation-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = BACKOFF_START
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._settings.database_url.get_secret_value(),
+                    autocommit=True,
+                    connect_timeout=3,
+                    application_name="phoenix-auth-listener",
+                )
+            except psycopg.Error as exc:
+                log.warning(
+                    "invalidation listener cannot connect",
+                    extra={"fields": {"error": type(exc).__name__, "retry_in": round(delay, 2)}},
+                )
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(BACKOFF_MAX, delay * 2)
+                continue
+            try:
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._cache.listener_up()
+                    self.connected.set()
+                    self._metrics.dependency_up.labels("listener").set(1)
+                    log.info(
+                        "invalidation listener connected", extra={"fields": {"reconnects": self.reconnects}}
+                    )
+                    delay = BACKOFF_START
+                    await self._consume(conn)
+            except psycopg.Error as exc:
+                log.warning(
+                    "invalidation listener lost its connection",
+                    extra={"fields": {"error": type(exc).__name__}},
+                )
+            finally:
+                self.connected.clear()
+                self._cache.listener_down()
+                self._metrics.dependency_up.labels("listener").set(0)
+            self.reconnects += 1
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(BACKOFF_MAX, delay * 2)
+
+    async def _consume(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+        """Handle notifications; probe the connection when it has been silent for a while."""
+        while True:
+            async for notify in conn.notifies(timeout=KEEPALIVE_SECONDS):
+                await self.handle(notify.payload)
+            await conn.execute("SELECT 1")
+
+    async def handle(self, payload: str) -> None:
+        """Apply one notification payload (JSON from the schema's triggers)."""
+        self.received += 1
+        try:
+            message = json.loads(payload)
+            kind = message.get("kind")
+        except (ValueError, AttributeError):
+            log.warning("ignored malformed invalidation payload")
+            return
+        if kind == "user":
+            await self._cache.invalidate_user(message.get("id"), message.get("email"))
+            self._metrics.invalidations.labels("user").inc()
+        elif kind == "session":
+            hex_hash = message.get("hash")
+            if isinstance(hex_hash, str):
+                await self._cache.invalidate_session(hex_hash)
+                self._metrics.invalidations.labels("session").inc()
+        elif kind == "flush":
+            self._cache.listener_up()
+            self._metrics.invalidations.labels("flush").inc()
+        self._metrics.stats.invalidations += 1

@@ -1,0 +1,181 @@
+"""The login use-case: validate input, throttle, look up, verify, rehash, open a session.
+
+Enumeration and timing safety: an unknown email, a disabled account, an account without a
+password and a wrong password all end in the same `InvalidCredentials` after the same work —
+one throttle read, one lookup, one argon2id verify (a dummy verify against a hash with our
+parameters when there is no usable hash), one throttle write. No fixed sleeps.
+
+Cache safety: the user record may come from L1, but the session INSERT re-checks in PostgreSQL,
+in the same statement, that the user is still enabled and still has the hash we verified
+against. A stale cache entry therefore can never let a disabled user in or accept an old
+password; it only costs one retry from the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .cache import AuthCache
+from .db import Database
+from .errors import InvalidCredentials, InvalidEmail, InvalidFieldType, MissingField, PasswordTooLong
+from .metrics import Metrics
+from .passwords import PasswordHasher
+from .records import UserRecord
+from .sessions import Sessions
+from .settings import Settings
+from .throttle import Throttle
+
+MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    email: str  # stripped and lower-cased
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    user: UserRecord
+    token: str
+    expires_at: float  # epoch seconds
+    security_risk: float
+    total_ms: float
+    database_ms: float
+    verify_ms: float
+    cache_hits: int
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "user": self.user.public(),
+            "session": {
+                "sessionId": self.token,
+                "expiresAt": int(self.expires_at * 1000),
+                "securityRisk": self.security_risk,
+            },
+            "performance": {
+                "totalTime": round(self.total_ms, 2),
+                "databaseTime": round(self.database_ms, 2),
+                "cacheHits": self.cache_hits,
+            },
+        }
+
+    def server_timing(self) -> str:
+        return (
+            f"db;dur={self.database_ms:.2f}, verify;dur={self.verify_ms:.2f}, "
+            f'cache;desc="hits={self.cache_hits}", total;dur={self.total_ms:.2f}'
+        )
+
+
+def _utf8_len(value: str) -> int:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates from JSON "\ud800"
+        return -1
+
+
+def parse_credentials(body: object, settings: Settings) -> Credentials:
+    """Check the JSON object's fields; every problem is a typed 400 raised before any hashing."""
+    assert isinstance(body, dict)
+    for name in ("email", "password"):
+        if name not in body or body[name] is None:
+            raise MissingField(f"The field '{name}' is required.")
+        if not isinstance(body[name], str):
+            raise InvalidFieldType(f"The field '{name}' must be a string.")
+    email, password = body["email"].strip(), body["password"]
+    if not email:
+        raise MissingField("The field 'email' is required.")
+    if not password:
+        raise MissingField("The field 'password' is required.")
+    size = _utf8_len(password)
+    if size < 0:
+        raise InvalidFieldType("The field 'password' must be valid Unicode text.")
+    if size > settings.max_password_bytes:
+        raise PasswordTooLong(f"The password must be at most {settings.max_password_bytes} bytes.")
+    if (
+        len(email) > MAX_EMAIL_LENGTH
+        or _utf8_len(email) < 0
+        or email.count("@") != 1
+        or email.startswith("@")
+        or email.endswith("@")
+        or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in email)
+    ):
+        raise InvalidEmail()
+    return Credentials(email=email.lower(), password=password)
+
+
+class LoginService:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        cache: AuthCache,
+        hasher: PasswordHasher,
+        throttle: Throttle,
+        sessions: Sessions,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._cache = cache
+        self._hasher = hasher
+        self._throttle = throttle
+        self._sessions = sessions
+        self._metrics = metrics
+
+    async def login(self, creds: Credentials, client_ip: str, user_agent: str | None) -> LoginResult:
+        start = time.perf_counter()
+        state = await self._throttle.check(creds.email, client_ip)
+        db_seconds = 0.0
+        verify_seconds = 0.0
+        hits = 0
+        for attempt in range(2):
+            generation = self._cache.generation
+            record = self._cache.user_by_email_l1(creds.email) if attempt == 0 else None
+            if record is not None:
+                hits += 1
+            else:
+                t = time.perf_counter()
+                record = await self._db.auth_record(creds.email)
+                db_seconds += time.perf_counter() - t
+                if record is not None and not record.disabled and record.hashed_password:
+                    self._cache.fill_login_record(record, generation)
+            usable = record is not None and not record.disabled and bool(record.hashed_password)
+            t = time.perf_counter()
+            ok = await self._hasher.verify_async(record.hashed_password if usable else None, creds.password)
+            verify_seconds += time.perf_counter() - t
+            if not ok:
+                await self._throttle.failure(creds.email, client_ip)
+                raise InvalidCredentials()
+            assert record is not None and record.hashed_password is not None
+            if self._hasher.needs_rehash(record.hashed_password):
+                new_hash = await self._hasher.hash_async(creds.password)
+                t = time.perf_counter()
+                if await self._db.rehash(record.id, record.hashed_password, new_hash):
+                    record = replace(record, hashed_password=new_hash)
+                db_seconds += time.perf_counter() - t
+            t = time.perf_counter()
+            created = await self._sessions.create(record, client_ip, user_agent)
+            db_seconds += time.perf_counter() - t
+            if created is not None:
+                break
+            # The record we verified against is stale: drop it and decide again from PostgreSQL.
+            await self._cache.invalidate_user(record.id, creds.email)
+        else:
+            await self._throttle.failure(creds.email, client_ip)
+            raise InvalidCredentials()
+        token, expires_at, user = created
+        await self._throttle.success(creds.email, client_ip)
+        total = time.perf_counter() - start
+        return LoginResult(
+            user=user,
+            token=token,
+            expires_at=expires_at,
+            security_risk=self._throttle.risk(state),
+            total_ms=total * 1000,
+            database_ms=db_seconds * 1000,
+            verify_ms=verify_seconds * 1000,
+            cache_hits=hits,
+        )

@@ -1,0 +1,207 @@
+"""Prometheus metrics and the in-process counters behind /api/phoenix/health and the summary log line.
+
+Multi-worker choice: uvicorn runs several worker processes behind one port, so a scrape lands
+on a random worker. We use prometheus-client's multiprocess mode: when `PROMETHEUS_MULTIPROC_DIR`
+is set (server.run sets it to a fresh temporary directory when `workers > 1` and it is unset),
+every worker writes its samples to memory-mapped files there and /metrics aggregates all of them
+with `MultiProcessCollector`. Gauges use `livesum` so the pool gauges add up across live workers;
+each worker marks itself dead on shutdown. With one worker and no directory, metrics live in a
+registry owned by the app (one per `create_app`, so tests can build many apps in one process).
+
+Names (the dashboard and alert rules depend on them, do not rename):
+  phoenix_http_request_duration_seconds{route,method,status}   histogram
+  phoenix_db_query_duration_seconds{query}                     histogram
+  phoenix_cache_requests_total{layer,result}                   counter  layer=l1|l2, result=hit|miss|error
+  phoenix_db_pool_connections{state}                           gauge    state=in_use|idle|waiting
+  phoenix_login_attempts_total{outcome}                        counter
+  phoenix_sessions_validated_total{outcome}                    counter
+  phoenix_degraded_operations_total{component}                 counter  component=redis|listener
+  phoenix_cache_invalidations_total{kind}                      counter  kind=user|session|flush
+  phoenix_dependency_up{dependency}                            gauge    dependency=database|redis|listener
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+
+LOGIN_OUTCOMES = ("success", "invalid_credentials", "throttled", "bad_request", "unavailable", "error")
+SESSION_OUTCOMES = ("valid", "invalid", "missing", "unavailable")
+
+
+def multiprocess_dir() -> str | None:
+    """The directory prometheus-client itself reads at import time (its only configuration)."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+@dataclass
+class Stats:
+    """Plain per-process counters for the health JSON and the summary log line (cheap to read)."""
+
+    requests: int = 0
+    server_errors: int = 0
+    request_seconds: float = 0.0
+    logins_ok: int = 0
+    logins_failed: int = 0
+    db_queries: int = 0
+    db_seconds: float = 0.0
+    db_slow_queries: int = 0
+    db_errors: int = 0
+    cache: dict[str, int] = field(
+        default_factory=lambda: {"l1_hit": 0, "l1_miss": 0, "l2_hit": 0, "l2_miss": 0, "l2_error": 0}
+    )
+    degraded: int = 0
+    invalidations: int = 0
+
+    def hit_ratio(self) -> float | None:
+        """Share of lookups answered by any cache layer (L1 or L2) rather than the database."""
+        hits = self.cache["l1_hit"] + self.cache["l2_hit"]
+        lookups = self.cache["l1_hit"] + self.cache["l1_miss"]
+        return round(hits / lookups, 4) if lookups else None
+
+
+class Metrics:
+    """The service's instruments, registered on a registry owned by one app instance."""
+
+    SLOW_QUERY_SECONDS = 0.025  # the seed's alert threshold for a DB query
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiproc_dir = multiprocess_dir()
+        self.stats = Stats()
+        r = self.registry
+        self.http = Histogram(
+            "phoenix_http_request_duration_seconds",
+            "HTTP request latency by route template, method and status code.",
+            ("route", "method", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.db_query = Histogram(
+            "phoenix_db_query_duration_seconds",
+            "PostgreSQL query latency by query name (connection wait included).",
+            ("query",),
+            buckets=DB_BUCKETS,
+            registry=r,
+        )
+        self.cache_requests = Counter(
+            "phoenix_cache_requests_total",
+            "Cache lookups by layer (l1 in-process, l2 Redis) and result (hit, miss, error).",
+            ("layer", "result"),
+            registry=r,
+        )
+        self.pool = Gauge(
+            "phoenix_db_pool_connections",
+            "Database pool connections by state (in_use, idle, waiting = requests queued for one).",
+            ("state",),
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.logins = Counter(
+            "phoenix_login_attempts_total", "Login attempts by outcome.", ("outcome",), registry=r
+        )
+        self.sessions = Counter(
+            "phoenix_sessions_validated_total", "Session validations by outcome.", ("outcome",), registry=r
+        )
+        self.degraded = Counter(
+            "phoenix_degraded_operations_total",
+            "Operations served without a dependency (Redis down, invalidation listener down).",
+            ("component",),
+            registry=r,
+        )
+        self.invalidations = Counter(
+            "phoenix_cache_invalidations_total",
+            "Cache invalidations received from PostgreSQL NOTIFY, by kind.",
+            ("kind",),
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "phoenix_dependency_up",
+            "1 when this worker reaches the dependency (database, redis, listener), else 0.",
+            ("dependency",),
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        # Pre-create label sets so dashboards see zeros instead of absent series.
+        for outcome in LOGIN_OUTCOMES:
+            self.logins.labels(outcome)
+        for outcome in SESSION_OUTCOMES:
+            self.sessions.labels(outcome)
+        for layer in ("l1", "l2"):
+            for result in ("hit", "miss", "error"):
+                self.cache_requests.labels(layer, result)
+        for component in ("redis", "listener"):
+            self.degraded.labels(component)
+        for state in ("in_use", "idle", "waiting"):
+            self.pool.labels(state)
+        self._cache_children = {
+            (layer, result): self.cache_requests.labels(layer, result)
+            for layer in ("l1", "l2")
+            for result in ("hit", "miss", "error")
+        }
+
+    # --- recording helpers (hot path: no allocation beyond the label lookup) ---
+    def cache(self, layer: str, result: str) -> None:
+        self._cache_children[(layer, result)].inc()
+        self.stats.cache[f"{layer}_{result}"] += 1
+
+    def db(self, query: str, seconds: float, ok: bool = True) -> None:
+        self.db_query.labels(query).observe(seconds)
+        s = self.stats
+        s.db_queries += 1
+        s.db_seconds += seconds
+        if seconds > self.SLOW_QUERY_SECONDS:
+            s.db_slow_queries += 1
+        if not ok:
+            s.db_errors += 1
+
+    def degrade(self, component: str) -> None:
+        self.degraded.labels(component).inc()
+        self.stats.degraded += 1
+
+    def login(self, outcome: str) -> None:
+        self.logins.labels(outcome).inc()
+        if outcome == "success":
+            self.stats.logins_ok += 1
+        else:
+            self.stats.logins_failed += 1
+
+    def request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http.labels(route, method, str(status)).observe(seconds)
+        s = self.stats
+        s.requests += 1
+        s.request_seconds += seconds
+        if status >= 500:
+            s.server_errors += 1
+
+    def set_pool(self, in_use: int, idle: int, waiting: int) -> None:
+        self.pool.labels("in_use").set(in_use)
+        self.pool.labels("idle").set(idle)
+        self.pool.labels("waiting").set(waiting)
+
+    # --- exposition ---
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition: all workers' samples in multiprocess mode, else this app's registry."""
+        if self.multiproc_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """Remove this worker's live gauges from the shared directory (multiprocess mode)."""
+        if self.multiproc_dir:
+            multiprocess.mark_process_dead(os.getpid(), path=self.multiproc_dir)

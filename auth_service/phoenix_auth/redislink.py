@@ -1,0 +1,104 @@
+"""The Redis client with a circuit breaker: Redis is an accelerator, never a dependency.
+
+Every Redis call goes through `RedisLink.call`, bounded by short socket timeouts and without
+retries. After a failure the link stays open-circuit for `BREAK_SECONDS`, during which calls
+return `UNAVAILABLE` immediately (no connect attempt per request), then one call probes again.
+Callers treat `UNAVAILABLE` as "serve from PostgreSQL" and count the operation as degraded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger("phoenix_auth.redis")
+
+T = TypeVar("T")
+BREAK_SECONDS = 1.0
+SOCKET_TIMEOUT = 0.25
+
+
+class _Unavailable:
+    """Sentinel: Redis was not asked or did not answer; fall back to PostgreSQL."""
+
+    def __repr__(self) -> str:
+        return "UNAVAILABLE"
+
+
+UNAVAILABLE: Any = _Unavailable()
+
+
+class RedisLink:
+    """One Redis client per process, or none when `REDIS_URL` is empty."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._open_until = 0.0
+        self.healthy = False
+        self.failures = 0
+        self.client: aioredis.Redis | None = None
+        if settings.redis_enabled:
+            self.client = aioredis.Redis.from_url(
+                settings.redis_url.get_secret_value(),
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=SOCKET_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                health_check_interval=0,
+                max_connections=256,
+                client_name="phoenix-auth",
+            )
+
+    @property
+    def configured(self) -> bool:
+        return self.client is not None
+
+    def available(self) -> bool:
+        """False while the breaker is open; cheap enough for every request."""
+        return self.client is not None and time.monotonic() >= self._open_until
+
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T | Any:
+        """Run `fn(client)`; on any Redis or timeout error open the breaker and return UNAVAILABLE."""
+        if self.client is None:
+            return UNAVAILABLE
+        if time.monotonic() < self._open_until:
+            self._metrics.degrade("redis")
+            return UNAVAILABLE
+        try:
+            result = await fn(self.client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._trip(exc)
+            self._metrics.degrade("redis")
+            return UNAVAILABLE
+        if not self.healthy:
+            self.healthy = True
+            self._metrics.dependency_up.labels("redis").set(1)
+            log.info("redis reachable")
+        return result
+
+    def _trip(self, exc: BaseException) -> None:
+        self._open_until = time.monotonic() + BREAK_SECONDS
+        self.failures += 1
+        if self.healthy or self.failures == 1:
+            log.warning(
+                "redis unreachable, serving from PostgreSQL", extra={"fields": {"error": type(exc).__name__}}
+            )
+        self.healthy = False
+        self._metrics.dependency_up.labels("redis").set(0)
+
+    async def ping(self) -> bool:
+        return (await self.call(lambda c: c.ping())) is True
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()

@@ -1,0 +1,128 @@
+"""Sessions: opaque random tokens, stored only as SHA-256, durable in PostgreSQL, cached in L1/L2.
+
+- A token is 32 random bytes (256 bits) in URL-safe base64 (43 characters). Only its SHA-256 is
+  stored anywhere (PostgreSQL primary key, cache keys); the token itself exists only in the
+  client's cookie or Authorization header.
+- PostgreSQL is the source of truth, so a Redis restart or FLUSHALL logs nobody out: the next
+  check simply misses the caches and reads the row.
+- Revocation is an UPDATE (`revoked_at`), whose trigger NOTIFYs every replica; each drops the
+  session from L1 and L2 within milliseconds (and the revoking replica drops it at once).
+- A session is valid only if it exists, is not revoked, has not expired, and its user exists and
+  is not disabled (a disable or delete is likewise invalidated by NOTIFY).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from .cache import AuthCache
+from .db import Database
+from .errors import InvalidSession
+from .metrics import Metrics
+from .records import SessionRecord, UserRecord
+from .settings import Settings
+
+TOKEN_BYTES = 32
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def well_formed(token: str) -> bool:
+    """Cheap syntactic check so garbage never reaches the caches or the database."""
+    return bool(_TOKEN_RE.match(token))
+
+
+@dataclass(frozen=True, slots=True)
+class ValidSession:
+    user: UserRecord
+    session: SessionRecord
+    cache_hits: int
+
+
+class Sessions:
+    def __init__(self, settings: Settings, db: Database, cache: AuthCache, metrics: Metrics) -> None:
+        self._settings = settings
+        self._db = db
+        self._cache = cache
+        self._metrics = metrics
+
+    async def create(
+        self, user: UserRecord, client_ip: str | None, user_agent: str | None
+    ) -> tuple[str, float, UserRecord] | None:
+        """Create a session for `user` if PostgreSQL still has them enabled with the verified hash.
+
+        Returns (token, expires_at epoch seconds, user with fresh profile fields), or None when
+        the record we verified against is stale (changed or disabled meanwhile)."""
+        assert user.hashed_password is not None
+        token = new_token()
+        expires_at = time.time() + self._settings.session_ttl
+        fresh = await self._db.insert_session(
+            token_hash(token), user.id, user.hashed_password, expires_at, client_ip, user_agent
+        )
+        if fresh is None:
+            return None
+        email, name, role, team = fresh
+        current = UserRecord(
+            id=user.id,
+            email=email,
+            name=name,
+            role=role,
+            hashed_password=user.hashed_password,
+            team_name=team,
+            disabled=False,
+            password_changed_at=user.password_changed_at,
+        )
+        return token, expires_at, current
+
+    async def validate(self, token: str) -> ValidSession:
+        """The hot path: L1 hit costs two dict lookups and no I/O."""
+        if not well_formed(token):
+            raise InvalidSession()
+        digest = token_hash(token)
+        hex_hash = digest.hex()
+        generation = self._cache.generation
+        session, hits = await self._cache.session(hex_hash)
+        user: UserRecord | None
+        if session is None:
+            self._cache.degraded_lookup()
+            found = await self._db.session(digest)
+            if found is None:
+                raise InvalidSession()
+            session, user = found
+            await self._cache.fill_session(hex_hash, session, generation)
+            await self._cache.fill_user(user, generation)
+        else:
+            user, user_hits = await self._cache.user_by_id(session.user_id)
+            hits += user_hits
+            if user is None:
+                user = await self._db.user_by_id(session.user_id)
+                if user is None:
+                    raise InvalidSession()
+                await self._cache.fill_user(user, generation)
+        if session.revoked or session.expires_at <= time.time() or user.disabled:
+            raise InvalidSession()
+        return ValidSession(user=user, session=session, cache_hits=hits)
+
+    async def revoke(self, token: str) -> bool:
+        """Revoke one session; True if it was live. Every replica hears of it through NOTIFY."""
+        if not well_formed(token):
+            return False
+        digest = token_hash(token)
+        revoked = await self._db.revoke_session(digest)
+        await self._cache.invalidate_session(digest.hex())
+        return revoked
+
+    async def revoke_user(self, user_id: str) -> int | None:
+        """Revoke every live session of a user; None when there is no such user."""
+        return await self._db.revoke_user_sessions(user_id)
