@@ -414,6 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc, cls):
                 print(f"phoenix-auth: error: {exc}", file=sys.stderr)
                 return code
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            print(
+                f"phoenix-auth: error: the Phoenix schema is missing ({exc}); "
+                "run `phoenix-auth migrate` first",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
         if isinstance(exc, psycopg.Error):
             print(f"phoenix-auth: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return EXIT_FAILURE

@@ -210,3 +210,12 @@ def test_console_script_creates_a_user(migrated: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "created user bob@example.com" in result.stdout
     assert _user(migrated, "bob@example.com") is not None
+
+
+def test_commands_on_an_unmigrated_database_say_to_migrate_first(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["user", "disable", "--email", "a@example.com"]) == 1
+    assert "run `phoenix-auth migrate` first" in capsys.readouterr().err
+    assert main(["seed-demo", "3"]) == 1
+    assert "run `phoenix-auth migrate` first" in capsys.readouterr().err
