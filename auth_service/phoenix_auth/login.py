@@ -2,8 +2,9 @@
 
 Enumeration and timing safety: an unknown email, a disabled account, an account without a
 password and a wrong password all end in the same `InvalidCredentials` after the same work —
-one throttle read, one lookup, one argon2id verify (a dummy verify against a hash with our
-parameters when there is no usable hash), one throttle write. No fixed sleeps.
+one throttle read, one PostgreSQL lookup (a failure against a cached record is confirmed in the
+database), one argon2id verify (a dummy verify against a hash with our parameters when there is
+no usable hash), one throttle write. No fixed sleeps.
 
 Cache safety: the user record may come from L1, but the session INSERT re-checks in PostgreSQL,
 in the same statement, that the user is still enabled and still has the hash we verified
@@ -134,7 +135,8 @@ class LoginService:
         for attempt in range(2):
             generation = self._cache.generation
             record = self._cache.user_by_email_l1(creds.email) if attempt == 0 else None
-            if record is not None:
+            from_cache = record is not None
+            if from_cache:
                 hits += 1
             else:
                 t = time.perf_counter()
@@ -146,6 +148,25 @@ class LoginService:
             t = time.perf_counter()
             ok = await self._hasher.verify_async(record.hashed_password if usable else None, creds.password)
             verify_seconds += time.perf_counter() - t
+            if not ok and from_cache:
+                # A failure against a cached hash is confirmed in PostgreSQL: if the hash changed
+                # (a NOTIFY still in flight), verify against the current one. Failures thus always
+                # cost one lookup, like an unknown email's.
+                t = time.perf_counter()
+                current = await self._db.auth_record(creds.email)
+                db_seconds += time.perf_counter() - t
+                if current is None or (current.hashed_password, current.disabled) != (
+                    record.hashed_password,
+                    record.disabled,
+                ):
+                    await self._cache.invalidate_user(record.id if record else None, creds.email)
+                    record = current
+                    usable = record is not None and not record.disabled and bool(record.hashed_password)
+                    if usable:
+                        assert record is not None
+                        t = time.perf_counter()
+                        ok = await self._hasher.verify_async(record.hashed_password, creds.password)
+                        verify_seconds += time.perf_counter() - t
             if not ok:
                 await self._throttle.failure(creds.email, client_ip)
                 raise InvalidCredentials()

@@ -1,0 +1,154 @@
+"""Sessions: validation by Bearer or cookie, logout, admin revocation, durability without Redis state."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+import redis
+from authtestkit import running_app
+
+pytestmark = pytest.mark.integration
+
+LOGIN = "/api/auth/phoenix"
+SESSION = "/api/auth/session"
+
+
+async def _login(client, user) -> str:
+    r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
+    assert r.status_code == 200, r.text
+    return r.json()["session"]["sessionId"]
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_session_by_bearer_and_by_cookie_then_served_from_l1(app_client, make_user, sql):
+    app, client = app_client
+    user = make_user(role="editor")
+    token = await _login(client, user)
+    # Only the SHA-256 of the token is stored.
+    rows = sql("SELECT token_hash FROM phoenix_sessions WHERE user_id = %s", (user.id,))
+    assert [bytes(r[0]) for r in rows] == [hashlib.sha256(token.encode()).digest()]
+    r = await client.get(SESSION, headers=_bearer(token))
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["role"] == "editor" and r.json()["user"]["id"] == user.id
+    # The login response set the cookie on the client: a cookie-only request works too.
+    assert client.cookies.get("phoenix_session") == token
+    r = await client.get(SESSION)
+    assert r.status_code == 200
+    client.cookies.clear()
+    queries_before = app.state.metrics.stats.db_queries
+    for _ in range(20):
+        r = await client.get(SESSION, headers=_bearer(token))
+        assert r.status_code == 200
+        assert r.json()["performance"]["cacheHits"] == 2  # session and user both from L1
+    assert app.state.metrics.stats.db_queries == queries_before  # the hot path did no database I/O
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "SESSION_REQUIRED"),
+        ({"Authorization": "Bearer "}, "SESSION_REQUIRED"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "SESSION_REQUIRED"),
+        ({"Authorization": "Bearer not-a-token"}, "INVALID_SESSION"),
+        ({"Authorization": "Bearer " + "A" * 43}, "INVALID_SESSION"),  # well-formed but forged
+        ({"Authorization": "Bearer " + "A" * 43 + "' OR 1=1 --"}, "INVALID_SESSION"),
+    ],
+)
+async def test_missing_or_forged_tokens_are_401(app_client, headers, code):
+    _, client = app_client
+    r = await client.get(SESSION, headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error"] == code
+    assert "www-authenticate" in r.headers
+
+
+async def test_logout_revokes_and_clears_cookie(app_client, make_user):
+    _, client = app_client
+    user = make_user()
+    token = await _login(client, user)
+    assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
+    r = await client.post("/api/auth/logout", headers=_bearer(token))
+    assert r.status_code == 200 and r.json() == {"revoked": True}
+    assert 'phoenix_session=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
+    r = await client.get(SESSION, headers=_bearer(token))
+    assert r.status_code == 401 and r.json()["error"] == "INVALID_SESSION"
+    # Replaying the logout is harmless.
+    r = await client.post("/api/auth/logout", headers=_bearer(token))
+    assert r.status_code == 200 and r.json() == {"revoked": False}
+    r = await client.post("/api/auth/logout")
+    assert r.status_code == 401 and r.json()["error"] == "SESSION_REQUIRED"
+
+
+async def test_expired_session_is_rejected(app_client, make_user, sql):
+    _, client = app_client
+    user = make_user()
+    token = await _login(client, user)
+    assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
+    sql("UPDATE phoenix_sessions SET expires_at = now() - interval '1 second' WHERE user_id = %s", (user.id,))
+    await asyncio.sleep(0.3)  # the UPDATE's NOTIFY drops the cached copy
+    r = await client.get(SESSION, headers=_bearer(token))
+    assert r.status_code == 401 and r.json()["error"] == "INVALID_SESSION"
+
+
+async def test_session_survives_redis_flushall(make_settings, make_user, private_redis):
+    settings = make_settings(REDIS_URL=private_redis.url, l1_max_entries=0)  # force L2/PostgreSQL paths
+    async with running_app(settings) as (app, client):
+        user = make_user()
+        token = await _login(client, user)
+        assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
+        for _ in range(50):  # the L2 sweep after the listener connects must have finished
+            if app.state.cache.use_l2:
+                break
+            await asyncio.sleep(0.1)
+        r = await client.get(SESSION, headers=_bearer(token))
+        assert r.json()["performance"]["cacheHits"] >= 1  # served from Redis
+        redis.Redis.from_url(private_redis.url).flushall()
+        r = await client.get(SESSION, headers=_bearer(token))
+        assert r.status_code == 200 and r.json()["user"]["id"] == user.id
+        assert r.json()["performance"]["cacheHits"] == 0  # from PostgreSQL
+
+
+async def test_admin_revokes_all_sessions_of_a_user(make_settings, make_user):
+    settings = make_settings(admin_token="s3cret-admin-token-value")
+    async with running_app(settings) as (_, client):
+        user = make_user()
+        tokens = [await _login(client, user) for _ in range(3)]
+        path = f"/api/auth/admin/users/{user.id}/revoke-sessions"
+        r = await client.post(path)
+        assert r.status_code == 401 and r.json()["error"] == "ADMIN_UNAUTHORIZED"
+        r = await client.post(path, headers=_bearer("s3cret-admin-token-valuX"))
+        assert r.status_code == 401
+        r = await client.post(
+            "/api/auth/admin/users/no-such-user/revoke-sessions", headers=_bearer("s3cret-admin-token-value")
+        )
+        assert r.status_code == 404 and r.json()["error"] == "USER_NOT_FOUND"
+        r = await client.post(path, headers=_bearer("s3cret-admin-token-value"))
+        assert r.status_code == 200 and r.json() == {"userId": user.id, "revoked": 3}
+        await asyncio.sleep(0.3)
+        for token in tokens:
+            r = await client.get(SESSION, headers=_bearer(token))
+            assert r.status_code == 401
+
+
+async def test_admin_api_disabled_without_token(app_client):
+    _, client = app_client
+    r = await client.post("/api/auth/admin/users/x/revoke-sessions", headers=_bearer("anything"))
+    assert r.status_code == 403 and r.json()["error"] == "ADMIN_API_DISABLED"
+
+
+async def test_disabling_or_deleting_a_user_invalidates_cached_sessions(app_client, make_user, sql):
+    _, client = app_client
+    a, b = make_user(), make_user()
+    ta, tb = await _login(client, a), await _login(client, b)
+    for t in (ta, tb):
+        assert (await client.get(SESSION, headers=_bearer(t))).status_code == 200  # now cached in L1
+    sql("UPDATE users SET disabled = true WHERE id = %s", (a.id,))
+    sql("DELETE FROM users WHERE id = %s", (b.id,))
+    await asyncio.sleep(0.3)
+    assert (await client.get(SESSION, headers=_bearer(ta))).status_code == 401
+    assert (await client.get(SESSION, headers=_bearer(tb))).status_code == 401

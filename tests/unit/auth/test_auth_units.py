@@ -1,0 +1,116 @@
+"""Unit tests of the pure parts: client IP resolution, backoff schedule, L1 cache, redaction, records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+
+from phoenix_auth.cache import L1Cache
+from phoenix_auth.errors import InvalidEmail, InvalidFieldType, MissingField, PasswordTooLong
+from phoenix_auth.login import parse_credentials
+from phoenix_auth.logs import JsonFormatter, redact
+from phoenix_auth.records import SessionRecord, UserRecord
+from phoenix_auth.settings import Settings
+from phoenix_auth.throttle import Throttle, ThrottleState, client_ip
+
+
+def _settings(**kw) -> Settings:
+    return Settings(DATABASE_URL="postgresql://u:p@127.0.0.1:1/x", REDIS_URL="", **kw)
+
+
+def test_client_ip_ignores_forwarded_for_from_untrusted_peers():
+    s = _settings()
+    assert client_ip("10.0.0.5", "1.2.3.4", s) == "10.0.0.5"
+
+
+def test_client_ip_walks_trusted_hops_from_the_right():
+    s = _settings(trusted_proxies="10.0.0.0/8, 192.168.1.1")
+    assert client_ip("10.0.0.5", "1.2.3.4", s) == "1.2.3.4"
+    # A client-supplied leftmost value is not trusted: the rightmost untrusted hop is the client.
+    assert client_ip("10.0.0.5", "6.6.6.6, 1.2.3.4, 192.168.1.1", s) == "1.2.3.4"
+    assert client_ip("10.0.0.5", "garbage", s) == "10.0.0.5"
+    assert client_ip("10.0.0.5", None, s) == "10.0.0.5"
+
+
+def test_backoff_doubles_and_caps_and_locks_out_before_100():
+    s = _settings(
+        throttle_free_failures=5, throttle_lockout_failures=20, throttle_base_delay=1, throttle_max_delay=60
+    )
+    t = Throttle(s, redis=None)  # type: ignore[arg-type]
+    assert [t.delay(n, 5, 20) for n in (1, 5, 6, 7, 8, 12)] == [0, 0, 1, 2, 4, 60]
+    assert t.delay(20, 5, 20) == 60
+    assert t.risk(ThrottleState(0, 0)) == 0
+    assert t.risk(ThrottleState(10, 0)) == 0.5
+    assert t.risk(ThrottleState(1000, 0)) == 1.0
+
+
+def test_settings_reject_lockout_at_or_above_100():
+    with pytest.raises(ValueError):
+        _settings(throttle_lockout_failures=100)
+
+
+def test_l1_cache_ttl_and_lru():
+    c = L1Cache(2)
+    c.set("a", 1, 60)
+    c.set("b", 2, 60)
+    assert c.get("a") == 1  # a is now most recent
+    c.set("c", 3, 60)
+    assert c.get("b") is None and c.get("a") == 1 and c.get("c") == 3
+    c.set("d", 4, 0.01)
+    time.sleep(0.02)
+    assert c.get("d") is None
+    assert len(L1Cache(0)) == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({}, MissingField),
+        ({"email": "a@b.c"}, MissingField),
+        ({"email": "  ", "password": "x"}, MissingField),
+        ({"email": 1, "password": "x"}, InvalidFieldType),
+        ({"email": "a@b.c", "password": "x" * 2000}, PasswordTooLong),
+        ({"email": "a" * 250 + "@b.cd", "password": "x"}, InvalidEmail),
+        ({"email": "a b@c.d", "password": "x"}, InvalidEmail),
+    ],
+)
+def test_parse_credentials_errors(body, error):
+    with pytest.raises(error):
+        parse_credentials(body, _settings())
+
+
+def test_parse_credentials_normalises_email():
+    creds = parse_credentials({"email": "  Ada@Example.COM ", "password": "pw"}, _settings())
+    assert creds.email == "ada@example.com" and creds.password == "pw"
+
+
+def test_redaction_of_hashes_tokens_and_urls():
+    text = (
+        "hash $argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA bearer abcDEF123_- "
+        "postgresql://phoenix:hunter2@db/x password=hunter3 "
+        "$2b$12$" + "a" * 53
+    )
+    out = redact(text)
+    for secret in ("aGFzaA", "abcDEF123", "hunter2", "hunter3", "a" * 53):
+        assert secret not in out
+
+
+def test_json_formatter_writes_one_line_with_fields():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    record.fields = {"user_id": "u1", "n": 2}
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert json.loads(line)["user_id"] == "u1"
+
+
+def test_l2_encoding_never_contains_the_hash():
+    u = UserRecord("id1", "a@b.c", None, "user", "$argon2id$secret", "T", False, 1.5)
+    raw = u.to_l2()
+    assert b"argon2" not in raw
+    back = UserRecord.from_l2(raw)
+    assert back.hashed_password is None and back.email == "a@b.c" and back.password_changed_at == 1.5
+    s = SessionRecord("id1", 123.5, False)
+    assert SessionRecord.from_l2(s.to_l2()) == s
