@@ -228,10 +228,13 @@ def cmd_user(args: argparse.Namespace, settings: Settings) -> int:
             password = _read_password(args, sys.stdin)
             hasher = PasswordHasher(settings)
             try:
-                user = users_admin.set_password(conn, hasher, ref, password, settings.max_password_bytes)
+                user, revoked = users_admin.set_password(
+                    conn, hasher, ref, password, settings.max_password_bytes, revoke=not args.keep_sessions
+                )
             finally:
                 hasher.close()
-            print(f"password changed for {_describe(user)}; every replica notified to drop cached copies")
+            ended = "kept" if args.keep_sessions else f"{revoked} active session(s) revoked"
+            print(f"password changed for {_describe(user)}; {ended}; replicas notified to drop cached copies")
         elif action in ("disable", "enable"):
             user = users_admin.set_disabled(conn, _user_ref(args), disabled=action == "disable")
             print(f"{action}d user {_describe(user)}")
@@ -357,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--role", default="user")
     c.add_argument("--team")
     _add_password_source(c)
-    c = user_sub.add_parser("set-password", help="set a new password (invalidates caches and older sessions)")
+    c = user_sub.add_parser("set-password", help="set a new password and revoke the user's sessions")
     _add_user_ref(c)
     _add_password_source(c)
+    c.add_argument("--keep-sessions", action="store_true", help="do not revoke the user's active sessions")
     for action, text in (("disable", "disable (cannot log in)"), ("enable", "enable again")):
         c = user_sub.add_parser(action, help=text)
         _add_user_ref(c)

@@ -165,21 +165,37 @@ def create_user(
 
 
 def set_password(
-    conn: psycopg.Connection, hasher: PasswordHasher, ref: UserRef, password: str, max_password_bytes: int
-) -> UserRecord:
-    """Replace the hash and stamp password_changed_at (sessions issued before it stop validating)."""
+    conn: psycopg.Connection,
+    hasher: PasswordHasher,
+    ref: UserRef,
+    password: str,
+    max_password_bytes: int,
+    *,
+    revoke: bool = True,
+) -> tuple[UserRecord, int]:
+    """Replace the hash, stamp password_changed_at and (by default) revoke the user's live sessions.
+
+    A password change is usually a response to a compromise, so sessions opened with the old
+    password end with it, in the same transaction. Returns (user, sessions revoked).
+    """
     check_password(password, max_password_bytes)
     hashed = hasher.hash(password)
     where, params = ref.where()
+    revoked = 0
     with conn.transaction():
         row = conn.execute(
             f"UPDATE users SET hashed_password = %s, password_changed_at = now(), updated_at = now() "  # noqa: S608
             f"WHERE {where} RETURNING id, email, name, role, team_name, disabled",
             (hashed, *params),
         ).fetchone()
-    if row is None:
-        raise UserNotFound(f"no user {ref}")
-    return UserRecord(*row)
+        if row is None:
+            raise UserNotFound(f"no user {ref}")
+        if revoke:
+            revoked = conn.execute(
+                "UPDATE phoenix_sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL",
+                (row[0],),
+            ).rowcount
+    return UserRecord(*row), revoked
 
 
 def set_disabled(conn: psycopg.Connection, ref: UserRef, disabled: bool) -> UserRecord:

@@ -219,3 +219,38 @@ def test_commands_on_an_unmigrated_database_say_to_migrate_first(
     assert "run `phoenix-auth migrate` first" in capsys.readouterr().err
     assert main(["seed-demo", "3"]) == 1
     assert "run `phoenix-auth migrate` first" in capsys.readouterr().err
+
+
+def test_set_password_revokes_live_sessions_unless_kept(
+    migrated: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _create(monkeypatch) == 0
+    user = _user(migrated, "alice@example.com")
+    assert user is not None
+
+    def live_sessions() -> int:
+        with psycopg.connect(migrated) as conn:
+            return conn.execute(
+                "SELECT count(*) FROM phoenix_sessions WHERE user_id = %s AND revoked_at IS NULL",
+                (user["id"],),
+            ).fetchone()[0]
+
+    def open_session(token: bytes) -> None:
+        with psycopg.connect(migrated) as conn:
+            conn.execute(
+                "INSERT INTO phoenix_sessions (token_hash, user_id, expires_at) "
+                "VALUES (%s, %s, now() + interval '1 hour')",
+                (hashlib.sha256(token).digest(), user["id"]),
+            )
+
+    open_session(b"kept")
+    capsys.readouterr()
+    argv = ["user", "set-password", "--email", "alice@example.com", "--password-stdin"]
+    assert _run(monkeypatch, [*argv, "--keep-sessions"], "third-pass-3\n") == 0
+    assert "; kept;" in capsys.readouterr().out
+    assert live_sessions() == 1
+
+    open_session(b"second")
+    assert _run(monkeypatch, argv, "fourth-pass-4\n") == 0
+    assert "2 active session(s) revoked" in capsys.readouterr().out
+    assert live_sessions() == 0
