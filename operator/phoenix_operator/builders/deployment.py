@@ -1,0 +1,106 @@
+"""The auth service Deployment: restricted security context, probes, pool-sized env, config hash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from phoenix_operator.builders.common import (
+    ANNOTATION_CONFIG_HASH,
+    Owner,
+    container_security_context,
+    labels,
+    metadata,
+    pod_security_context,
+    selector,
+)
+from phoenix_operator.builders.configmap import auth_env
+from phoenix_operator.pool_sizing import PoolSize
+from phoenix_operator.spec import PhoenixAuthSpec
+
+
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def build_deployment(
+    owner: Owner,
+    spec: PhoenixAuthSpec,
+    pool: PoolSize,
+    *,
+    redis_secret: tuple[str, str],
+    config_hash: str,
+    replicas: int,
+) -> dict[str, Any]:
+    """Build the Deployment.
+
+    `replicas` is the current count clamped to [min, max] (the reconciler reads it) so the
+    operator never fights the HPA, which owns scaling between min and max.
+    `redis_secret` is (Secret name, key) holding REDIS_URL (managed or external).
+    `config_hash` changes when config or a referenced Secret changes, and rolls the pods.
+    """
+    svc = spec.auth_service
+    db = spec.database.secret_ref
+    env: list[dict[str, Any]] = [
+        secret_env("DATABASE_URL", db.name, db.key),
+        secret_env("REDIS_URL", redis_secret[0], redis_secret[1]),
+    ]
+    env += [{"name": k, "value": v} for k, v in auth_env(spec, pool).items()]
+    env += [{"name": e.name, "value": e.value} for e in svc.extra_env]
+    container: dict[str, Any] = {
+        "name": "auth",
+        "image": svc.image,
+        "imagePullPolicy": svc.image_pull_policy,
+        "command": ["phoenix-auth", "serve"],
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "env": env,
+        "resources": svc.resources.to_k8s(),
+        "securityContext": container_security_context(),
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 30,
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - read-only root FS needs a tmp
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, owner.auth_name, "auth"),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 5,
+            "selector": {"matchLabels": selector(owner, "auth")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {
+                    "labels": labels(owner, "auth"),
+                    "annotations": {
+                        ANNOTATION_CONFIG_HASH: config_hash,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(svc.port),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }

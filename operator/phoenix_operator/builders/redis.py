@@ -1,0 +1,130 @@
+"""Managed Redis: password Secret, Deployment, Service and a NetworkPolicy letting only auth pods in.
+
+The password is generated once (by the reconciler, which keeps an existing one) and only ever
+lives in the Secret: Redis reads `requirepass` from stdin config, so it is not in the pod spec
+or in the process arguments. Redis here is a cache (no persistence, eviction on), so an
+emptyDir is enough and a restart loses only warm entries — PostgreSQL stays the truth.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from phoenix_operator.builders.common import (
+    Owner,
+    container_security_context,
+    labels,
+    metadata,
+    pod_security_context,
+    selector,
+)
+from phoenix_operator.spec import ManagedRedis
+
+REDIS_PORT = 6379
+PASSWORD_KEY = "password"  # noqa: S105 - a key name, not a password
+URL_KEY = "REDIS_URL"
+REDIS_UID = 999  # the official image's redis user
+
+
+def redis_url(owner: Owner, password: str) -> str:
+    host = f"{owner.redis_name}.{owner.namespace}.svc"
+    return f"redis://:{password}@{host}:{REDIS_PORT}/0"
+
+
+def build_redis_secret(owner: Owner, password: str) -> dict[str, Any]:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(owner, owner.redis_secret_name, "redis"),
+        "type": "Opaque",
+        "data": {PASSWORD_KEY: b64(password), URL_KEY: b64(redis_url(owner, password))},
+    }
+
+
+def redis_command(managed: ManagedRedis) -> list[str]:
+    """Start redis-server with config from stdin so the password never appears in argv."""
+    script = (
+        'printf "requirepass %s\\n" "$REDIS_PASSWORD" | exec redis-server - '
+        f"--port {REDIS_PORT} --maxmemory {managed.max_memory} --maxmemory-policy {managed.eviction_policy} "
+        '--save "" --appendonly no --protected-mode yes --dir /data'
+    )
+    return ["sh", "-c", script]
+
+
+def build_redis_deployment(owner: Owner, managed: ManagedRedis, *, secret_hash: str) -> dict[str, Any]:
+    container = {
+        "name": "redis",
+        "image": managed.image,
+        "command": redis_command(managed),
+        "ports": [{"name": "redis", "containerPort": REDIS_PORT, "protocol": "TCP"}],
+        "env": [
+            {
+                "name": "REDIS_PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": owner.redis_secret_name, "key": PASSWORD_KEY}},
+            }
+        ],
+        "resources": managed.resources.to_k8s(),
+        "securityContext": container_security_context(),
+        "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
+        "livenessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 10, "failureThreshold": 3},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(owner, owner.redis_name, "redis"),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector(owner, "redis")},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {
+                    "labels": labels(owner, "redis"),
+                    "annotations": {"auth.phoenix.dev/secret-hash": secret_hash},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(REDIS_UID),
+                    "containers": [container],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def build_redis_service(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, owner.redis_name, "redis"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner, "redis"),
+            "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_redis_network_policy(owner: Owner) -> dict[str, Any]:
+    """Only this PhoenixAuth's auth pods may reach its Redis, and only on the Redis port."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, owner.redis_name, "redis"),
+        "spec": {
+            "podSelector": {"matchLabels": selector(owner, "redis")},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": selector(owner, "auth")}}],
+                    "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+                }
+            ],
+        },
+    }

@@ -1,0 +1,130 @@
+"""Thin Kopf registrations: every trigger calls the one idempotent `Reconciler.reconcile()`.
+
+- PhoenixAuth create / update / resume, and a slow timer (level-based safety net).
+- on.event on owned kinds (label app.kubernetes.io/managed-by=phoenix-operator): a child
+  edited, deleted, or changing status (pods becoming ready, a Job finishing) reconciles its
+  owner, which puts drifted fields back and refreshes status.
+No on.delete handler, so no finalizer: deleting a PhoenixAuth never waits for the operator;
+the garbage collector removes the children through their ownerReferences.
+
+Error policy: TransientError → kopf.TemporaryError with exponential backoff (capped);
+PermanentError → already written to status as conditions; the handler returns quietly and
+waits for the next spec change (or the timer) instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from phoenix_operator.builders.common import GROUP, KIND, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
+from phoenix_operator.errors import TransientError
+from phoenix_operator.reconcile import Outcome, Reconciler, Serializer
+
+log = logging.getLogger(__name__)
+
+CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("batch", "v1", "jobs"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+)
+MAX_BACKOFF = 300.0
+
+
+def backoff(retry: int, base: float) -> float:
+    """Exponential backoff for Kopf retries: base, 2·base, 4·base ... capped at 5 minutes."""
+    return min(MAX_BACKOFF, base * (2 ** max(0, retry)))
+
+
+def settle(outcome: Outcome | None, retry: int) -> None:
+    """Turn a reconcile outcome into Kopf's language (raise TemporaryError to be retried)."""
+    if outcome is None or outcome.error is None:
+        return
+    err = outcome.error
+    if isinstance(err, TransientError):
+        raise kopf.TemporaryError(f"{err.reason}: {err.message}", delay=backoff(retry, err.delay))
+    # Permanent: status already says what to fix; do not retry until something changes.
+    log.warning("permanent error, waiting for a spec change: %s: %s", err.reason, err.message)
+
+
+def _owner_name(body: Any) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if (
+            ref.get("kind") == KIND
+            and ref.get("apiVersion", "").startswith(f"{GROUP}/")
+            and ref.get("controller")
+        ):
+            return str(ref["name"])
+    return None
+
+
+class Handlers:
+    """The handler functions, bound to one Reconciler and Serializer (no module globals)."""
+
+    def __init__(self, reconciler: Reconciler, serializer: Serializer | None = None) -> None:
+        self.reconciler = reconciler
+        self.serializer = serializer or Serializer()
+
+    def _fresh(self, namespace: str, name: str) -> Outcome | None:
+        body = self.reconciler.kube.get(f"{GROUP}/{VERSION}", KIND, namespace, name)
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return None  # gone or going: the garbage collector handles the children
+        return self.reconciler.reconcile(body)
+
+    def on_parent(self, body: Any, retry: int = 0, **_: Any) -> None:
+        """create / update / resume / timer of a PhoenixAuth."""
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return
+        key = f"{meta['namespace']}/{meta['name']}"
+        outcome = self.serializer.run(
+            key,
+            lambda: self.reconciler.reconcile(body),
+            lambda: self._fresh(meta["namespace"], meta["name"]),
+        )
+        settle(outcome, retry)
+
+    def on_child(self, body: Any, type: str | None = None, **_: Any) -> None:
+        """Any event of an owned child: reconcile the owner (drift back, status refreshed)."""
+        if type is None:  # initial listing: the parent's resume handler covers it
+            return
+        owner = _owner_name(body)
+        if not owner:
+            return
+        namespace = body["metadata"]["namespace"]
+        key = f"{namespace}/{owner}"
+        try:
+            self.serializer.run(
+                key,
+                lambda: self._fresh(namespace, owner) or Outcome(status={}),
+                lambda: self._fresh(namespace, owner),
+                wait=False,
+            )
+        except TransientError as exc:  # event handlers are not retried; the timer catches up
+            log.info("child event reconcile of %s deferred: %s", key, exc.message)
+
+
+def register(registry: kopf.OperatorRegistry, handlers: Handlers, *, resync_seconds: float) -> None:
+    """Register all handlers on `registry` (called by the CLI; nothing registers at import)."""
+    resource = (GROUP, VERSION, PLURAL)
+    kopf.on.resume(*resource, registry=registry, id="reconcile-resume")(handlers.on_parent)
+    kopf.on.create(*resource, registry=registry, id="reconcile-create")(handlers.on_parent)
+    kopf.on.update(*resource, registry=registry, id="reconcile-update")(handlers.on_parent)
+    kopf.timer(
+        *resource, registry=registry, id="resync", interval=resync_seconds, initial_delay=resync_seconds
+    )(handlers.on_parent)
+    for group, version, plural in CHILD_KINDS:
+        kopf.on.event(
+            group,
+            version,
+            plural,
+            registry=registry,
+            id=f"drift-{plural}",
+            labels={LABEL_MANAGED_BY: MANAGED_BY},
+        )(handlers.on_child)

@@ -1,0 +1,227 @@
+"""Thin Kubernetes API access: server-side apply, get, list, delete, status patch, discovery.
+
+One generic path for every kind (a table of apiVersion/kind → URL) keeps the reconciler free of
+per-kind client classes and makes PrometheusRule/ServiceMonitor no different from a Service.
+Every API failure is translated into a typed error here (errors.classify_api_status), so the
+reconciler only ever sees TransientError/PermanentError. 409/429/5xx get two quick in-process
+retries first; what still fails goes back to Kopf for a backoff retry.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from phoenix_operator.builders.common import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from phoenix_operator.errors import OperatorError, TransientError, classify_api_status
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [base]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(self.plural)
+        if name:
+            parts.append(name)
+        if subresource:
+            parts.append(subresource)
+        return "/".join(parts)
+
+
+KINDS: dict[tuple[str, str], Kind] = {
+    (k.api_version, k.kind): k
+    for k in (
+        Kind("v1", "ConfigMap", "configmaps"),
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Service", "services"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("batch/v1", "Job", "jobs"),
+        Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        Kind("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
+        Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+        Kind(f"{GROUP}/{VERSION}", "PhoenixAuth", PLURAL),
+    )
+}
+
+
+def kind_of(api_version: str, kind: str) -> Kind:
+    return KINDS[(api_version, kind)]
+
+
+def _api_message(raw: bytes | str | None) -> str:
+    """The API server's Status.message (what was wrong), truncated."""
+    try:
+        return str(json.loads(raw or b"{}").get("message", ""))[:500]
+    except (ValueError, AttributeError):
+        return ""
+
+
+class KubeClient:
+    """A small wrapper over kubernetes.client.ApiClient (sync; Kopf runs sync handlers in threads)."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        field_manager: str = FIELD_MANAGER,
+        timeout: float = 30.0,
+        quick_retries: int = 2,
+        retry_pause: float = 0.3,
+    ) -> None:
+        self.api = api_client
+        self.field_manager = field_manager
+        self.timeout = timeout
+        self.quick_retries = quick_retries
+        self.retry_pause = retry_pause
+
+    # --- the one place that talks HTTP ---
+    def _call(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+        missing_ok: bool = False,
+        hide_body_in_errors: bool = False,
+    ) -> Any:
+        attempt = 0
+        while True:
+            err: OperatorError
+            try:
+                method_, url, headers, body_, post = self.api.param_serialize(
+                    method,
+                    path,
+                    query_params=query or [],
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                )
+                response = self.api.call_api(
+                    method_, url, headers, body_, post, _request_timeout=self.timeout
+                )
+                raw = response.read()
+                status = int(response.status)
+                if 200 <= status < 300:
+                    return json.loads(raw) if raw else {}
+                if missing_ok and status == 404:
+                    return None
+                detail = "" if hide_body_in_errors else _api_message(raw)
+                err = classify_api_status(status, what, detail)
+            except ApiException as exc:  # raised by the REST layer for some transport failures
+                err = classify_api_status(int(exc.status or 0), what, "")
+            except (Urllib3Error, OSError) as exc:
+                err = TransientError(f"{what}: {type(exc).__name__}", reason="ApiUnreachable", delay=10.0)
+            if isinstance(err, TransientError) and attempt < self.quick_retries:
+                attempt += 1
+                time.sleep(self.retry_pause * attempt)
+                continue
+            raise err
+
+    # --- generic object operations ---
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        k = kind_of(api_version, kind)
+        return self._call(f"get {kind} {namespace}/{name}", "GET", k.path(namespace, name), missing_ok=True)
+
+    def list(
+        self, api_version: str, kind: str, namespace: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        k = kind_of(api_version, kind)
+        query = [("labelSelector", label_selector)] if label_selector else []
+        out = self._call(f"list {kind} in {namespace}", "GET", k.path(namespace), query=query)
+        return list((out or {}).get("items") or [])
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply (field manager phoenix-operator, force: we own these fields)."""
+        k = kind_of(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        what = f"apply {obj['kind']} {meta['namespace']}/{meta['name']}"
+        return self._call(
+            what,
+            "PATCH",
+            k.path(meta["namespace"], meta["name"]),
+            body=dict(obj),
+            query=[("fieldManager", self.field_manager), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+            hide_body_in_errors=obj["kind"] == "Secret",
+        )
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        k = kind_of(api_version, kind)
+        self._call(
+            f"delete {kind} {namespace}/{name}",
+            "DELETE",
+            k.path(namespace, name),
+            body={"propagationPolicy": "Background"},
+            missing_ok=True,
+        )
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch the PhoenixAuth's status subresource (None when the object is gone)."""
+        k = kind_of(f"{GROUP}/{VERSION}", "PhoenixAuth")
+        return self._call(
+            f"patch status of PhoenixAuth {namespace}/{name}",
+            "PATCH",
+            k.path(namespace, name, "status"),
+            body={"status": dict(status)},
+            content_type="application/merge-patch+json",
+            missing_ok=True,
+        )
+
+    def has_resources(self, group_version: str, plurals: set[str]) -> bool:
+        """API discovery: does the server serve these resources (e.g. monitoring.coreos.com/v1)?"""
+        out = self._call(f"discover {group_version}", "GET", f"/apis/{group_version}", missing_ok=True)
+        if not out:
+            return False
+        served = {r.get("name") for r in out.get("resources") or []}
+        return plurals <= served
+
+
+def with_retries(fn: Callable[[], T], *, attempts: int = 3, pause: float = 0.5) -> T:
+    """Run `fn`, retrying TransientError a few times in-process (used around whole steps)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except TransientError:
+            if i == attempts - 1:
+                raise
+            time.sleep(pause * (i + 1))
+    raise OperatorError("unreachable")  # pragma: no cover
+
+
+def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
+    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig."""
+    from kubernetes import config
+
+    configuration = k8s.Configuration()
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+    return k8s.ApiClient(configuration)

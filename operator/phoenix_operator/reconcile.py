@@ -1,0 +1,587 @@
+"""The one idempotent reconcile: compute the desired state from the spec, converge, report status.
+
+Create, update, resume, the slow timer and drift events on children all call `reconcile()`.
+It never keeps progress between calls (level-based): after a crash it simply runs again.
+Order of work: parse spec → read referenced Secrets → size the pool → Redis → auth config,
+Deployment, Service, PDB, HPA → migration Job → monitoring → observe children → status.
+Any OperatorError stops the work, is written into status as conditions, and is re-raised so
+the handler layer can decide between a Kopf retry (transient) and waiting (permanent).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoenix_operator import metrics
+from phoenix_operator.builders.common import Owner, stable_hash
+from phoenix_operator.builders.configmap import build_configmap
+from phoenix_operator.builders.deployment import build_deployment
+from phoenix_operator.builders.hpa import build_hpa
+from phoenix_operator.builders.migration_job import (
+    build_migration_job,
+    job_completed_at,
+    job_state,
+    migration_job_name,
+)
+from phoenix_operator.builders.pdb import build_pdb
+from phoenix_operator.builders.prometheus_rule import build_prometheus_rule
+from phoenix_operator.builders.redis import (
+    PASSWORD_KEY,
+    URL_KEY,
+    build_redis_deployment,
+    build_redis_network_policy,
+    build_redis_secret,
+    build_redis_service,
+)
+from phoenix_operator.builders.service import build_service
+from phoenix_operator.builders.service_monitor import build_service_monitor
+from phoenix_operator.errors import (
+    ChildConflict,
+    OperatorError,
+    PermanentError,
+    PoolDoesNotFit,
+    SpecInvalid,
+    TransientError,
+)
+from phoenix_operator.kube import KubeClient
+from phoenix_operator.pool_sizing import DetectedBudget, PoolSize, detect_budget, size_pool
+from phoenix_operator.spec import PhoenixAuthSpec, parse_spec
+from phoenix_operator.status import (
+    DEGRADED,
+    MIGRATIONS_COMPLETE,
+    MONITORING_CONFIGURED,
+    PROGRESSING,
+    READY,
+    REDIS_READY,
+    Condition,
+    Transition,
+    set_conditions,
+)
+
+log = logging.getLogger(__name__)
+
+MONITORING_GV = "monitoring.coreos.com/v1"
+Detector = Callable[[str], DetectedBudget]
+Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
+
+
+@dataclass
+class Outcome:
+    """What one reconcile found: the status it wrote, transitions, and the error that stopped it."""
+
+    status: dict[str, Any]
+    transitions: list[Transition] = field(default_factory=list)
+    error: OperatorError | None = None
+
+
+@dataclass
+class _Observed:
+    """Facts gathered while converging, turned into status at the end."""
+
+    spec: PhoenixAuthSpec | None = None
+    pool: PoolSize | None = None
+    budget_source: str | None = None
+    config_hash: str | None = None
+    redis: dict[str, Any] = field(default_factory=dict)
+    redis_ready: Condition | None = None
+    deployment: dict[str, Any] | None = None
+    desired_replicas: int | None = None
+    migrations: dict[str, Any] = field(default_factory=dict)
+    migrations_cond: Condition | None = None
+    monitoring: dict[str, bool] = field(default_factory=dict)
+    monitoring_cond: Condition | None = None
+    body: Mapping[str, Any] = field(default_factory=dict)  # for Events about this object
+
+
+def _secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
+    data = (secret or {}).get("data") or {}
+    raw = data.get(key)
+    if raw is None:
+        return None
+    return base64.b64decode(raw).decode()
+
+
+def _digest(value: str | None) -> str:
+    """One-way digest of a secret value for the config hash (the value itself goes nowhere)."""
+    return hashlib.sha256((value or "").encode()).hexdigest()[:16]
+
+
+def _owned_by(obj: Mapping[str, Any] | None, owner: Owner) -> bool:
+    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner.uid for ref in refs)
+
+
+class Reconciler:
+    """Holds the API client and collaborators; `reconcile(body)` is the whole job."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        detector: Detector | None = None,
+        emit: Emit | None = None,
+        detect_timeout: float = 5.0,
+    ) -> None:
+        self.kube = kube
+        self.detector: Detector = detector or (lambda url: detect_budget(url, timeout=detect_timeout))
+        self.emit: Emit = emit or (lambda _b, _t, _r, _m: None)
+
+    # ------------------------------------------------------------------ entry point
+    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        started = time.monotonic()
+        owner = Owner.from_body(body)
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
+        old_status = dict(body.get("status") or {})
+        raw_spec = dict(body.get("spec") or {})
+        obs = _Observed(body=body)
+        error: OperatorError | None = None
+        result = "success"
+        metrics.MANAGED.labels(namespace=owner.namespace, name=owner.name).set(1)
+        try:
+            if raw_spec.get("paused"):
+                result = "paused"
+                conditions = [
+                    Condition(
+                        PROGRESSING, False, "Paused", "spec.paused is true: the operator changes nothing"
+                    ),
+                ]
+                return self._finish(owner, generation, old_status, obs, conditions, "Paused", None)
+            obs.spec = parse_spec(raw_spec)
+            self._converge(owner, obs.spec, obs)
+        except OperatorError as exc:
+            error = exc
+            result = "transient_error" if isinstance(exc, TransientError) else "permanent_error"
+            metrics.ERRORS.labels(kind=exc.reason).inc()
+        finally:
+            metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
+            metrics.RECONCILES.labels(result=result).inc()
+        conditions, phase = self._conditions(obs, error)
+        return self._finish(owner, generation, old_status, obs, conditions, phase, error)
+
+    # ------------------------------------------------------------------ converge
+    def _apply_child(self, owner: Owner, obj: dict[str, Any]) -> dict[str, Any]:
+        """Apply a child, refusing to take over an object of the same name we do not own."""
+        meta = obj["metadata"]
+        current = self.kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if current is not None and not _owned_by(current, owner):
+            raise ChildConflict(
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} exists and is not owned by this "
+                "PhoenixAuth; "
+                "rename or delete it (the operator never overwrites objects it does not own)"
+            )
+        return self.kube.apply(obj)
+
+    def _delete_owned(self, owner: Owner, api_version: str, kind: str, name: str) -> None:
+        current = self.kube.get(api_version, kind, owner.namespace, name)
+        if current is not None and _owned_by(current, owner):
+            self.kube.delete(api_version, kind, owner.namespace, name)
+
+    def _converge(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> None:
+        ns = owner.namespace
+        # --- database Secret and the pool ---
+        db_ref = spec.database.secret_ref
+        db_secret = self.kube.get("v1", "Secret", ns, db_ref.name)
+        db_url = _secret_value(db_secret, db_ref.key)
+        if db_url is None:
+            raise TransientError(
+                f"Secret {ns}/{db_ref.name} with key {db_ref.key} not found (spec.database.secretRef)",
+                reason="DatabaseSecretMissing",
+                delay=30.0,
+            )
+        if spec.database.connection_budget is not None:
+            budget, obs.budget_source = spec.database.connection_budget, "spec"
+        else:
+            budget, obs.budget_source = self.detector(db_url).budget, "detected"
+        obs.pool = size_pool(
+            budget=budget,
+            reserved=spec.database.reserved_connections,
+            max_replicas=spec.auth_service.replicas.max,
+            min_per_pod=spec.pool.min_per_pod,
+            max_per_pod=spec.pool.max_per_pod,
+            workers=spec.auth_service.workers,
+            policy=spec.pool.policy,
+        )
+
+        # --- Redis ---
+        redis_secret_ref, redis_digest = self._redis(owner, spec, obs)
+
+        # --- auth config, Deployment, Service, PDB, HPA ---
+        configmap = build_configmap(owner, spec, obs.pool)
+        obs.config_hash = stable_hash(
+            configmap["data"], _digest(db_url), redis_digest, db_ref.name, db_ref.key
+        )
+        self._apply_child(owner, configmap)
+        current = self.kube.get("apps/v1", "Deployment", ns, owner.auth_name)
+        current_replicas = ((current or {}).get("spec") or {}).get("replicas")
+        lo, hi = spec.auth_service.replicas.min, spec.auth_service.replicas.max
+        # Keep what the HPA chose (within bounds) so the operator and the HPA never fight.
+        obs.desired_replicas = lo if current_replicas is None else min(max(int(current_replicas), lo), hi)
+        obs.deployment = self._apply_child(
+            owner,
+            build_deployment(
+                owner,
+                spec,
+                obs.pool,
+                redis_secret=redis_secret_ref,
+                config_hash=obs.config_hash,
+                replicas=obs.desired_replicas,
+            ),
+        )
+        self._apply_child(owner, build_service(owner, spec))
+        self._apply_child(owner, build_pdb(owner))
+        self._apply_child(owner, build_hpa(owner, spec))
+
+        # --- migrations and monitoring ---
+        self._migrations(owner, spec, obs)
+        self._monitoring(owner, spec, obs)
+
+    def _redis(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> tuple[tuple[str, str], str]:
+        ns = owner.namespace
+        if spec.redis.mode == "external":
+            assert spec.redis.external is not None  # guaranteed by the spec model
+            ref = spec.redis.external.secret_ref
+            # Switching from managed to external: remove what we created for managed Redis.
+            for api_version, kind, name in (
+                ("apps/v1", "Deployment", owner.redis_name),
+                ("v1", "Service", owner.redis_name),
+                ("networking.k8s.io/v1", "NetworkPolicy", owner.redis_name),
+                ("v1", "Secret", owner.redis_secret_name),
+            ):
+                self._delete_owned(owner, api_version, kind, name)
+            url = _secret_value(self.kube.get("v1", "Secret", ns, ref.name), ref.key)
+            obs.redis = {"mode": "external", "secretName": ref.name}
+            if url is None:
+                obs.redis_ready = Condition(
+                    REDIS_READY, False, "RedisSecretMissing", f"Secret {ns}/{ref.name} has no key {ref.key}"
+                )
+                raise TransientError(
+                    f"Secret {ns}/{ref.name} with key {ref.key} not found (spec.redis.external.secretRef)",
+                    reason="RedisSecretMissing",
+                    delay=30.0,
+                )
+            obs.redis_ready = Condition(
+                REDIS_READY, True, "ExternalRedis", f"using Secret {ref.name}/{ref.key}"
+            )
+            return (ref.name, ref.key), _digest(url)
+
+        managed = spec.redis.managed_or_default
+        existing = self.kube.get("v1", "Secret", ns, owner.redis_secret_name)
+        if existing is not None and not _owned_by(existing, owner):
+            raise ChildConflict(
+                f"Secret {ns}/{owner.redis_secret_name} exists and is not owned by this PhoenixAuth"
+            )
+        # Generate the password once; keep it across reconciles (rotating would drop every client).
+        password = _secret_value(existing, PASSWORD_KEY) or secrets.token_urlsafe(32)
+        secret = build_redis_secret(owner, password)
+        self.kube.apply(secret)
+        digest = _digest(password)
+        self._apply_child(owner, build_redis_deployment(owner, managed, secret_hash=digest))
+        self._apply_child(owner, build_redis_service(owner))
+        self._apply_child(owner, build_redis_network_policy(owner))
+        redis_dep = self.kube.get("apps/v1", "Deployment", ns, owner.redis_name) or {}
+        ready = int((redis_dep.get("status") or {}).get("readyReplicas") or 0)
+        obs.redis = {"mode": "managed", "service": owner.redis_name, "secretName": owner.redis_secret_name}
+        obs.redis_ready = (
+            Condition(REDIS_READY, True, "RedisAvailable", f"managed Redis {owner.redis_name} is ready")
+            if ready >= 1
+            else Condition(
+                REDIS_READY, False, "RedisStarting", f"managed Redis {owner.redis_name} has no ready pod"
+            )
+        )
+        return (owner.redis_secret_name, URL_KEY), digest
+
+    def _migrations(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> None:
+        ns = owner.namespace
+        m = spec.migrations
+        current_name = migration_job_name(owner, spec) if m.enabled else None
+        # Old Jobs of earlier migration sets: the new name supersedes them.
+        for job in self.kube.list(
+            "batch/v1",
+            "Job",
+            ns,
+            f"app.kubernetes.io/instance={owner.name},app.kubernetes.io/component=migration",
+        ):
+            name = job["metadata"]["name"]
+            if name != current_name and _owned_by(job, owner):
+                self.kube.delete("batch/v1", "Job", ns, name)
+        if not m.enabled or current_name is None:
+            obs.migrations = {"state": "Disabled"}
+            obs.migrations_cond = Condition(
+                MIGRATIONS_COMPLETE, True, "MigrationsDisabled", "spec.migrations.enabled is false"
+            )
+            return
+        job = self.kube.get("batch/v1", "Job", ns, current_name)
+        if job is None:
+            job = self._apply_child(owner, build_migration_job(owner, spec))
+            self.emit(
+                obs.body,
+                "Normal",
+                "MigrationStarted",
+                f"Job {current_name} runs phoenix-auth migrate "
+                f"({'rollback of' if m.rollback else 'index set'} {m.index_set})",
+            )
+        elif not _owned_by(job, owner):
+            raise ChildConflict(f"Job {ns}/{current_name} exists and is not owned by this PhoenixAuth")
+        state = job_state(job)
+        obs.migrations = {
+            "indexSet": m.index_set,
+            "rollback": m.rollback,
+            "state": state,
+            "jobName": current_name,
+        }
+        if completed := job_completed_at(job):
+            obs.migrations["completedAt"] = completed
+        action = "rolled back" if m.rollback else "applied"
+        if state == "Succeeded":
+            obs.migrations_cond = Condition(
+                MIGRATIONS_COMPLETE,
+                True,
+                "MigrationSucceeded",
+                f"index set {m.index_set} {action} by Job {current_name}",
+            )
+        elif state == "Failed":
+            obs.migrations_cond = Condition(
+                MIGRATIONS_COMPLETE,
+                False,
+                "MigrationFailed",
+                f"Job {current_name} failed; see `kubectl logs job/{current_name}`",
+            )
+        else:
+            obs.migrations_cond = Condition(
+                MIGRATIONS_COMPLETE, False, "MigrationRunning", f"Job {current_name} is {state.lower()}"
+            )
+
+    def _monitoring(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> None:
+        mon = spec.monitoring
+        want_rule, want_sm = mon.prometheus_rule.enabled, mon.service_monitor.enabled
+        obs.monitoring = {"prometheusRule": False, "serviceMonitor": False}
+        if not (want_rule or want_sm):
+            obs.monitoring_cond = Condition(
+                MONITORING_CONFIGURED,
+                False,
+                "Disabled",
+                "prometheusRule and serviceMonitor are disabled in spec.monitoring",
+            )
+            return
+        if not self.kube.has_resources(MONITORING_GV, {"prometheusrules", "servicemonitors"}):
+            obs.monitoring_cond = Condition(
+                MONITORING_CONFIGURED,
+                False,
+                "PrometheusOperatorCRDsMissing",
+                "monitoring.coreos.com/v1 PrometheusRule/ServiceMonitor CRDs are not installed; "
+                "install the Prometheus Operator CRDs to get alerts and scraping",
+            )
+            return
+        if want_rule:
+            self._apply_child(owner, build_prometheus_rule(owner, spec))
+            obs.monitoring["prometheusRule"] = True
+        else:
+            self._delete_owned(owner, MONITORING_GV, "PrometheusRule", owner.rule_name)
+        if want_sm:
+            self._apply_child(owner, build_service_monitor(owner, spec))
+            obs.monitoring["serviceMonitor"] = True
+        else:
+            self._delete_owned(owner, MONITORING_GV, "ServiceMonitor", owner.auth_name)
+        made = [k for k, v in obs.monitoring.items() if v]
+        obs.monitoring_cond = Condition(
+            MONITORING_CONFIGURED, True, "Configured", "created " + ", ".join(made)
+        )
+
+    # ------------------------------------------------------------------ status
+    def _conditions(self, obs: _Observed, error: OperatorError | None) -> tuple[list[Condition], str]:
+        conds: list[Condition] = []
+        if obs.redis_ready:
+            conds.append(obs.redis_ready)
+        if obs.migrations_cond:
+            conds.append(obs.migrations_cond)
+        if obs.monitoring_cond:
+            conds.append(obs.monitoring_cond)
+
+        if error is not None:
+            transient = isinstance(error, TransientError)
+            reason = error.reason
+            if isinstance(error, SpecInvalid):
+                phase = "Invalid"
+            elif isinstance(error, PoolDoesNotFit):
+                phase = "Degraded"
+            else:
+                phase = "Progressing" if transient else "Degraded"
+            conds += [
+                Condition(READY, False, reason, error.message),
+                Condition(
+                    PROGRESSING, transient, reason, "will retry" if transient else "waiting for a spec change"
+                ),
+                Condition(DEGRADED, not transient, reason, error.message if not transient else ""),
+            ]
+            return conds, phase
+
+        dep = obs.deployment or {}
+        dstatus = dep.get("status") or {}
+        desired = int((dep.get("spec") or {}).get("replicas") or 0)
+        ready = int(dstatus.get("readyReplicas") or 0)
+        updated = int(dstatus.get("updatedReplicas") or 0)
+        seen = int(dstatus.get("observedGeneration") or 0) >= int(
+            (dep.get("metadata") or {}).get("generation") or 0
+        )
+        rolled_out = (
+            seen and updated >= desired and ready >= desired and int(dstatus.get("replicas") or 0) <= desired
+        )
+        redis_ok = bool(obs.redis_ready and obs.redis_ready.status)
+        mig_ok = bool(obs.migrations_cond and obs.migrations_cond.status)
+        mig_failed = obs.migrations.get("state") == "Failed"
+
+        waiting = []
+        if not rolled_out:
+            waiting.append(f"auth pods {ready}/{desired} ready")
+        if not redis_ok:
+            waiting.append("Redis not ready")
+        if not mig_ok and not mig_failed:
+            waiting.append("migrations running")
+        if mig_failed:
+            conds += [
+                Condition(
+                    READY,
+                    False,
+                    "MigrationFailed",
+                    obs.migrations_cond.message if obs.migrations_cond else "",
+                ),
+                Condition(
+                    PROGRESSING, False, "MigrationFailed", "fix the cause, then change spec.migrations"
+                ),
+                Condition(
+                    DEGRADED,
+                    True,
+                    "MigrationFailed",
+                    obs.migrations_cond.message if obs.migrations_cond else "",
+                ),
+            ]
+            return conds, "Degraded"
+        if waiting:
+            text = "; ".join(waiting)
+            conds += [
+                Condition(READY, False, "Progressing", text),
+                Condition(PROGRESSING, True, "RollingOut", text),
+                Condition(DEGRADED, False, "AsExpected", ""),
+            ]
+            return conds, "Progressing"
+        conds += [
+            Condition(READY, True, "AllComponentsReady", f"{ready}/{desired} auth pods ready"),
+            Condition(PROGRESSING, False, "Complete", "rollout complete"),
+            Condition(DEGRADED, False, "AsExpected", ""),
+        ]
+        return conds, "Ready"
+
+    def _finish(
+        self,
+        owner: Owner,
+        generation: int,
+        old_status: dict[str, Any],
+        obs: _Observed,
+        conditions: list[Condition],
+        phase: str,
+        error: OperatorError | None,
+    ) -> Outcome:
+        merged, transitions = set_conditions(old_status.get("conditions"), conditions, generation=generation)
+        status: dict[str, Any] = {"observedGeneration": generation, "phase": phase, "conditions": merged}
+        status["message"] = (
+            error.message if error else next((c.message for c in conditions if c.type == READY), phase)
+        )
+        if obs.spec is not None:
+            status["cache"] = obs.spec.cache.summary
+        if obs.pool is not None:
+            status["poolPerPod"] = obs.pool.per_pod
+            status["poolPerProcess"] = obs.pool.per_process
+            status["connectionBudget"] = obs.pool.budget
+            status["connectionBudgetSource"] = obs.budget_source
+        if obs.config_hash:
+            status["configHash"] = obs.config_hash
+        if obs.redis:
+            status["redis"] = obs.redis
+        if obs.migrations:
+            status["migrations"] = obs.migrations
+        if obs.monitoring:
+            status["monitoring"] = obs.monitoring
+        if obs.deployment is not None:
+            desired = int((obs.deployment.get("spec") or {}).get("replicas") or 0)
+            ready = int((obs.deployment.get("status") or {}).get("readyReplicas") or 0)
+            status.update(replicas=desired, readyReplicas=ready, replicasSummary=f"{ready}/{desired}")
+        changed = any(old_status.get(k) != v for k, v in status.items())
+        if changed:
+            self.kube.patch_status(owner.namespace, owner.name, status)
+        for t in transitions:
+            self._announce(obs.body, t)
+        return Outcome(status=status, transitions=transitions, error=error)
+
+    def _announce(self, body: Mapping[str, Any], t: Transition) -> None:
+        """Kubernetes Events on transitions that matter to a reader of `kubectl describe`."""
+        message = t.message or f"{t.type} is {t.new}"
+        if t.type == READY:
+            if t.new == "True":
+                self.emit(body, "Normal", t.reason, message)
+            elif t.old is not None:  # was Ready (or Unknown) and is not any more
+                self.emit(body, "Warning", t.reason, message)
+        elif t.type == DEGRADED and t.new == "True":
+            self.emit(body, "Warning", t.reason, message)
+        elif t.type in (MIGRATIONS_COMPLETE, REDIS_READY):
+            if t.new == "True":
+                self.emit(body, "Normal", t.reason, message)
+            elif t.reason in ("MigrationFailed",):
+                self.emit(body, "Warning", t.reason, message)
+        elif t.type == MONITORING_CONFIGURED:
+            self.emit(body, "Normal", t.reason, message)
+
+
+class Serializer:
+    """At most one reconcile per PhoenixAuth at a time in this process; bursts coalesce.
+
+    Parent handlers wait for the lock; child drift events that arrive while a reconcile runs
+    just mark the object dirty, and the running reconcile goes round once more.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._dirty: set[str] = set()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def run(
+        self,
+        key: str,
+        first: Callable[[], Outcome],
+        again: Callable[[], Outcome | None],
+        *,
+        wait: bool = True,
+        rounds: int = 3,
+    ) -> Outcome | None:
+        """Run `first`; while someone marked `key` dirty meanwhile, run `again` (fresh body)."""
+        lock = self._lock(key)
+        if not lock.acquire(blocking=wait, timeout=120 if wait else -1):
+            with self._guard:
+                self._dirty.add(key)
+            return None
+        try:
+            outcome: Outcome | None = first()
+            for _ in range(rounds):
+                with self._guard:
+                    if key not in self._dirty:
+                        break
+                    self._dirty.discard(key)
+                outcome = again() or outcome
+            return outcome
+        finally:
+            lock.release()
+
+
+def is_permanent(error: OperatorError | None) -> bool:
+    return isinstance(error, PermanentError)

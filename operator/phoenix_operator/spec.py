@@ -1,0 +1,296 @@
+"""The typed PhoenixAuth spec: one object the reconciler and every builder receive.
+
+The CRD's OpenAPI schema and CEL rules reject most bad specs at apply time; this module
+is the second line of defence (old objects stored before a schema change, objects applied
+with validation off, tests). Defaults mirror the CRD's so a spec with fields left out means
+the same thing here as on the API server. A parse failure becomes `SpecInvalid`, which
+names the field so the status condition can tell the user what to fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from phoenix_operator.errors import SpecInvalid
+
+DEFAULT_AUTH_IMAGE = "ghcr.io/phoenix-dev/phoenix-auth:0.1.0"
+DEFAULT_REDIS_IMAGE = "docker.io/library/redis:7.4-alpine"
+
+# Env names the operator sets itself; extraEnv may not override them (CEL rejects it too).
+RESERVED_ENV = frozenset(
+    {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PHOENIX_MAX_DB_CONNECTIONS",
+        "PHOENIX_MIN_DB_CONNECTIONS",
+        "PHOENIX_CACHE_TTL",
+        "PHOENIX_ENABLE_AUTH_CACHE",
+        "PHOENIX_ENABLE_QUERY_CACHE",
+        "PHOENIX_ENABLE_MONITORING",
+        "PHOENIX_L1_MAX_ENTRIES",
+        "PHOENIX_HOST",
+        "PHOENIX_PORT",
+        "PHOENIX_WORKERS",
+        "PHOENIX_TRUSTED_PROXIES",
+    }
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
+
+
+class Resources(_Model):
+    requests: dict[str, str | int] = Field(default_factory=dict)
+    limits: dict[str, str | int] = Field(default_factory=dict)
+
+    def to_k8s(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        if self.requests:
+            out["requests"] = {k: str(v) for k, v in self.requests.items()}
+        if self.limits:
+            out["limits"] = {k: str(v) for k, v in self.limits.items()}
+        return out
+
+
+def _auth_resources() -> Resources:
+    return Resources(requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "512Mi"})
+
+
+def _redis_resources() -> Resources:
+    return Resources(requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"})
+
+
+class Replicas(_Model):
+    min: int = Field(default=2, ge=1, le=100)
+    max: int = Field(default=4, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _order(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must be <= replicas.max ({self.max})")
+        return self
+
+
+class EnvVar(_Model):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
+    value: str = Field(default="", max_length=4096)
+
+
+class AuthService(_Model):
+    image: str = Field(default=DEFAULT_AUTH_IMAGE, min_length=1, max_length=512, pattern=r"^\S+$")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    replicas: Replicas = Field(default_factory=Replicas)
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100, alias="targetCPUUtilization")
+    workers: int = Field(default=1, ge=1, le=16)
+    resources: Resources = Field(default_factory=_auth_resources)
+    port: int = Field(default=3007, ge=1024, le=65535)
+    extra_env: tuple[EnvVar, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from exc
+        return value
+
+    @field_validator("extra_env")
+    @classmethod
+    def _not_reserved(cls, value: tuple[EnvVar, ...]) -> tuple[EnvVar, ...]:
+        for env in value:
+            if env.name in RESERVED_ENV:
+                raise ValueError(f"{env.name} is set by the operator and cannot be overridden in extraEnv")
+        return value
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field(default="DATABASE_URL", min_length=1, max_length=253)
+
+
+class RedisSecretKeyRef(SecretKeyRef):
+    key: str = Field(default="REDIS_URL", min_length=1, max_length=253)
+
+
+class Database(_Model):
+    secret_ref: SecretKeyRef
+    connection_budget: int | None = Field(default=None, ge=1, le=100_000)
+    detect: bool = False
+    reserved_connections: int = Field(default=5, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Database:
+        if (self.connection_budget is None) == (not self.detect):
+            raise ValueError("set exactly one of database.connectionBudget or database.detect: true")
+        return self
+
+
+class Pool(_Model):
+    min_per_pod: int = Field(default=2, ge=1, le=1000)
+    max_per_pod: int = Field(default=20, ge=1, le=1000)
+    policy: Literal["elastic", "fixed"] = "elastic"
+
+    @model_validator(mode="after")
+    def _order(self) -> Pool:
+        if self.min_per_pod > self.max_per_pod:
+            raise ValueError(
+                f"pool.minPerPod ({self.min_per_pod}) must be <= pool.maxPerPod ({self.max_per_pod})"
+            )
+        return self
+
+
+EvictionPolicy = Literal[
+    "noeviction",
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+]
+
+
+class ManagedRedis(_Model):
+    image: str = Field(default=DEFAULT_REDIS_IMAGE, min_length=1, max_length=512, pattern=r"^\S+$")
+    max_memory: str = Field(default="128mb", pattern=r"^[0-9]+(b|kb|mb|gb)?$")
+    eviction_policy: EvictionPolicy = "allkeys-lru"
+    resources: Resources = Field(default_factory=_redis_resources)
+
+
+class ExternalRedis(_Model):
+    secret_ref: RedisSecretKeyRef
+
+
+class Redis(_Model):
+    mode: Literal["managed", "external"] = "managed"
+    managed: ManagedRedis | None = None
+    external: ExternalRedis | None = None
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> Redis:
+        if self.mode == "external" and self.external is None:
+            raise ValueError("redis.mode external requires redis.external.secretRef")
+        if self.mode == "external" and self.managed is not None:
+            raise ValueError("redis.managed must not be set when redis.mode is external")
+        if self.mode == "managed" and self.external is not None:
+            raise ValueError("redis.external must not be set when redis.mode is managed")
+        return self
+
+    @property
+    def managed_or_default(self) -> ManagedRedis:
+        return self.managed or ManagedRedis()
+
+
+class Cache(_Model):
+    ttl_seconds: int = Field(default=300, ge=1, le=86400)
+    l1_max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
+    enable_auth_cache: bool = True
+    enable_query_cache: bool = True
+
+    @property
+    def summary(self) -> str:
+        """Short text for the printer column: which layers are on."""
+        layers = [n for n, on in (("L1", self.enable_auth_cache), ("L2", self.enable_query_cache)) if on]
+        return "+".join(layers) if layers else "off"
+
+
+class Migrations(_Model):
+    enabled: bool = True
+    index_set: Literal["seed"] = "seed"
+    rollback: bool = False
+    backoff_limit: int = Field(default=3, ge=0, le=20)
+    active_deadline_seconds: int = Field(default=900, ge=30, le=86400)
+
+
+class Thresholds(_Model):
+    api_latency_ms: float = Field(default=100, gt=0, le=600_000)
+    db_query_ms: float = Field(default=25, gt=0, le=600_000)
+    cache_hit_ratio: float = Field(default=0.95, ge=0, le=1)
+    error_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class Alerts(_Model):
+    api_latency: bool = True
+    db_query_latency: bool = True
+    cache_hit_ratio: bool = True
+    error_rate: bool = True
+    pool_saturation: bool = True
+
+
+class PrometheusRuleSpec(_Model):
+    enabled: bool = True
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    alerts: Alerts = Field(default_factory=Alerts)
+    for_duration: str = Field(default="5m", alias="for", pattern=r"^[0-9]+(s|m|h)$")
+    runbook_base_url: str = Field(
+        default="https://github.com/phoenix-dev/phoenix/blob/main/docs/operator.md", max_length=1024
+    )
+
+
+class ServiceMonitorSpec(_Model):
+    enabled: bool = True
+    interval: str = Field(default="30s", pattern=r"^[0-9]+(s|m|h)$")
+
+
+class Monitoring(_Model):
+    enabled: bool = True  # PHOENIX_ENABLE_MONITORING: /metrics and the summary log line
+    prometheus_rule: PrometheusRuleSpec = Field(default_factory=PrometheusRuleSpec)
+    service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
+
+
+class PhoenixAuthSpec(_Model):
+    auth_service: AuthService = Field(default_factory=AuthService)
+    database: Database
+    pool: Pool = Field(default_factory=Pool)
+    redis: Redis = Field(default_factory=Redis)
+    cache: Cache = Field(default_factory=Cache)
+    migrations: Migrations = Field(default_factory=Migrations)
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    paused: bool = False
+
+    @model_validator(mode="after")
+    def _budget_fits(self) -> PhoenixAuthSpec:
+        budget = self.database.connection_budget
+        if budget is not None:
+            need = self.auth_service.replicas.max * self.pool.min_per_pod
+            usable = budget - self.database.reserved_connections
+            if usable < need:
+                raise ValueError(
+                    f"database.connectionBudget - reservedConnections = {usable} cannot give "
+                    f"{self.auth_service.replicas.max} replicas (replicas.max) "
+                    f"pool.minPerPod={self.pool.min_per_pod} "
+                    f"each (needs {need}): raise the budget or lower replicas.max / pool.minPerPod"
+                )
+        return self
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    """Turn pydantic's location into the CRD's field path, e.g. spec.authService.replicas."""
+    parts: list[str] = ["spec"]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        else:
+            parts.append(to_camel(item) if "_" in item else item)
+    return ".".join(parts)
+
+
+def parse_spec(spec: Mapping[str, Any] | None) -> PhoenixAuthSpec:
+    """Parse a PhoenixAuth `.spec` into the typed model, or raise SpecInvalid naming the field."""
+    try:
+        return PhoenixAuthSpec.model_validate(dict(spec or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = _loc(tuple(first.get("loc", ())))
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise SpecInvalid(field=field, message=f"{field}: {message}") from None

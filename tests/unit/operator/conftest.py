@@ -1,0 +1,126 @@
+"""Shared fixtures: a sample PhoenixAuth body and an in-memory stand-in for KubeClient.
+
+FakeKube keeps objects in a dict and implements exactly KubeClient's surface, so reconcile
+tests check the objects and status a user would see, without an API server. Error injection
+(`fail`) raises the same typed errors KubeClient raises for API failures.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from phoenix_operator.builders.common import Owner
+from phoenix_operator.errors import OperatorError
+
+NS = "demo"
+NAME = "auth"
+UID = "0b1c2d3e-0000-4000-8000-000000000001"
+DB_URL = "postgresql://phoenix:s3cret-db-pass@db.example:5432/phoenix"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def make_body(spec: dict[str, Any] | None = None, *, generation: int = 1, status: dict | None = None) -> dict:
+    return {
+        "apiVersion": "auth.phoenix.dev/v1alpha1",
+        "kind": "PhoenixAuth",
+        "metadata": {"name": NAME, "namespace": NS, "uid": UID, "generation": generation},
+        "spec": spec
+        if spec is not None
+        else {"database": {"secretRef": {"name": "db"}, "connectionBudget": 100}},
+        "status": status or {},
+    }
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.status_patches: list[dict[str, Any]] = []
+        self.applied: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, str]] = []
+        self.monitoring = False
+        self.fail: Callable[[str, str, str], OperatorError | None] = lambda verb, kind, name: None
+
+    def _check(self, verb: str, kind: str, name: str) -> None:
+        err = self.fail(verb, kind, name)
+        if err is not None:
+            raise err
+
+    def put(self, obj: dict[str, Any]) -> None:
+        self.objects[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check("get", kind, name)
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj else None
+
+    def list(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[dict]:
+        self._check("list", kind, "")
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
+        out = []
+        for (k, ns, _), obj in self.objects.items():
+            labels = obj["metadata"].get("labels") or {}
+            if k == kind and ns == namespace and all(labels.get(a) == b for a, b in wanted.items()):
+                out.append(copy.deepcopy(obj))
+        return out
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._check("apply", obj["kind"], obj["metadata"]["name"])
+        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        merged = copy.deepcopy(obj)
+        old = self.objects.get(key)
+        if old is not None and "status" in old:
+            merged["status"] = old["status"]
+        merged["metadata"].setdefault("generation", 1)
+        self.objects[key] = merged
+        self.applied.append(copy.deepcopy(obj))
+        return copy.deepcopy(merged)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._check("delete", kind, name)
+        self.objects.pop((kind, namespace, name), None)
+        self.deleted.append((kind, name))
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict | None:
+        self._check("patch_status", "PhoenixAuth", name)
+        self.status_patches.append(copy.deepcopy(status))
+        return {"status": status}
+
+    def has_resources(self, group_version: str, plurals: set[str]) -> bool:
+        return self.monitoring
+
+    # helpers for tests
+    def kinds(self) -> set[str]:
+        return {k for (k, _, _) in self.objects}
+
+    def obj(self, kind: str, name: str) -> dict[str, Any]:
+        return self.objects[(kind, NS, name)]
+
+    def mark_ready(self, kind: str, name: str, status: dict[str, Any]) -> None:
+        self.objects[(kind, NS, name)]["status"] = status
+
+
+@pytest.fixture()
+def owner() -> Owner:
+    return Owner(name=NAME, namespace=NS, uid=UID)
+
+
+@pytest.fixture()
+def kube() -> FakeKube:
+    k = FakeKube()
+    k.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db", "namespace": NS},
+            "data": {"DATABASE_URL": b64(DB_URL)},
+        }
+    )
+    return k
