@@ -92,6 +92,7 @@ def _meta(conn: psycopg.Connection, key: str) -> str | None:
 
 
 def _set_meta(conn: psycopg.Connection, key: str, value: str) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (key text PRIMARY KEY, value text NOT NULL)")
     conn.execute(
         "INSERT INTO bench_meta (key, value) VALUES (%s, %s) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

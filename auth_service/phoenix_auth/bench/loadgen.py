@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +70,16 @@ class HttpConnection:
         return self._reader, self._writer
 
     async def request(self, raw: bytes) -> Response:
+        """Send one request; retried once on a fresh connection if an idle one was closed by the server."""
+        reused = self._reader is not None
+        try:
+            return await self._request_once(raw)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            if not reused:
+                raise
+        return await self._request_once(raw)  # the server closed our idle keep-alive connection
+
+    async def _request_once(self, raw: bytes) -> Response:
         reader, writer = await self._ensure()
         try:
             writer.write(raw)
@@ -144,6 +153,7 @@ class Sample:
     done: float
     status: int  # 0: connection error or not completed before the deadline
     body: bytes | None = None
+    index: int = -1  # position in the `requests` list of what was sent
 
 
 def corrected_latency(sample: Sample) -> float:
@@ -221,8 +231,7 @@ async def open_loop(
     if not requests:
         raise ValueError("open_loop needs at least one request")
     result = RunResult("open", rate, duration, connections)
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-    source = itertools.cycle(requests)
+    queue: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
     t0 = clock() + 0.05
     schedule = intended_times(rate, duration, t0)
 
@@ -230,24 +239,25 @@ async def open_loop(
         conn = HttpConnection(host, port)
         try:
             while True:
-                intended, raw = await queue.get()
+                intended, index = await queue.get()
                 sent = clock()
                 try:
-                    response = await conn.request(raw)
+                    response = await conn.request(requests[index])
                     status, body = response.status, response.body
                 except (OSError, HttpProtocolError, asyncio.IncompleteReadError, ValueError):
                     status, body = 0, b""
-                result.samples.append(Sample(intended, sent, clock(), status, body if keep_bodies else None))
+                kept = body if keep_bodies else None
+                result.samples.append(Sample(intended, sent, clock(), status, kept, index))
                 queue.task_done()
         finally:
             conn.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
     try:
-        for intended in schedule:
+        for i, intended in enumerate(schedule):
             # sleep(0) when behind still yields, so workers run even if the client is saturated
             await asyncio.sleep(max(0.0, intended - clock()))
-            queue.put_nowait((intended, next(source)))
+            queue.put_nowait((intended, i % len(requests)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(queue.join(), timeout=drain_timeout)
     finally:
@@ -268,31 +278,36 @@ async def closed_loop(
     keep_bodies: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> RunResult:
-    """Each connection sends back-to-back for `duration` s; measures throughput."""
+    """Each connection sends back-to-back for `duration` s; measures throughput.
+
+    Connection k walks the request list from its own offset, so connections do not send the
+    same request at the same moment; `Sample.index` records what was sent.
+    """
     if not requests:
         raise ValueError("closed_loop needs at least one request")
     result = RunResult("closed", None, duration, connections)
-    start = clock()
-    deadline = start + duration
+    deadline = clock() + duration
 
     async def worker(offset: int) -> None:
         conn = HttpConnection(host, port)
-        source = itertools.islice(itertools.cycle(requests), offset % len(requests), None)
+        index = offset % len(requests)
         try:
             while clock() < deadline:
-                raw = next(source)
                 sent = clock()
                 try:
-                    response = await conn.request(raw)
+                    response = await conn.request(requests[index])
                     status, body = response.status, response.body
                 except (OSError, HttpProtocolError, asyncio.IncompleteReadError, ValueError):
                     status, body = 0, b""
                     await asyncio.sleep(0.01)  # do not spin on a dead server
-                result.samples.append(Sample(sent, sent, clock(), status, body if keep_bodies else None))
+                kept = body if keep_bodies else None
+                result.samples.append(Sample(sent, sent, clock(), status, kept, index))
+                index = (index + 1) % len(requests)
         finally:
             conn.close()
 
-    tasks = [asyncio.create_task(worker(i * 7919)) for i in range(connections)]
+    stride = max(1, len(requests) // connections)
+    tasks = [asyncio.create_task(worker(i * stride)) for i in range(connections)]
     try:
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=duration + 30.0)
     except TimeoutError as exc:

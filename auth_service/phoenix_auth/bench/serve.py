@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    # The same uvicorn settings as phoenix_auth.server.run, for both apps.
     uvicorn.run(
         FACTORIES[args.app],
         factory=True,
@@ -32,10 +33,14 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         loop="uvloop",
         http="httptools",
+        lifespan="on",
         access_log=False,
-        log_level="warning",
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=10,
         backlog=2048,
-        timeout_keep_alive=30,
     )
 
 

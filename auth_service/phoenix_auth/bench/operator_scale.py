@@ -1,0 +1,310 @@
+"""Table 3: the operator at scale on the real local control plane.
+
+For each N (default 1, 50, 200): a fresh namespace, a fresh operator process watching only it
+(standalone, its own metrics port), then N PhoenixAuth objects created at once. Measured: the
+time from the create call to every object's `Ready` condition being True, reconciles per second
+(the operator's own `phoenix_operator_reconciles_total` over that time), and the operator's peak
+RSS (VmHWM from /proc: the kernel's high-water mark, so no peak is missed between samples).
+
+    scripts/control-plane.sh up
+    python -m phoenix_auth.bench.operator_scale [--counts 1,50,200] [--timeout 120]
+
+Needs `kubectl` and the kubeconfig from `scripts/control-plane.sh env`, and `phoenix-operator`.
+Each step is bounded by --timeout; the operator is stopped and the namespace deleted after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BenchError
+from .report import machine_facts, markdown_table, verdict, write_json
+from .servers import Process, free_port
+
+REPO = Path(__file__).resolve().parents[3]
+CRD_DIR = REPO / "crds"
+GROUP_PLURAL = "phoenixauths.auth.phoenix.dev"
+TARGET_READY_S = {200: 60.0}
+TARGET_RSS_MB = 150.0
+
+
+@dataclass
+class ScaleResult:
+    count: int
+    ready: int
+    seconds_to_all_ready: float | None  # None: not all Ready within the timeout
+    reconciles: float | None
+    reconciles_per_s: float | None
+    peak_rss_mb: float | None
+    timed_out: bool
+
+
+def phoenix_auth_manifest(name: str, namespace: str, secret: str) -> dict[str, Any]:
+    """The smallest valid PhoenixAuth (as manifests/samples/minimal.yaml)."""
+    return {
+        "apiVersion": "auth.phoenix.dev/v1alpha1",
+        "kind": "PhoenixAuth",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"database": {"secretRef": {"name": secret}, "connectionBudget": 50}},
+    }
+
+
+def count_ready(items: Sequence[Mapping[str, Any]]) -> int:
+    """How many objects have a `Ready` condition with status "True"."""
+    ready = 0
+    for item in items:
+        for cond in (item.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                ready += 1
+                break
+    return ready
+
+
+def parse_reconciles(metrics_text: str) -> float:
+    """Sum of phoenix_operator_reconciles_total over all results."""
+    return sum(
+        float(v)
+        for v in re.findall(r"^phoenix_operator_reconciles_total(?:\{[^}]*\})?\s+(\S+)$", metrics_text, re.M)
+    )
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM) in MB, or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+class Kubectl:
+    def __init__(self, kubeconfig: str, binary: str) -> None:
+        self.kubeconfig, self.binary = kubeconfig, binary
+
+    def run(self, *args: str, stdin: str | None = None, timeout: float = 60, check: bool = True) -> str:
+        proc = subprocess.run(
+            [self.binary, "--kubeconfig", self.kubeconfig, *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise BenchError(f"kubectl {' '.join(args[:3])} failed: {proc.stderr.strip()[-500:]}")
+        return proc.stdout
+
+
+def control_plane_env() -> dict[str, str]:
+    """KUBECONFIG and PATH from `scripts/control-plane.sh env` (raises if it is not up)."""
+    script = REPO / "scripts" / "control-plane.sh"
+    if not script.exists():
+        raise BenchError(
+            "scripts/control-plane.sh is missing; the operator benchmark needs the control plane"
+        )
+    status = subprocess.run(
+        ["bash", str(script), "status"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if status.returncode != 0:
+        raise BenchError(
+            "the control plane is not running: scripts/control-plane.sh up\n" + status.stderr[-500:]
+        )
+    out = subprocess.run(
+        ["bash", str(script), "env"], capture_output=True, text=True, timeout=30, check=False
+    )
+    match = re.search(r"export KUBECONFIG=(\S+)", out.stdout)
+    if not match:
+        raise BenchError("scripts/control-plane.sh env printed no KUBECONFIG")
+    bin_dir = subprocess.run(
+        ["bash", str(script), "bin"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.strip()
+    return {"KUBECONFIG": match.group(1).strip("'\""), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+
+
+def run_scale(
+    kubectl: Kubectl, count: int, timeout: float, log_dir: Path, env: Mapping[str, str], log
+) -> ScaleResult:
+    namespace = f"bench-op-{count}-{secrets.token_hex(3)}"
+    kubectl.run("create", "namespace", namespace)
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "phoenix-db", "namespace": namespace},
+        "type": "Opaque",
+        "stringData": {"DATABASE_URL": "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"},
+    }
+    kubectl.run("apply", "-f", "-", stdin=json.dumps(secret))
+    port = free_port()
+    operator = Process(
+        f"operator-{count}",
+        [
+            "phoenix-operator",
+            "--kubeconfig",
+            env["KUBECONFIG"],
+            "--namespace",
+            namespace,
+            "--standalone",
+            "--metrics-port",
+            str(port),
+            "--liveness-port",
+            "0",
+        ],
+        {**os.environ, **env},
+        log_dir,
+    )
+    try:
+        _wait_metrics(operator, port)
+        items = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [phoenix_auth_manifest(f"pxa-{i}", namespace, "phoenix-db") for i in range(count)],
+        }
+        log(f"N={count}: creating {count} PhoenixAuth in {namespace}")
+        started = time.monotonic()
+        kubectl.run("create", "-f", "-", stdin=json.dumps(items), timeout=timeout)
+        ready, timed_out = 0, True
+        while time.monotonic() - started < timeout:
+            if not operator.alive():
+                raise BenchError(f"the operator exited:\n{operator.log_tail()}")
+            listing = json.loads(kubectl.run("get", GROUP_PLURAL, "-n", namespace, "-o", "json"))
+            ready = count_ready(listing.get("items") or [])
+            if ready == count:
+                timed_out = False
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        reconciles = _reconciles(port)
+        rss = peak_rss_mb(operator.pid)
+        log(
+            f"N={count}: {ready}/{count} Ready after {elapsed:.1f} s; "
+            f"reconciles {reconciles}; peak RSS {rss} MB"
+        )
+        return ScaleResult(
+            count=count,
+            ready=ready,
+            seconds_to_all_ready=None if timed_out else elapsed,
+            reconciles=reconciles,
+            reconciles_per_s=(reconciles / elapsed) if reconciles is not None else None,
+            peak_rss_mb=rss,
+            timed_out=timed_out,
+        )
+    finally:
+        operator.stop()
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _wait_metrics(proc: Process, port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise BenchError(f"the operator exited at start:\n{proc.log_tail()}")
+        if _reconciles(port) is not None:
+            return
+        time.sleep(0.3)
+    raise BenchError(
+        f"the operator's metrics port {port} did not answer in {timeout:.0f} s:\n{proc.log_tail()}"
+    )
+
+
+def _reconciles(port: int) -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+            return parse_reconciles(resp.read().decode())
+    except OSError:
+        return None
+
+
+def render(results: Sequence[ScaleResult]) -> str:
+    rows = []
+    for r in results:
+        target = TARGET_READY_S.get(r.count)
+        met_ready = (
+            None
+            if target is None
+            else (r.seconds_to_all_ready is not None and r.seconds_to_all_ready <= target)
+        )
+        met_rss = None if r.peak_rss_mb is None else r.peak_rss_mb <= TARGET_RSS_MB
+        rows.append(
+            [
+                str(r.count),
+                f"{r.ready}/{r.count}",
+                "not all Ready (timeout)"
+                if r.seconds_to_all_ready is None
+                else f"{r.seconds_to_all_ready:.1f} s",
+                "n/a" if r.reconciles_per_s is None else f"{r.reconciles_per_s:.1f}/s",
+                "n/a" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f} MB",
+                f"{verdict(met_ready)} (<= {target:.0f} s)" if target else "",
+                f"{verdict(met_rss)} (<= {TARGET_RSS_MB:.0f} MB)",
+            ]
+        )
+    return markdown_table(
+        [
+            "N PhoenixAuths",
+            "Ready",
+            "Create to all Ready",
+            "Reconciles",
+            "Operator peak RSS",
+            "Ready target",
+            "RSS target",
+        ],
+        rows,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m phoenix_auth.bench.operator_scale", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--counts", default="1,50,200", help="comma-separated N (default 1,50,200)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all Ready, per N")
+    p.add_argument("--out", type=Path, default=Path("docs/bench"), help="writes operator-scale.json there")
+    args = p.parse_args(argv)
+
+    def log(message: str) -> None:
+        print(f"[bench-operator {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    try:
+        counts = [int(c) for c in args.counts.split(",") if c]
+        env = control_plane_env()
+        binary = shutil.which("kubectl", path=env.get("PATH")) or shutil.which("kubectl")
+        if not binary:
+            raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
+        if not shutil.which("phoenix-operator"):
+            raise BenchError("phoenix-operator is not installed (pip install -e .)")
+        kubectl = Kubectl(env["KUBECONFIG"], binary)
+        kubectl.run("apply", "-f", str(CRD_DIR))
+        kubectl.run("wait", "--for=condition=Established", f"crd/{GROUP_PLURAL}", "--timeout=60s", timeout=90)
+        log_dir = Path(tempfile.mkdtemp(prefix="phoenix-bench-operator-"))
+        results = [run_scale(kubectl, n, args.timeout, log_dir, env, log) for n in counts]
+    except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
+        print(f"bench-operator: error: {exc}", file=sys.stderr)
+        return 1
+    table = render(results)
+    print(table)
+    write_json(
+        args.out / "operator-scale.json",
+        {"machine": machine_facts(), "results": [asdict(r) for r in results]},
+    )
+    (args.out / "operator-scale.md").write_text(table + "\n")
+    log(f"operator logs in {log_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

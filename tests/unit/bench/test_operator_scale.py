@@ -1,0 +1,62 @@
+"""The operator benchmark's pure parts: counting Ready objects, reconciles, the table's verdicts."""
+
+import os
+
+from phoenix_auth.bench.operator_scale import (
+    ScaleResult,
+    count_ready,
+    parse_reconciles,
+    peak_rss_mb,
+    phoenix_auth_manifest,
+    render,
+)
+
+
+def test_count_ready_needs_a_true_ready_condition():
+    items = [
+        {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        {
+            "status": {
+                "conditions": [
+                    {"type": "Ready", "status": "False"},
+                    {"type": "Progressing", "status": "True"},
+                ]
+            }
+        },
+        {"status": {}},
+        {},
+    ]
+    assert count_ready(items) == 1
+
+
+def test_parse_reconciles_sums_all_results():
+    text = (
+        "# HELP phoenix_operator_reconciles_total x\n"
+        'phoenix_operator_reconciles_total{result="success"} 180.0\n'
+        'phoenix_operator_reconciles_total{result="transient_error"} 3.0\n'
+        'phoenix_operator_reconciles_created{result="success"} 1.7e9\n'
+    )
+    assert parse_reconciles(text) == 183.0
+
+
+def test_peak_rss_of_this_process_is_positive():
+    assert peak_rss_mb(os.getpid()) > 1.0
+    assert peak_rss_mb(2**22 + 12345) is None
+
+
+def test_manifest_is_the_minimal_sample():
+    m = phoenix_auth_manifest("pxa-1", "ns", "phoenix-db")
+    assert m["kind"] == "PhoenixAuth" and m["spec"]["database"]["secretRef"]["name"] == "phoenix-db"
+
+
+def test_render_marks_timeouts_and_targets():
+    text = render(
+        [
+            ScaleResult(200, 150, None, 900.0, 7.5, 180.0, True),
+            ScaleResult(50, 50, 12.0, 120.0, 10.0, 90.0, False),
+        ]
+    )
+    assert "not all Ready (timeout)" in text
+    assert "**missed** (<= 60 s)" in text
+    assert "**missed** (<= 150 MB)" in text
+    assert "met (<= 150 MB)" in text
