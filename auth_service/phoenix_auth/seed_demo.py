@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import bcrypt
 import psycopg
+from psycopg import sql
 
 from .passwords import PasswordHasher
 
@@ -97,12 +99,32 @@ def seed_demo(
     with conn.transaction():
         if conn.execute("SELECT 1 FROM users WHERE lower(email) = %s", (SEED_TEST_EMAIL,)).fetchone() is None:
             conn.execute(
-                "INSERT INTO users (email, name, role, hashed_password, team_name) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (SEED_TEST_EMAIL, "Test User", "user", hasher.hash(SEED_TEST_PASSWORD), "Demo Team"),
+                "INSERT INTO users (id, email, name, role, hashed_password, team_name) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    str(uuid.uuid4()),
+                    SEED_TEST_EMAIL,
+                    "Test User",
+                    "user",
+                    hasher.hash(SEED_TEST_PASSWORD),
+                    "Demo Team",
+                ),
             )
             test_created = True
     log(f"seed user {SEED_TEST_EMAIL}: {'created' if test_created else 'already present'}")
+
+    # An adopted Prisma table's id column has no default: then ids are made here ("demo-<n>");
+    # otherwise the server's gen_random_uuid() default makes them (cheaper than uuid4() in Python).
+    id_default = conn.execute(
+        "SELECT column_default FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'users' AND column_name = 'id'"
+    ).fetchone()
+    own_ids = id_default is None or id_default[0] is None
+    columns = (
+        "id, email, name, role, hashed_password, team_name"
+        if own_ids
+        else "email, name, role, hashed_password, team_name"
+    )
 
     existing = _existing_demo_indices(conn)
     conn.commit()
@@ -123,7 +145,7 @@ def seed_demo(
             bcrypt_rows += is_bcrypt
             role = "admin" if n % 1000 == 0 else "user"
             lines.append(
-                f"user{n}@{DEMO_DOMAIN}\tDemo User {n}\t{role}\t"
+                (f"demo-{n}\t" if own_ids else "") + f"user{n}@{DEMO_DOMAIN}\tDemo User {n}\t{role}\t"
                 f"{bcrypt_hash if is_bcrypt else argon_hash}\tteam-{n % 100}\n"
             )
         if lines:
@@ -131,7 +153,7 @@ def seed_demo(
                 with (
                     conn.transaction(),
                     conn.cursor() as cur,
-                    cur.copy("COPY users (email, name, role, hashed_password, team_name) FROM STDIN") as copy,
+                    cur.copy(sql.SQL("COPY users ({}) FROM STDIN").format(sql.SQL(columns))) as copy,
                 ):
                     chunk = 20_000
                     for k in range(0, len(lines), chunk):

@@ -9,6 +9,7 @@ the service is down.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 import psycopg
@@ -152,11 +153,12 @@ def create_user(
         try:
             row = conn.execute(
                 """
-                INSERT INTO users (email, name, role, hashed_password, team_name)
-                VALUES (%s, %s, %s, %s, %s)
+                INSERT INTO users (id, email, name, role, hashed_password, team_name)
+                VALUES (%s, %s, %s, %s, %s, %s)
                 RETURNING id, email, name, role, team_name, disabled
                 """,
-                (email, name, role, hashed, team),
+                # The id is made here: an adopted Prisma table's id column has no default.
+                (str(uuid.uuid4()), email, name, role, hashed, team),
             ).fetchone()
         except psycopg.errors.UniqueViolation as exc:  # raced with another writer
             raise UserExists(f"a user with email {email} already exists") from exc

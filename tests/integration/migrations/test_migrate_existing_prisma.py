@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import bcrypt
 import psycopg
 import pytest
@@ -75,3 +78,23 @@ def test_existing_prisma_table_with_bcrypt_hashes_is_migrated_in_place(
             assert hasher.needs_rehash(stored)  # the service upgrades it to argon2id on next login
     finally:
         hasher.close()
+
+
+def test_admin_commands_work_on_an_adopted_table_whose_id_has_no_default(
+    cli_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with psycopg.connect(cli_env) as conn:
+        conn.execute(
+            "CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text, role text)"
+        )
+    assert main(["migrate"]) == 0
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("new-user-pass\n"))
+    assert main(["user", "create", "--email", "new@example.com", "--password-stdin"]) == 0
+    assert main(["seed-demo", "50"]) == 0
+
+    with psycopg.connect(cli_env) as conn:
+        ids = dict(conn.execute("SELECT email, id FROM users").fetchall())
+    assert len(ids) == 52  # 50 demo users, test@example.com, new@example.com
+    assert ids["user7@demo.phoenix.dev"] == "demo-7"
+    assert len(ids["new@example.com"]) == 36  # a uuid made by the CLI
