@@ -515,7 +515,11 @@ class Reconciler:
             status.update(replicas=desired, readyReplicas=ready, replicasSummary=f"{ready}/{desired}")
         changed = any(old_status.get(k) != v for k, v in status.items())
         if changed:
-            self.kube.patch_status(owner.namespace, owner.name, status)
+            try:
+                self.kube.patch_status(owner.namespace, owner.name, status)
+            except OperatorError as exc:  # status not written: retry the whole reconcile later
+                metrics.ERRORS.labels(kind=exc.reason).inc()
+                error = error or exc
         for t in transitions:
             self._announce(obs.body, t)
         return Outcome(status=status, transitions=transitions, error=error)

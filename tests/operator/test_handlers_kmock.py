@@ -1,0 +1,233 @@
+"""Handlers against a mock Kubernetes API (KMock): real HTTP, real KubeClient, injected API errors.
+
+A small in-memory API (FakeApi) answers GET/PATCH/DELETE like the API server does for the
+calls the operator makes; `faults` makes chosen requests fail with a status code. We assert
+what Kopf and the user see: transient errors (409, 5xx, unreachable) raise kopf.TemporaryError
+with a growing delay; permanent ones (403, 404, 422) do not retry and land in status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+from collections import defaultdict
+from typing import Any
+
+import kmock
+import kopf
+import pytest
+from kubernetes import client as k8s
+
+from phoenix_operator.handlers import Handlers, backoff
+from phoenix_operator.kube import KubeClient
+from phoenix_operator.reconcile import Reconciler
+
+NS, NAME = "demo", "auth"
+PXA = f"/apis/auth.phoenix.dev/v1alpha1/namespaces/{NS}/phoenixauths/{NAME}"
+SERVICE = f"/api/v1/namespaces/{NS}/services/{NAME}"
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+DB_URL = "postgresql://phoenix:planted-secret-value@db:5432/phoenix"
+
+BODY = {
+    "apiVersion": "auth.phoenix.dev/v1alpha1",
+    "kind": "PhoenixAuth",
+    "metadata": {"name": NAME, "namespace": NS, "uid": "uid-1", "generation": 1},
+    "spec": {"database": {"secretRef": {"name": "db"}, "connectionBudget": 100}},
+}
+
+
+class FakeApi:
+    """Just enough of the API server for reconcile(): objects by path, SSA, status, faults."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {
+            f"/api/v1/namespaces/{NS}/secrets/db": {
+                "kind": "Secret",
+                "metadata": {"name": "db", "namespace": NS},
+                "data": {"DATABASE_URL": base64.b64encode(DB_URL.encode()).decode()},
+            },
+            PXA: copy.deepcopy(BODY),
+        }
+        self.faults: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        self.calls: list[tuple[str, str]] = []
+        self.status_patches: list[dict[str, Any]] = []
+
+    def fail(self, method: str, path: str, status: int, times: int = 100, message: str = "injected") -> None:
+        self.faults[(method, path)] += [(status, message)] * times
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for c in self.calls if c == (method, path))
+
+    def __call__(self, request: kmock.Request) -> kmock.Response:
+        method, path = request.method.name.upper(), request.url.path
+        self.calls.append((method, path))
+        queue = self.faults.get((method, path)) or self.faults.get((method, path.rsplit("/", 1)[0] + "/*"))
+        if queue:
+            status, message = queue.pop(0)
+            return kmock.Response(
+                status=status, payload={"kind": "Status", "code": status, "message": message}
+            )
+        if method == "GET":
+            if path in self.objects:
+                return kmock.Response(status=200, payload=self.objects[path])
+            items = [o for p, o in self.objects.items() if p.rsplit("/", 1)[0] == path]
+            if items or path.endswith(("/jobs", "/deployments")):
+                return kmock.Response(status=200, payload={"items": items})
+            return kmock.Response(status=404, payload={"kind": "Status", "code": 404, "message": "not found"})
+        if method == "PATCH" and path.endswith("/status"):
+            patch = json.loads(request.body)
+            self.status_patches.append(patch["status"])
+            obj = self.objects[path.removesuffix("/status")]
+            obj.setdefault("status", {}).update(patch["status"])
+            return kmock.Response(status=200, payload=obj)
+        if method == "PATCH":  # server-side apply
+            obj = json.loads(request.body)
+            assert request.headers["Content-Type"] == "application/apply-patch+yaml"
+            assert request.params["fieldManager"] == "phoenix-operator" and request.params["force"] == "true"
+            old = self.objects.get(path) or {}
+            obj["status"] = old.get("status", {})
+            self.objects[path] = obj
+            return kmock.Response(status=200, payload=obj)
+        if method == "DELETE":
+            self.objects.pop(path, None)
+            return kmock.Response(status=200, payload={"kind": "Status", "status": "Success"})
+        return kmock.Response(status=405, payload={"message": "unsupported"})
+
+
+@pytest.fixture()
+def api() -> FakeApi:
+    return FakeApi()
+
+
+@pytest.fixture()
+def handlers(kmock, api) -> Handlers:
+    kmock << api
+    config = k8s.Configuration(host=str(kmock.url).rstrip("/"))
+    kube = KubeClient(k8s.ApiClient(config), timeout=5, quick_retries=2, retry_pause=0.01)
+    return Handlers(Reconciler(kube))
+
+
+pytestmark = pytest.mark.kmock(cls=kmock.RawHandler)
+
+
+async def run_parent(handlers: Handlers, retry: int = 0) -> None:
+    await asyncio.to_thread(handlers.on_parent, body=copy.deepcopy(BODY), retry=retry)
+
+
+def last_condition(api: FakeApi, type_: str) -> dict[str, Any]:
+    return next(c for c in api.status_patches[-1]["conditions"] if c["type"] == type_)
+
+
+async def test_happy_path_creates_children_and_status(handlers, api):
+    await run_parent(handlers)
+    assert SERVICE in api.objects
+    assert f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}" in api.objects
+    assert api.status_patches[-1]["poolPerPod"] == 20
+    assert last_condition(api, "MonitoringConfigured")["reason"] == "PrometheusOperatorCRDsMissing"
+
+
+async def test_one_conflict_is_retried_in_process(handlers, api):
+    api.fail("PATCH", SERVICE, 409, times=1)
+    await run_parent(handlers)
+    assert api.count("PATCH", SERVICE) == 2
+    assert SERVICE in api.objects
+    assert last_condition(api, "Degraded")["status"] == "False"
+
+
+@pytest.mark.parametrize("status", [409, 500, 503, 429])
+async def test_persistent_transient_errors_go_back_to_kopf_with_backoff(handlers, api, status):
+    api.fail("PATCH", SERVICE, status)
+    with pytest.raises(kopf.TemporaryError) as info:
+        await run_parent(handlers, retry=2)
+    assert api.count("PATCH", SERVICE) == 3  # first try + 2 quick retries, then Kopf's backoff
+    assert info.value.delay == backoff(2, info.value.delay / 4) and info.value.delay >= 8
+    progressing = last_condition(api, "Progressing")
+    assert progressing["status"] == "True" and progressing["message"] == "will retry"
+    assert last_condition(api, "Degraded")["status"] == "False"
+
+
+def test_backoff_grows_and_is_capped():
+    assert [backoff(r, 2.0) for r in range(4)] == [2.0, 4.0, 8.0, 16.0]
+    assert backoff(20, 10.0) == 300.0
+
+
+@pytest.mark.parametrize(("status", "reason"), [(403, "Forbidden"), (404, "NotFound"), (422, "Invalid")])
+async def test_permanent_errors_become_conditions_without_retry(handlers, api, status, reason):
+    api.fail("PATCH", SERVICE, status, message=f"services is {reason.lower()} here")
+    await run_parent(handlers)  # no exception: Kopf will not retry
+    assert api.count("PATCH", SERVICE) == 1
+    degraded = last_condition(api, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == reason
+    ready = last_condition(api, "Ready")
+    assert ready["status"] == "False" and f"HTTP {status}" in ready["message"]
+    assert f"services is {reason.lower()} here" in ready["message"]  # the API server's words reach the user
+    assert api.status_patches[-1]["phase"] == "Degraded"
+
+
+async def test_status_patch_conflict_is_transient(handlers, api):
+    api.fail("PATCH", PXA + "/status", 409)
+    with pytest.raises(kopf.TemporaryError):
+        await run_parent(handlers)
+
+
+async def test_no_secret_in_any_request_but_the_secret_itself(handlers, api, kmock):
+    api.fail("PATCH", SERVICE, 403)
+    await run_parent(handlers)
+    for request in kmock:
+        if "/secrets/" in request.url.path:
+            continue
+        assert b"planted-secret-value" not in request.body
+    assert "planted-secret-value" not in json.dumps(api.status_patches)
+
+
+async def test_child_event_restores_a_deleted_service(handlers, api):
+    await run_parent(handlers)
+    del api.objects[SERVICE]
+    child = {
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "ownerReferences": [
+                {
+                    "apiVersion": "auth.phoenix.dev/v1alpha1",
+                    "kind": "PhoenixAuth",
+                    "name": NAME,
+                    "uid": "uid-1",
+                    "controller": True,
+                }
+            ],
+        }
+    }
+    await asyncio.to_thread(handlers.on_child, body=child, type="DELETED")
+    assert SERVICE in api.objects
+
+
+async def test_child_event_of_a_deleted_parent_does_nothing(handlers, api):
+    del api.objects[PXA]
+    child = {
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "ownerReferences": [
+                {
+                    "apiVersion": "auth.phoenix.dev/v1alpha1",
+                    "kind": "PhoenixAuth",
+                    "name": NAME,
+                    "uid": "uid-1",
+                    "controller": True,
+                }
+            ],
+        }
+    }
+    await asyncio.to_thread(handlers.on_child, body=child, type="MODIFIED")
+    assert not any(m == "PATCH" for m, _ in api.calls)
+
+
+async def test_unreachable_api_server_is_transient():
+    config = k8s.Configuration(host="http://127.0.0.1:9")  # discard port: connection refused
+    kube = KubeClient(k8s.ApiClient(config), timeout=2, quick_retries=1, retry_pause=0.01)
+    handlers = Handlers(Reconciler(kube))
+    with pytest.raises(kopf.TemporaryError, match="ApiUnreachable"):
+        await run_parent(handlers)

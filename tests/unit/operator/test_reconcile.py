@@ -1,0 +1,282 @@
+"""reconcile() end to end against an in-memory API: objects, status, conditions, events, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import DB_URL, NS, FakeKube, b64, make_body
+
+from phoenix_operator.errors import PermanentError, TransientError
+from phoenix_operator.pool_sizing import DetectedBudget
+from phoenix_operator.reconcile import Reconciler
+from phoenix_operator.status import get_condition
+
+AUTH_KINDS = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"}
+
+
+def run(kube: FakeKube, body: dict, **kw):
+    events: list[tuple[str, str, str]] = []
+    rec = Reconciler(kube, emit=lambda _b, t, r, m: events.append((t, r, m)), **kw)
+    outcome = rec.reconcile(body)
+    return outcome, events
+
+
+def cond(outcome, type_):
+    return get_condition(outcome.status["conditions"], type_)
+
+
+def make_ready(kube: FakeKube, replicas: int = 2) -> None:
+    kube.mark_ready(
+        "Deployment",
+        "auth",
+        {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+        },
+    )
+    kube.mark_ready("Deployment", "auth-redis", {"readyReplicas": 1})
+    job = next(o for (k, _, n), o in kube.objects.items() if k == "Job")
+    job["status"] = {
+        "conditions": [{"type": "Complete", "status": "True"}],
+        "completionTime": "2026-11-26T12:00:00Z",
+    }
+
+
+def test_first_reconcile_creates_children_and_reports_progress(kube):
+    outcome, events = run(kube, make_body())
+    assert outcome.error is None
+    assert AUTH_KINDS | {"Secret", "NetworkPolicy", "Job"} <= kube.kinds()
+    assert "PrometheusRule" not in kube.kinds()  # monitoring CRDs absent
+    s = outcome.status
+    assert s["phase"] == "Progressing"
+    assert s["poolPerPod"] == 20 and s["connectionBudget"] == 100 and s["connectionBudgetSource"] == "spec"
+    assert s["replicasSummary"] == "0/2" and s["cache"] == "L1+L2"
+    assert s["migrations"]["state"] == "Pending" and s["migrations"]["jobName"].startswith("auth-migrate-")
+    assert cond(outcome, "Ready")["status"] == "False"
+    assert cond(outcome, "MonitoringConfigured")["reason"] == "PrometheusOperatorCRDsMissing"
+    assert kube.status_patches[-1] == s
+    assert ("Normal", "MigrationStarted") in [(t, r) for t, r, _ in events]
+    assert any(r == "PrometheusOperatorCRDsMissing" for _, r, _ in events)
+
+
+def test_becomes_ready_when_children_are_ready(kube):
+    run(kube, make_body())
+    make_ready(kube)
+    outcome, events = run(kube, make_body(status=kube.status_patches[-1]))
+    assert outcome.status["phase"] == "Ready"
+    assert cond(outcome, "Ready")["status"] == "True"
+    assert cond(outcome, "MigrationsComplete")["status"] == "True"
+    assert cond(outcome, "RedisReady")["status"] == "True"
+    assert outcome.status["replicasSummary"] == "2/2"
+    assert outcome.status["migrations"]["completedAt"] == "2026-11-26T12:00:00Z"
+    assert ("Normal", "AllComponentsReady") in [(t, r) for t, r, _ in events]
+
+
+def test_steady_state_writes_nothing_new(kube):
+    run(kube, make_body())
+    make_ready(kube)
+    first, _ = run(kube, make_body(status=kube.status_patches[-1]))
+    patches = len(kube.status_patches)
+    second, events = run(kube, make_body(status=first.status))
+    assert second.status == first.status
+    assert len(kube.status_patches) == patches  # no status write when nothing changed
+    assert events == []
+
+
+def test_no_secret_values_in_status_or_events(kube):
+    outcome, events = run(kube, make_body())
+    make_ready(kube)
+    outcome2, events2 = run(kube, make_body(status=outcome.status))
+    password = b64decode(kube.obj("Secret", "auth-redis-auth")["data"]["password"])
+    text = repr([outcome.status, outcome2.status, events, events2])
+    for secret in (DB_URL, "s3cret-db-pass", password):
+        assert secret not in text
+
+
+def b64decode(value: str) -> str:
+    import base64
+
+    return base64.b64decode(value).decode()
+
+
+def test_redis_password_is_kept_across_reconciles(kube):
+    run(kube, make_body())
+    first = kube.obj("Secret", "auth-redis-auth")["data"]["password"]
+    run(kube, make_body())
+    assert kube.obj("Secret", "auth-redis-auth")["data"]["password"] == first
+
+
+def test_changed_db_secret_changes_config_hash(kube):
+    run(kube, make_body())
+    before = kube.obj("Deployment", "auth")["spec"]["template"]["metadata"]["annotations"]
+    kube.obj("Secret", "db")["data"]["DATABASE_URL"] = b64("postgresql://other@db/x")
+    run(kube, make_body())
+    after = kube.obj("Deployment", "auth")["spec"]["template"]["metadata"]["annotations"]
+    assert before["auth.phoenix.dev/config-hash"] != after["auth.phoenix.dev/config-hash"]
+
+
+def test_keeps_hpa_replica_count_within_bounds(kube):
+    run(kube, make_body())
+    kube.obj("Deployment", "auth")["spec"]["replicas"] = 3  # the HPA scaled out
+    run(kube, make_body())
+    assert kube.obj("Deployment", "auth")["spec"]["replicas"] == 3
+    kube.obj("Deployment", "auth")["spec"]["replicas"] = 40  # hand-edited beyond max
+    run(kube, make_body())
+    assert kube.obj("Deployment", "auth")["spec"]["replicas"] == 4
+
+
+def test_drift_is_put_back(kube):
+    run(kube, make_body())
+    kube.objects.pop(("Service", NS, "auth"))
+    dep = kube.obj("Deployment", "auth")
+    dep["spec"]["template"]["spec"]["containers"][0]["env"] = []
+    run(kube, make_body())
+    assert ("Service", NS, "auth") in kube.objects
+    env = kube.obj("Deployment", "auth")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert any(e["name"] == "PHOENIX_MAX_DB_CONNECTIONS" for e in env)
+
+
+def test_migration_set_change_replaces_the_job(kube):
+    run(kube, make_body())
+    old = {n for (k, _, n) in kube.objects if k == "Job"}
+    spec = copy.deepcopy(make_body()["spec"])
+    spec["migrations"] = {"rollback": True}
+    outcome, _ = run(kube, make_body(spec, generation=2))
+    new = {n for (k, _, n) in kube.objects if k == "Job"}
+    assert old.isdisjoint(new) and len(new) == 1
+    assert ("Job", old.pop()) in kube.deleted
+    assert outcome.status["migrations"]["rollback"] is True
+
+
+def test_migration_failure_degrades(kube):
+    run(kube, make_body())
+    job = next(o for (k, _, _), o in kube.objects.items() if k == "Job")
+    job["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+    outcome, events = run(kube, make_body(status=kube.status_patches[-1]))
+    assert outcome.status["phase"] == "Degraded"
+    assert cond(outcome, "Degraded")["status"] == "True"
+    assert cond(outcome, "MigrationsComplete")["reason"] == "MigrationFailed"
+    assert ("Warning", "MigrationFailed") in [(t, r) for t, r, _ in events]
+
+
+def test_monitoring_objects_when_crds_exist(kube):
+    kube.monitoring = True
+    outcome, _ = run(kube, make_body())
+    assert {"PrometheusRule", "ServiceMonitor"} <= kube.kinds()
+    assert cond(outcome, "MonitoringConfigured")["status"] == "True"
+    spec = copy.deepcopy(make_body()["spec"])
+    spec["monitoring"] = {"serviceMonitor": {"enabled": False}}
+    run(kube, make_body(spec, generation=2))
+    assert "ServiceMonitor" not in kube.kinds() and "PrometheusRule" in kube.kinds()
+
+
+def test_user_owned_service_monitor_is_never_overwritten(kube):
+    kube.monitoring = True
+    kube.put(
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {"name": "auth", "namespace": NS, "labels": {"team": "sre"}},
+            "spec": {"x": 1},
+        }
+    )
+    outcome, _ = run(kube, make_body())
+    assert outcome.error is not None and outcome.error.reason == "ChildNameConflict"
+    assert kube.obj("ServiceMonitor", "auth")["spec"] == {"x": 1}
+    assert cond(outcome, "Degraded")["status"] == "True"
+    assert "not owned" in cond(outcome, "Ready")["message"]
+
+
+def test_external_redis(kube):
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ext", "namespace": NS},
+            "data": {"REDIS_URL": b64("redis://:pw@redis.example:6379/0")},
+        }
+    )
+    run(kube, make_body())  # managed first
+    spec = copy.deepcopy(make_body()["spec"])
+    spec["redis"] = {"mode": "external", "external": {"secretRef": {"name": "ext"}}}
+    outcome, _ = run(kube, make_body(spec, generation=2))
+    assert ("Deployment", NS, "auth-redis") not in kube.objects  # managed Redis removed
+    assert ("Secret", NS, "auth-redis-auth") not in kube.objects
+    env = kube.obj("Deployment", "auth")["spec"]["template"]["spec"]["containers"][0]["env"]
+    redis_env = next(e for e in env if e["name"] == "REDIS_URL")
+    assert redis_env["valueFrom"]["secretKeyRef"] == {"name": "ext", "key": "REDIS_URL"}
+    assert cond(outcome, "RedisReady")["reason"] == "ExternalRedis"
+
+
+def test_missing_database_secret_is_transient_with_condition(kube):
+    kube.objects.pop(("Secret", NS, "db"))
+    outcome, _ = run(kube, make_body())
+    assert isinstance(outcome.error, TransientError)
+    assert cond(outcome, "Ready")["reason"] == "DatabaseSecretMissing"
+    assert "Deployment" not in kube.kinds()
+
+
+def test_invalid_spec_becomes_condition_naming_the_field(kube):
+    body = make_body(
+        {"database": {"secretRef": {"name": "db"}, "connectionBudget": 100}, "pool": {"policy": "x"}}
+    )
+    outcome, events = run(kube, body)
+    assert isinstance(outcome.error, PermanentError)
+    assert outcome.status["phase"] == "Invalid"
+    assert cond(outcome, "Ready")["reason"] == "InvalidSpec"
+    assert cond(outcome, "Ready")["message"].startswith("spec.pool.policy")
+    assert kube.applied == []
+
+
+def test_paused_changes_nothing(kube):
+    spec = dict(make_body()["spec"], paused=True)
+    outcome, _ = run(kube, make_body(spec))
+    assert kube.applied == []
+    assert outcome.status["phase"] == "Paused"
+    assert cond(outcome, "Progressing")["reason"] == "Paused"
+
+
+def test_detected_budget_too_small_reports_numbers(kube):
+    body = make_body({"database": {"secretRef": {"name": "db"}, "detect": True}})
+    seen = []
+
+    def detector(url):
+        seen.append(url)
+        return DetectedBudget(max_connections=20, superuser_reserved=3, held_by_others=10)
+
+    outcome, events = run(kube, body, detector=detector)
+    assert seen == [DB_URL]
+    assert outcome.error is not None and outcome.error.reason == "ConnectionBudgetTooSmall"
+    msg = cond(outcome, "Ready")["message"]
+    assert "budget 7" in msg and "needs 8" in msg
+    assert outcome.status["phase"] == "Degraded"
+    assert ("Warning", "ConnectionBudgetTooSmall") in [(t, r) for t, r, _ in events]
+
+
+def test_detected_budget_sizes_the_pool(kube):
+    body = make_body({"database": {"secretRef": {"name": "db"}, "detect": True}})
+    outcome, _ = run(kube, body, detector=lambda url: DetectedBudget(100, 3, 17))
+    assert outcome.status["connectionBudget"] == 80 and outcome.status["connectionBudgetSource"] == "detected"
+    assert outcome.status["poolPerPod"] == 18  # (80-5)//4
+
+
+@pytest.mark.parametrize("reason", ["Conflict", "ApiServerError"])
+def test_transient_api_errors_are_reported_and_returned(kube, reason):
+    kube.fail = lambda verb, kind, name: TransientError("boom", reason=reason) if kind == "Service" else None
+    outcome, _ = run(kube, make_body())
+    assert isinstance(outcome.error, TransientError)
+    assert cond(outcome, "Progressing")["status"] == "True"
+    assert cond(outcome, "Degraded")["status"] == "False"
+
+
+def test_forbidden_is_permanent(kube):
+    kube.fail = lambda verb, kind, name: (
+        PermanentError("forbidden", reason="Forbidden") if kind == "Job" else None
+    )
+    outcome, _ = run(kube, make_body())
+    assert isinstance(outcome.error, PermanentError)
+    assert cond(outcome, "Degraded")["reason"] == "Forbidden"
