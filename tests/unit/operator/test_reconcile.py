@@ -224,7 +224,7 @@ def test_invalid_spec_becomes_condition_naming_the_field(kube):
     body = make_body(
         {"database": {"secretRef": {"name": "db"}, "connectionBudget": 100}, "pool": {"policy": "x"}}
     )
-    outcome, events = run(kube, body)
+    outcome, _ = run(kube, body)
     assert isinstance(outcome.error, PermanentError)
     assert outcome.status["phase"] == "Invalid"
     assert cond(outcome, "Ready")["reason"] == "InvalidSpec"
