@@ -8,6 +8,7 @@ and one process reaches the machine's hashing limit without blocking the event l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,10 +61,8 @@ class PasswordHasher:
 
     def dummy_verify(self, password: str) -> None:
         """Spend one verify's worth of work for a user that does not exist."""
-        try:
+        with contextlib.suppress(VerifyMismatchError, VerificationError, InvalidHashError):
             self._argon2.verify(self._dummy_hash, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            pass
 
     def needs_rehash(self, stored_hash: str) -> bool:
         """True for bcrypt hashes and for argon2 hashes made with other parameters."""

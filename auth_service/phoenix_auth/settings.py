@@ -29,7 +29,9 @@ class Settings(BaseSettings):
         default=SecretStr(DEFAULT_DATABASE_URL), validation_alias=AliasChoices("DATABASE_URL")
     )
     # Empty string disables the L2 (Redis) layer entirely.
-    redis_url: SecretStr = Field(default=SecretStr(DEFAULT_REDIS_URL), validation_alias=AliasChoices("REDIS_URL"))
+    redis_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_REDIS_URL), validation_alias=AliasChoices("REDIS_URL")
+    )
 
     # --- the seed's PHOENIX_* switches ---
     enable_query_cache: bool = True  # L2 (Redis) cache of user auth records
@@ -46,7 +48,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
     # OWASP: cap password length so a huge password cannot make hashing a DoS vector.
     max_password_bytes: int = Field(default=1024, ge=64, le=65536)
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)  # CIDRs, comma-separated in env
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list
+    )  # CIDRs, comma-separated in env
 
     # --- L1 cache ---
     l1_max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
