@@ -53,6 +53,7 @@ class Response:
     status: int
     body: bytes
     keep_alive: bool
+    server_timing: str | None = None  # the Server-Timing header, when the server sent one
 
 
 class HttpConnection:
@@ -117,10 +118,10 @@ async def read_response(reader: asyncio.StreamReader) -> Response:
                 break
             chunks.append(await reader.readexactly(size))
             await reader.readexactly(2)
-        return Response(status, b"".join(chunks), keep_alive)
+        return Response(status, b"".join(chunks), keep_alive, headers.get("server-timing"))
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
-    return Response(status, body, keep_alive)
+    return Response(status, body, keep_alive, headers.get("server-timing"))
 
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -154,6 +155,7 @@ class Sample:
     status: int  # 0: connection error or not completed before the deadline
     body: bytes | None = None
     index: int = -1  # position in the `requests` list of what was sent
+    server_timing: str | None = None  # kept with the body (keep_bodies=True)
 
 
 def corrected_latency(sample: Sample) -> float:
@@ -243,11 +245,14 @@ async def open_loop(
                 sent = clock()
                 try:
                     response = await conn.request(requests[index])
-                    status, body = response.status, response.body
+                    status, body, timing = response.status, response.body, response.server_timing
                 except (OSError, HttpProtocolError, asyncio.IncompleteReadError, ValueError):
-                    status, body = 0, b""
-                kept = body if keep_bodies else None
-                result.samples.append(Sample(intended, sent, clock(), status, kept, index))
+                    status, body, timing = 0, b"", None
+                done = clock()
+                if keep_bodies:
+                    result.samples.append(Sample(intended, sent, done, status, body, index, timing))
+                else:
+                    result.samples.append(Sample(intended, sent, done, status, None, index))
                 queue.task_done()
         finally:
             conn.close()
@@ -296,12 +301,15 @@ async def closed_loop(
                 sent = clock()
                 try:
                     response = await conn.request(requests[index])
-                    status, body = response.status, response.body
+                    status, body, timing = response.status, response.body, response.server_timing
                 except (OSError, HttpProtocolError, asyncio.IncompleteReadError, ValueError):
-                    status, body = 0, b""
+                    status, body, timing = 0, b"", None
                     await asyncio.sleep(0.01)  # do not spin on a dead server
-                kept = body if keep_bodies else None
-                result.samples.append(Sample(sent, sent, clock(), status, kept, index))
+                done = clock()
+                if keep_bodies:
+                    result.samples.append(Sample(sent, sent, done, status, body, index, timing))
+                else:
+                    result.samples.append(Sample(sent, sent, done, status, None, index))
                 index = (index + 1) % len(requests)
         finally:
             conn.close()

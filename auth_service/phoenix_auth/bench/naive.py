@@ -71,7 +71,9 @@ async def login(request: Request) -> Response:
     async with await psycopg.AsyncConnection.connect(settings.database_url.get_secret_value()) as conn:
         row = await (await conn.execute(LOGIN_SQL, (email,))).fetchone()
         db_time += time.perf_counter() - t
+        t_verify = time.perf_counter()
         ok = await hasher.verify_async(row[4] if row else None, password)
+        verify_ms = (time.perf_counter() - t_verify) * 1000
         if not ok or row is None or row[6]:
             return _error(401, "INVALID_CREDENTIALS", "invalid email or password")
         token = secrets.token_urlsafe(32)
@@ -81,16 +83,16 @@ async def login(request: Request) -> Response:
         await conn.commit()
         db_time += time.perf_counter() - t
     total_ms = (time.perf_counter() - started) * 1000
+    db_ms = db_time * 1000
     return JSONResponse(
         {
             "user": {"id": row[0], "email": row[1], "name": row[2], "role": row[3], "teamName": row[5]},
             "session": {"sessionId": token, "expiresAt": int(expires.timestamp() * 1000), "securityRisk": 0},
-            "performance": {
-                "totalTime": round(total_ms, 3),
-                "databaseTime": round(db_time * 1000, 3),
-                "cacheHits": 0,
-            },
-        }
+            "performance": {"totalTime": round(total_ms, 3), "databaseTime": round(db_ms, 3), "cacheHits": 0},
+        },
+        headers={
+            "Server-Timing": f"db;dur={db_ms:.2f}, verify;dur={verify_ms:.2f}, total;dur={total_ms:.2f}"
+        },
     )
 
 

@@ -227,8 +227,26 @@ def point(result: loadgen.RunResult, *, with_db_time: bool = False) -> dict[str,
                 hits.append(perf["cacheHits"])
         data["server_db_time"] = _d(summarize_ms(db_ms))
         data["server_total_time"] = _d(summarize_ms(total_ms))
+        verify = [v for v in (server_timing_ms(s.server_timing, "verify") for s in ok) if v is not None]
+        data["server_verify_time"] = _d(summarize_ms(v / 1000.0 for v in verify))
         data["mean_cache_hits_per_login"] = sum(hits) / len(hits) if hits else None
     return data
+
+
+def server_timing_ms(header: str | None, name: str) -> float | None:
+    """The `dur` of metric `name` in a Server-Timing header (e.g. `verify;dur=31.2`), in ms."""
+    if not header:
+        return None
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        if fields[0] == name:
+            for f in fields[1:]:
+                if f.startswith("dur="):
+                    try:
+                        return float(f[4:])
+                    except ValueError:
+                        return None
+    return None
 
 
 def _d(summary) -> dict | None:

@@ -277,6 +277,40 @@ def table_throughput(results: Mapping[str, Any]) -> str:
     return markdown_table(["App", "Logins (closed loop)", "Session checks", "No-op"], rows)
 
 
+def table_login_breakdown(results: Mapping[str, Any]) -> str:
+    """Where a login's time goes at the lowest offered load: client-seen vs server-reported parts."""
+    cfg = results["config"]
+    apps = _get(results, "median", "apps") or {}
+    rows = []
+    for app in ("naive", "phoenix"):
+        low = nearest_point(
+            _get(apps, app, "login_sweep"), "fraction_of_capacity", min(cfg["login_fractions"])
+        )
+        if not low:
+            continue
+        rows.append(
+            [
+                f"{app} at {fmt_rate(low.get('offered_rate'))}",
+                fmt_ms(_get(low, "latency", "p50_ms")),
+                fmt_ms(_get(low, "server_total_time", "p50_ms")),
+                fmt_ms(_get(low, "server_verify_time", "p50_ms")),
+                fmt_ms(_get(low, "server_db_time", "p50_ms")),
+                fmt_ms(_get(results, "median", "verify_ms")),
+            ]
+        )
+    return markdown_table(
+        [
+            "Login p50",
+            "Client-seen",
+            "Server total",
+            "Server: verify",
+            "Server: DB",
+            "Verify alone (no load)",
+        ],
+        rows,
+    )
+
+
 def render_all(results: Mapping[str, Any]) -> str:
     m = results["machine"]
     cfg = results["config"]
@@ -294,6 +328,8 @@ def render_all(results: Mapping[str, Any]) -> str:
         table_seed(results),
         "### Table 2 — hot paths against their physical limits (Phoenix)",
         table_limits(results),
+        "### Where a login's time goes (p50 of each part, lowest offered load)",
+        table_login_breakdown(results),
         "### Throughput (closed loop)",
         table_throughput(results),
         "### Login latency vs offered load",

@@ -114,3 +114,13 @@ def test_nearest_point():
     sweep = [{"offered_rate": 100}, {"offered_rate": 1000}, None]
     assert nearest_point(sweep, "offered_rate", 900) == {"offered_rate": 1000}
     assert nearest_point([], "offered_rate", 1) is None
+
+
+def test_server_timing_parsing():
+    from phoenix_auth.bench.runner import server_timing_ms
+
+    header = 'db;dur=0.42, verify;dur=31.20, cache;desc="hits=1", total;dur=33.00'
+    assert server_timing_ms(header, "verify") == 31.2
+    assert server_timing_ms(header, "db") == 0.42
+    assert server_timing_ms(header, "cache") is None
+    assert server_timing_ms(None, "verify") is None
