@@ -1,0 +1,139 @@
+"""Bad PhoenixAuth specs are rejected by the real API server (OpenAPI schema + CEL rules of the
+CRD installed by `helm install`), with a message that names the field to fix. No operator needed:
+the object never exists."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+import yaml
+from e2e_kube import ControlPlane
+
+VALID: dict[str, Any] = {
+    "apiVersion": "auth.phoenix.dev/v1alpha1",
+    "kind": "PhoenixAuth",
+    "metadata": {"name": "bad"},
+    "spec": {"database": {"secretRef": {"name": "phoenix-db"}, "connectionBudget": 50}},
+}
+
+
+def spec_with(path: str, value: Any) -> dict[str, Any]:
+    """VALID with spec.<path> set (dotted path; None deletes the key)."""
+    obj = copy.deepcopy(VALID)
+    node = obj
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+    return obj
+
+
+# (id, object, text the API server's message must contain: the field path and/or the rule's message)
+BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("database-missing", spec_with("spec.database", None), ["spec.database", "Required value"]),
+    (
+        "secretRef-missing",
+        spec_with("spec.database", {"connectionBudget": 50}),
+        ["spec.database.secretRef", "Required value"],
+    ),
+    ("replicas-min-zero", spec_with("spec.authService.replicas.min", 0), ["spec.authService.replicas.min"]),
+    (
+        "replicas-min-above-max",
+        spec_with("spec.authService.replicas", {"min": 5, "max": 3}),
+        ["spec.authService.replicas.min must be <= spec.authService.replicas.max"],
+    ),
+    (
+        "replicas-wrong-type",
+        spec_with("spec.authService.replicas.max", "four"),
+        ["spec.authService.replicas.max", "integer"],
+    ),
+    ("port-privileged", spec_with("spec.authService.port", 80), ["spec.authService.port"]),
+    ("image-with-space", spec_with("spec.authService.image", "bad image"), ["spec.authService.image"]),
+    ("pool-policy-enum", spec_with("spec.pool.policy", "greedy"), ["spec.pool.policy", "Unsupported value"]),
+    (
+        "pool-min-above-max",
+        spec_with("spec.pool", {"minPerPod": 5, "maxPerPod": 3}),
+        ["spec.pool.minPerPod must be <= spec.pool.maxPerPod"],
+    ),
+    (
+        "budget-and-detect",
+        spec_with("spec.database.detect", True),
+        ["set exactly one of connectionBudget or detect"],
+    ),
+    (
+        "neither-budget-nor-detect",
+        spec_with("spec.database.connectionBudget", None),
+        ["set exactly one of connectionBudget or detect"],
+    ),
+    (
+        "budget-too-small-for-max-replicas",
+        spec_with("spec.database.connectionBudget", 10),
+        ["spec.database.connectionBudget", "replicas.max", "pool.minPerPod"],
+    ),
+    (
+        "external-redis-without-secret",
+        spec_with("spec.redis", {"mode": "external"}),
+        ["spec.redis.mode external requires spec.redis.external.secretRef"],
+    ),
+    (
+        "managed-redis-with-external",
+        spec_with("spec.redis", {"mode": "managed", "external": {"secretRef": {"name": "r"}}}),
+        ["spec.redis.external must not be set when spec.redis.mode is managed"],
+    ),
+    ("redis-mode-enum", spec_with("spec.redis.mode", "sentinel"), ["spec.redis.mode", "Unsupported value"]),
+    (
+        "trusted-proxy-not-a-cidr",
+        spec_with("spec.authService.trustedProxies", ["proxy.example.com"]),
+        ["spec.authService.trustedProxies"],
+    ),
+    (
+        "extra-env-overrides-managed-variable",
+        spec_with("spec.authService.extraEnv", [{"name": "DATABASE_URL", "value": "postgresql://x"}]),
+        ["spec.authService.extraEnv must not set a variable the operator manages"],
+    ),
+    ("cache-ttl-zero", spec_with("spec.cache.ttlSeconds", 0), ["spec.cache.ttlSeconds"]),
+    (
+        "hit-ratio-above-one",
+        spec_with("spec.monitoring.prometheusRule.thresholds.cacheHitRatio", 1.5),
+        ["spec.monitoring.prometheusRule.thresholds.cacheHitRatio"],
+    ),
+    (
+        "name-too-long",
+        {**copy.deepcopy(VALID), "metadata": {"name": "a" * 41}},
+        ["metadata.name must be a DNS label of at most 40 characters"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected"), [pytest.param(o, e, id=i) for i, o, e in BAD_SPECS])
+def test_bad_spec_is_rejected_naming_the_field(
+    control_plane: ControlPlane, helm_release: str, namespace: str, obj: dict[str, Any], expected: list[str]
+) -> None:
+    result = control_plane.apply(obj, namespace=namespace, check=False)
+    assert result.returncode != 0, f"the API server accepted a bad spec: {result.stdout}"
+    for text in expected:
+        assert text in result.stderr, f"expected {text!r} in the API server's message:\n{result.stderr}"
+    assert not control_plane.get("pxa", namespace=namespace)["items"]
+
+
+def test_the_valid_base_spec_is_accepted_with_defaults(
+    control_plane: ControlPlane, helm_release: str, namespace: str
+) -> None:
+    """The table's base is valid, so each rejection above is caused by the one field it changes."""
+    created = control_plane.kubectl(
+        "create", "-n", namespace, "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(VALID)
+    ).stdout
+    spec = json.loads(created)["spec"]
+    assert spec["authService"]["replicas"] == {"min": 2, "max": 4}
+    assert spec["redis"]["mode"] == "managed"
+    assert spec["pool"]["policy"] == "elastic"
+
+
+def test_at_least_ten_bad_specs() -> None:
+    assert len(BAD_SPECS) >= 10
