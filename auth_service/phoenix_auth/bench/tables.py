@@ -176,17 +176,19 @@ def limits(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         }
     )
 
-    at_1000 = nearest_point(ph.get("session_sweep"), "offered_rate", 1000)
-    p99 = _get(at_1000, "latency", "p99_ms")
-    ok_rate = at_1000 is not None and abs((at_1000.get("offered_rate") or 0) - 1000) < 1
+    wanted = cfg.get("limit_session_rate", 1000)
+    at_rate = nearest_point(ph.get("session_sweep"), "offered_rate", wanted)
+    p99 = _get(at_rate, "latency", "p99_ms")
+    noop_p99 = _get(ph, "noop_open", "latency", "p99_ms")
+    exact = at_rate is not None and abs((at_rate.get("offered_rate") or 0) - wanted) < 1
     out.append(
         {
-            "name": f"Session validation p99 at {fmt_rate(_get(at_1000, 'offered_rate'))} offered",
-            "measured": fmt_ms(p99) + _saturated(at_1000),
-            "limit": "",
-            "ratio": "",
+            "name": f"Session validation p99 at {fmt_rate(_get(at_rate, 'offered_rate'))} offered",
+            "measured": fmt_ms(p99) + _saturated(at_rate),
+            "limit": f"{fmt_ms(noop_p99)} (no-op, same rate)",
+            "ratio": fmt_ratio(ratio(p99, noop_p99)),
             "target": "<= 2 ms",
-            "met": None if p99 is None or not ok_rate else p99 <= 2.0,
+            "met": None if p99 is None or not exact else p99 <= 2.0,
         }
     )
 
@@ -206,11 +208,13 @@ def limits(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     hit = _get(ph, "login_cache", "hit_ratio")
     perfect = ph.get("login_cache_perfect")
+    ttl_bound = ph.get("login_cache_ttl_bound")
     out.append(
         {
             "name": "Cache hit ratio in steady state, logins (Zipf)",
             "measured": fmt_pct(hit),
-            "limit": fmt_pct(perfect) + " (cache that never evicts)",
+            "limit": f"{fmt_pct(perfect)} never-evicting cache, same requests; "
+            f"{fmt_pct(ttl_bound)} any cache with this TTL at this login rate",
             "ratio": fmt_ratio(ratio(hit, perfect)),
             "target": ">= 98 %",
             "met": None if hit is None else hit >= 0.98,

@@ -124,3 +124,15 @@ def test_server_timing_parsing():
     assert server_timing_ms(header, "db") == 0.42
     assert server_timing_ms(header, "cache") is None
     assert server_timing_ms(None, "verify") is None
+
+
+def test_served_from_cache_share_counts_logins_not_lookups():
+    from phoenix_auth.bench.loadgen import Sample
+    from phoenix_auth.bench.runner import served_from_cache_share
+
+    def s(body):
+        return Sample(0, 0, 1, 200, body)
+
+    samples = [s(b'{"performance":{"cacheHits":2}}'), s(b'{"performance":{"cacheHits":0}}'), s(b"not json")]
+    assert served_from_cache_share(samples) == 0.5
+    assert served_from_cache_share([]) is None

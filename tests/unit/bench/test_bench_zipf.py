@@ -45,3 +45,14 @@ def test_expected_hit_ratio_grows_with_sequence_length():
     assert 0.0 < short < long < 1.0
     # a single-user "mix": everything after the first request hits
     assert expected_hit_ratio(ZipfSampler(1), 100) == pytest.approx(0.99)
+
+
+def test_ttl_steady_state_ceiling():
+    from phoenix_auth.bench.runner import ttl_steady_state_ratio
+
+    z = ZipfSampler(10_000, s=1.1)
+    low, high = ttl_steady_state_ratio(z, 1.0, 300), ttl_steady_state_ratio(z, 1000.0, 300)
+    assert 0.0 < low < high < 1.0
+    # a huge request window: every user is always cached
+    assert ttl_steady_state_ratio(z, 1e9, 300) == pytest.approx(1.0)
+    assert ttl_steady_state_ratio(z, 0.0, 300) is None
