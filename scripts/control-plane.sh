@@ -251,11 +251,14 @@ cmd_up() {
     --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
     --authorization-kubeconfig="$KUBECONFIG_FILE" --leader-elect=false \
     --bind-address=127.0.0.1 --secure-port="$SCHED_PORT"
+  # The heartbeat stage patches node status only every ~10 min; without a node Lease the node
+  # lifecycle controller declares the node lost after ~50 s, marks its pods NotReady and taints it.
+  # --node-lease-duration-seconds makes kwok renew a Lease like a kubelet does.
   start kwok "$KWOK_PORT" "$BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$BIN/kwok-stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --manage-nodes-with-label-selector= --disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom \
     --disregard-status-with-label-selector= --cidr=10.244.0.0/16 --node-ip=10.0.0.2 \
-    --server-address="127.0.0.1:$KWOK_PORT"
+    --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT"
 
   wait_for "the default ServiceAccount (controller-manager)" default_sa_ready
   create_node
