@@ -82,6 +82,16 @@ def make_registry(settings: OperatorSettings, reconciler: Reconciler) -> kopf.Op
         settings.networking.request_timeout = 60
         settings.execution.max_workers = 8
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry has no default login handlers: in a pod use the service account,
+        # otherwise the kubeconfig (KUBECONFIG, set from --kubeconfig by main()).
+        if not settings.kubeconfig:
+            info = kopf.login_with_service_account(**kwargs)
+            if info is not None:
+                return info
+        return kopf.login_with_kubeconfig(**kwargs)
+
     register(registry, Handlers(reconciler), resync_seconds=settings.resync_seconds)
     return registry
 
@@ -97,11 +107,11 @@ def post_event(body: Any, type_: str, reason: str, message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = build_settings(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if settings.kubeconfig:
         # Kopf's own login reads KUBECONFIG; set it only for this process (a CLI-level choice).
         os.environ["KUBECONFIG"] = settings.kubeconfig
-    kopf.configure(verbose=settings.verbose)
+    kopf.configure(verbose=settings.verbose)  # Kopf's log format and handlers for every logger
+    logging.getLogger().setLevel(logging.DEBUG if settings.verbose else settings.log_level)
 
     api_client = load_api_client(settings.kubeconfig)
     kube = KubeClient(api_client, timeout=settings.api_timeout)

@@ -90,6 +90,23 @@ class Handlers:
         )
         settle(outcome, retry)
 
+    def on_secret(self, body: Any, secret_refs: Any = None, type: str | None = None, **_: Any) -> None:
+        """A Secret changed: reconcile every PhoenixAuth that references it (new hash → rollout)."""
+        if type is None or secret_refs is None:
+            return
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        for owner in set(secret_refs.get((namespace, name), ())):
+            key = f"{namespace}/{owner}"
+            try:
+                self.serializer.run(
+                    key,
+                    lambda owner=owner: self._fresh(namespace, owner) or Outcome(status={}),
+                    lambda owner=owner: self._fresh(namespace, owner),
+                    wait=False,
+                )
+            except TransientError as exc:
+                log.info("secret event reconcile of %s deferred: %s", key, exc.message)
+
     def on_child(self, body: Any, type: str | None = None, **_: Any) -> None:
         """Any event of an owned child: reconcile the owner (drift back, status refreshed)."""
         if type is None:  # initial listing: the parent's resume handler covers it
@@ -110,6 +127,15 @@ class Handlers:
             log.info("child event reconcile of %s deferred: %s", key, exc.message)
 
 
+def secret_refs_index(namespace: str, name: str, spec: Any, **_: Any) -> dict[tuple[str, str], str]:
+    """Kopf index: (namespace, Secret name) → PhoenixAuth names that reference the Secret."""
+    refs = {((spec.get("database") or {}).get("secretRef") or {}).get("name")}
+    redis = spec.get("redis") or {}
+    if redis.get("mode") == "external":
+        refs.add(((redis.get("external") or {}).get("secretRef") or {}).get("name"))
+    return {(namespace, ref): name for ref in refs if ref}
+
+
 def register(registry: kopf.OperatorRegistry, handlers: Handlers, *, resync_seconds: float) -> None:
     """Register all handlers on `registry` (called by the CLI; nothing registers at import)."""
     resource = (GROUP, VERSION, PLURAL)
@@ -119,6 +145,9 @@ def register(registry: kopf.OperatorRegistry, handlers: Handlers, *, resync_seco
     kopf.timer(
         *resource, registry=registry, id="resync", interval=resync_seconds, initial_delay=resync_seconds
     )(handlers.on_parent)
+    kopf.index(*resource, registry=registry, id="secret_refs")(secret_refs_index)
+    # Referenced Secrets (DB URL, external Redis URL) are not owned, so they are watched apart.
+    kopf.on.event("", "v1", "secrets", registry=registry, id="referenced-secrets")(handlers.on_secret)
     for group, version, plural in CHILD_KINDS:
         kopf.on.event(
             group,

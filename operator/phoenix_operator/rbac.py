@@ -3,8 +3,9 @@
 Least privilege: only the resources the reconciler and Kopf touch, only the verbs they use.
 Children are applied with server-side apply (`patch`), read (`get`, `list`, `watch` for
 drift detection) and deleted when a feature is switched off (`delete`). Secrets: `get`
-(read the DB URL for budget detection and hashing, keep the managed Redis password) and
-`create/patch` for the managed Redis password Secret — no `list`/`watch` on Secrets.
+(read the DB URL for budget detection and hashing, keep the managed Redis password),
+`list/watch` (a changed referenced Secret must roll the pods), `create/patch/delete` for the
+managed Redis password Secret.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ RULES: list[Rule] = [
     },
     # Children.
     {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": CHILD_VERBS},
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch", "update"]},
+    # Secrets: read the referenced DB/Redis URLs (hash, budget detection), watch them so a change
+    # rolls the pods, write the managed Redis password Secret.
+    {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": CHILD_VERBS},
     {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},

@@ -231,3 +231,28 @@ async def test_unreachable_api_server_is_transient():
     handlers = Handlers(Reconciler(kube))
     with pytest.raises(kopf.TemporaryError, match="ApiUnreachable"):
         await run_parent(handlers)
+
+
+async def test_changed_referenced_secret_rolls_the_deployment(handlers, api):
+    from phoenix_operator.handlers import secret_refs_index
+
+    await run_parent(handlers)
+    dep_path = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
+
+    def config_hash() -> str:
+        return api.objects[dep_path]["spec"]["template"]["metadata"]["annotations"][
+            "auth.phoenix.dev/config-hash"
+        ]
+
+    before = config_hash()
+    secret = api.objects[f"/api/v1/namespaces/{NS}/secrets/db"]
+    secret["data"]["DATABASE_URL"] = base64.b64encode(b"postgresql://phoenix:rotated@db/phoenix").decode()
+    index = {key: [owner] for key, owner in secret_refs_index(NS, NAME, BODY["spec"]).items()}
+    assert index == {(NS, "db"): [NAME]}
+    await asyncio.to_thread(handlers.on_secret, body=secret, secret_refs=index, type="MODIFIED")
+    assert config_hash() != before
+    # An unrelated Secret does nothing.
+    calls = len(api.calls)
+    other = {"metadata": {"name": "other", "namespace": NS}}
+    await asyncio.to_thread(handlers.on_secret, body=other, secret_refs=index, type="MODIFIED")
+    assert len(api.calls) == calls
