@@ -1,4 +1,4 @@
-"""Budget detection against the real local PostgreSQL (read-only: it only reads settings and pg_stat_activity)."""
+"""Budget detection against the real local PostgreSQL (read-only: settings and pg_stat_activity)."""
 
 from __future__ import annotations
 
