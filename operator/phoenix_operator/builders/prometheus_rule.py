@@ -3,7 +3,7 @@
 Expressions use the auth service's metric names (shared contract):
   phoenix_http_request_duration_seconds   histogram {route, method, status}
   phoenix_db_query_duration_seconds       histogram {query}
-  phoenix_cache_requests_total            counter   {layer="l1"|"l2", result="hit"|"miss"}
+  phoenix_cache_requests_total            counter   {layer="l1"|"l2", result="hit"|"miss"|"error"}
   phoenix_db_pool_connections             gauge     {state}   (state="waiting" = callers queued)
 Series are selected by the labels a ServiceMonitor scrape adds: namespace and job (= Service name).
 `rule_groups()` returns the plain rule-file groups so promtool can check them as-is.
@@ -83,9 +83,11 @@ def rule_groups(owner: Owner, spec: PhoenixAuthSpec) -> list[dict[str, Any]]:
     layers = cache_layers(spec)
     if al.cache_hit_ratio and layers is not None:
         first, last = layers
-        # Served from some cache = 1 - (misses at the last layer / lookups at the first layer).
+        # Served from some cache = 1 - (misses or errors at the last layer / lookups at the first layer):
+        # a Redis error sends the lookup to PostgreSQL just like a miss.
         expr = (
-            f'(1 - sum(rate(phoenix_cache_requests_total{{{sel},layer="{last}",result="miss"}}[{WINDOW}]))'
+            f"(1 - sum(rate(phoenix_cache_requests_total"
+            f'{{{sel},layer="{last}",result=~"miss|error"}}[{WINDOW}]))'
             f' / sum(rate(phoenix_cache_requests_total{{{sel},layer="{first}"}}[{WINDOW}])))'
             f" < {_fmt(th.cache_hit_ratio)}"
         )

@@ -272,7 +272,7 @@ def test_cache_alert_follows_enabled_layers(owner):
         return next((r["expr"] for r in rules if r["alert"] == "PhoenixCacheHitRatioLow"), None)
 
     both = cache_expr()
-    assert 'layer="l2",result="miss"' in both and 'layer="l1"}' in both
+    assert 'layer="l2",result=~"miss|error"' in both and 'layer="l1"}' in both
     only_l2 = cache_expr(enableAuthCache=False)
     assert 'layer="l1"' not in only_l2
     assert cache_expr(enableAuthCache=False, enableQueryCache=False) is None
