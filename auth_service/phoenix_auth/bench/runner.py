@@ -11,6 +11,7 @@ Servers are child processes on free loopback ports; the load generator runs in t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import dataset, loadgen, servers, wrk
+from . import dataset, loadgen, profile, servers, wrk
 from .errors import BenchError
 from .report import machine_facts, median_tree, write_json
 from .stats import summarize_ms
@@ -64,6 +65,7 @@ class Config:
     apps: tuple[str, ...] = ("naive", "phoenix")
     out_dir: Path = Path("docs/bench")
     max_minutes: float = 40.0
+    profile: bool = False  # py-spy the Phoenix server during its closed-loop phases
 
     @classmethod
     def quick_defaults(cls, **overrides: Any) -> Config:
@@ -305,6 +307,17 @@ class AppBench:
         self.cfg, self.app, self.port, self.env, self.log = cfg, app, port, env, log
         self.sampler, self.password, self.capacity, self.use_wrk = sampler, password, capacity, use_wrk
         self.sent_emails: list[str] = []
+        self.server_pid: int | None = None
+        self.profiles: dict[str, Any] = {}
+
+    def profiled(self, phase: str, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """py-spy the server during a phase when --profile is on (Phoenix only), else nothing."""
+        if not (self.cfg.profile and self.app == "phoenix" and self.server_pid and profile.available()):
+            return contextlib.nullcontext()
+        result: dict[str, Any] = {}
+        self.profiles[phase] = result
+        out = self.cfg.out_dir / f"profile-{self.app}-{phase}.txt"
+        return profile.record(self.server_pid, seconds, out, result)
 
     def _zipf_emails(self, count: int) -> list[str]:
         return [dataset.email_at_rank(r) for r in self.sampler.samples(count)]
@@ -428,9 +441,10 @@ class AppBench:
         # login throughput, closed loop; also the steady-state cache window for user records
         emails = self._zipf_emails(max(50, round(self.capacity * cfg.closed_s * 2)))
         before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
-        res = self._closed(
-            [login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers, keep=True
-        )
+        with self.profiled("login", cfg.closed_s):
+            res = self._closed(
+                [login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers, keep=True
+            )
         after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
         done = [emails[s.index] for s in res.samples]
         out["login_throughput"] = len(res.ok) / cfg.closed_s
@@ -469,7 +483,10 @@ class AppBench:
             wrk.WrkRequest("GET", SESSION_PATH, (("Authorization", f"Bearer {t}"),)) for t in tokens
         ]
         before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
-        out["session_closed"] = self.closed_http(session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s)
+        with self.profiled("session", cfg.closed_s):
+            out["session_closed"] = self.closed_http(
+                session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s
+            )
         after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
         out["session_cache"] = cache_delta(before, after)
         out["noop_closed"] = self.closed_http(
@@ -497,6 +514,8 @@ class AppBench:
         hit = buffers_after[0] - buffers_before[0]
         read = buffers_after[1] - buffers_before[1]
         out["pg_buffer_hit_ratio"] = hit / (hit + read) if hit + read else None
+        if self.profiles:
+            out["profile"] = self.profiles
         return out
 
 
@@ -571,6 +590,7 @@ def one_run(
         try:
             sampler = ZipfSampler(cfg.users, cfg.zipf_s, seed=index)
             bench = AppBench(cfg, app, port, server_env, log, sampler, password, capacity, use_wrk)
+            bench.server_pid = proc.pid
             run["apps"][app] = bench.run()
         finally:
             proc.stop()
@@ -664,6 +684,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     p.add_argument("--apps", default="naive,phoenix", help="comma-separated: naive,phoenix")
     p.add_argument("--out", type=Path, help="output directory (default docs/bench; --quick: a temp dir)")
     p.add_argument("--max-minutes", type=float, help="hard time budget for the whole benchmark")
+    p.add_argument("--profile", action="store_true", help="py-spy the Phoenix server in closed-loop phases")
     args = p.parse_args(argv)
     cfg = smoke_defaults() if args.smoke else Config.quick_defaults() if args.quick else Config()
     cfg.base_url = os.environ.get("DATABASE_URL", DEFAULT_BASE_URL)
@@ -672,7 +693,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
             setattr(cfg, name, getattr(args, name))
     if args.out is not None:
         cfg.out_dir = args.out
-    cfg.database, cfg.client = args.database, args.client
+    cfg.database, cfg.client, cfg.profile = args.database, args.client, args.profile
     cfg.apps = tuple(a for a in args.apps.split(",") if a)
     if not set(cfg.apps) <= {"naive", "phoenix"} or not cfg.apps:
         p.error("--apps takes naive and/or phoenix")

@@ -315,6 +315,18 @@ def table_login_breakdown(results: Mapping[str, Any]) -> str:
     )
 
 
+def table_profile(results: Mapping[str, Any]) -> str | None:
+    """Top self-time frames of the Phoenix server per profiled phase (first run), if --profile."""
+    prof = _get(results, "runs", 0, "apps", "phoenix", "profile")
+    if not prof:
+        return None
+    rows = []
+    for phase, data in prof.items():
+        for frame, share in (data.get("self") or [])[:8]:
+            rows.append([phase, frame, fmt_pct(share)])
+    return markdown_table(["Phase (closed loop)", "Function (self time)", "Share of samples"], rows)
+
+
 def render_all(results: Mapping[str, Any]) -> str:
     m = results["machine"]
     cfg = results["config"]
@@ -341,4 +353,7 @@ def render_all(results: Mapping[str, Any]) -> str:
         "### Session validation latency vs offered load",
         table_sweep(results, "session"),
     ]
+    prof = table_profile(results)
+    if prof:
+        parts += ["### Where the Phoenix server spends its time (py-spy, run 1)", prof]
     return "\n\n".join(parts)
