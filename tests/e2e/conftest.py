@@ -180,8 +180,10 @@ def operator_factory(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Call
     """Start operator processes (as the chart's ServiceAccount); all are stopped after the test."""
     started: list[OperatorProcess] = []
 
-    def start(name: str = "operator", **extra_env: str) -> OperatorProcess:
-        op = OperatorProcess(operator_kubeconfig, tmp_path / f"{name}.log", extra_env).start()
+    def start(name: str = "operator", *extra_args: str, **extra_env: str) -> OperatorProcess:
+        op = OperatorProcess(
+            operator_kubeconfig, tmp_path / f"{name}.log", list(extra_args), extra_env
+        ).start()
         started.append(op)
         return op
 

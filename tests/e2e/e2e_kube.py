@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,28 +163,33 @@ class ControlPlane:
 class OperatorProcess:
     """`phoenix-operator` running locally against the control plane; logs go to a file."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.extra_args = extra_args or []
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
-        self.health_port = free_ports(1)[0]
-        self.metrics_port = free_ports(1)[0]
+        self.health_port, self.metrics_port = free_ports(2)
 
     def start(self) -> OperatorProcess:
         exe = shutil.which("phoenix-operator") or str(Path(sys.executable).parent / "phoenix-operator")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "PHOENIX_OPERATOR_METRICS_PORT": str(self.metrics_port),
-            **self.extra_env,
-        }
+        env = {**os.environ, **self.extra_env}
+        env.pop("KUBECONFIG", None)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
                 exe,
+                f"--kubeconfig={self.kubeconfig}",
                 "--all-namespaces",
-                f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                f"--liveness-port={self.health_port}",
+                f"--metrics-port={self.metrics_port}",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -192,6 +198,18 @@ class OperatorProcess:
         )
         log.close()
         return self
+
+    def healthy(self) -> bool:
+        """Kopf's liveness endpoint answers 200 (the operator is up and its probes are fine)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
