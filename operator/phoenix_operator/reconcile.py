@@ -566,25 +566,32 @@ class Serializer:
         again: Callable[[], Outcome | None],
         *,
         wait: bool = True,
-        rounds: int = 3,
+        rounds: int = 5,
     ) -> Outcome | None:
-        """Run `first`; while someone marked `key` dirty meanwhile, run `again` (fresh body)."""
-        lock = self._lock(key)
-        if not lock.acquire(blocking=wait, timeout=120 if wait else -1):
-            with self._guard:
-                self._dirty.add(key)
-            return None
-        try:
-            outcome: Outcome | None = first()
-            for _ in range(rounds):
+        """Run `first`; while someone marked `key` dirty meanwhile, run `again` (fresh body).
+
+        The dirty flag is re-checked after the lock is released, so an event that arrived just
+        as the previous holder finished is never lost.
+        """
+        outcome: Outcome | None = None
+        step: Callable[[], Outcome | None] = first
+        for _ in range(rounds):
+            lock = self._lock(key)
+            if not lock.acquire(blocking=wait, timeout=120 if wait else -1):
                 with self._guard:
-                    if key not in self._dirty:
-                        break
+                    self._dirty.add(key)
+                return outcome
+            try:
+                with self._guard:
                     self._dirty.discard(key)
-                outcome = again() or outcome
-            return outcome
-        finally:
-            lock.release()
+                outcome = step() or outcome
+            finally:
+                lock.release()
+            with self._guard:
+                if key not in self._dirty:
+                    return outcome
+            step, wait = again, False
+        return outcome
 
 
 def is_permanent(error: OperatorError | None) -> bool:
