@@ -160,6 +160,15 @@ class Reconciler:
             error = exc
             result = "transient_error" if isinstance(exc, TransientError) else "permanent_error"
             metrics.ERRORS.labels(kind=exc.reason).inc()
+        except Exception as exc:  # a bug or an unexpected body: report it, retry later, never crash
+            log.exception("reconcile of %s/%s failed unexpectedly", owner.namespace, owner.name)
+            error = TransientError(
+                f"internal error ({type(exc).__name__}); see the operator log",
+                reason="InternalError",
+                delay=60.0,
+            )
+            result = "transient_error"
+            metrics.ERRORS.labels(kind=error.reason).inc()
         finally:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
             metrics.RECONCILES.labels(result=result).inc()

@@ -280,3 +280,16 @@ def test_forbidden_is_permanent(kube):
     outcome, _ = run(kube, make_body())
     assert isinstance(outcome.error, PermanentError)
     assert cond(outcome, "Degraded")["reason"] == "Forbidden"
+
+
+def test_unexpected_exception_is_reported_not_raised(kube):
+    def boom(verb, kind, name):
+        if kind == "Service":
+            raise KeyError("surprise")
+        return None
+
+    kube.fail = boom
+    outcome, _ = run(kube, make_body())
+    assert isinstance(outcome.error, TransientError)
+    assert cond(outcome, "Ready")["reason"] == "InternalError"
+    assert "KeyError" in cond(outcome, "Ready")["message"]
