@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ class Config:
     zipf_s: float = 1.1
     sessions: int = 200
     login_fractions: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.9)
-    session_rates: tuple[float, ...] = (100, 250, 500, 1000, 2000)
+    session_rates: tuple[float, ...] = (50, 100, 250, 500, 1000, 2000)
     login_step_s: float = 8.0
     session_step_s: float = 5.0
     closed_s: float = 6.0
@@ -75,7 +75,7 @@ class Config:
             quick=True,
             sessions=50,
             login_fractions=(0.05, 0.5, 0.9),
-            session_rates=(100, 500, 1000),
+            session_rates=(50, 250, 1000),
             login_step_s=3.0,
             session_step_s=2.0,
             closed_s=3.0,
@@ -233,6 +233,28 @@ def ttl_steady_state_ratio(sampler: ZipfSampler, rate: float, ttl_s: float) -> f
         return None
     window = rate * ttl_s
     return sum(p * -math.expm1(-p * window) for p in (sampler.probability(k) for k in range(sampler.n)))
+
+
+def saturated(p: Mapping[str, Any]) -> bool:
+    """A step the server could not keep up with: later, higher rates are not run (bounded time)."""
+    if p.get("skipped") or p.get("unfinished"):
+        return True
+    offered = p.get("offered_rate") or 0
+    if offered and p.get("achieved_rate", 0) < 0.9 * offered:
+        return True
+    return (_get_p50(p) or 0) > 1000.0
+
+
+def _get_p50(p: Mapping[str, Any]) -> float | None:
+    return (p.get("latency") or {}).get("p50_ms")
+
+
+def skipped_point(rate: float, fraction: float | None = None) -> dict[str, Any]:
+    """Placeholder for a rate above one that already saturated the server."""
+    p: dict[str, Any] = {"offered_rate": rate, "skipped": "saturated at a lower rate", "latency": None}
+    if fraction is not None:
+        p["fraction_of_capacity"] = fraction
+    return p
 
 
 def point(result: loadgen.RunResult, *, with_db_time: bool = False) -> dict[str, Any]:
@@ -420,9 +442,12 @@ class AppBench:
         )
         self._closed(mixed_sessions, cfg.warmup_s, 8)
 
-        sweep = []
+        sweep: list[dict[str, Any]] = []
         for fraction in cfg.login_fractions:
             rate = max(0.5, fraction * self.capacity)
+            if sweep and saturated(sweep[-1]):
+                sweep.append(skipped_point(rate, fraction))
+                continue
             emails = self._zipf_emails(max(3, round(rate * cfg.login_step_s)))
             self.sent_emails += emails
             res = self._open([login_request(e, self.password) for e in emails], rate, cfg.login_step_s, True)
@@ -465,6 +490,9 @@ class AppBench:
 
         sweep = []
         for rate in cfg.session_rates:
+            if sweep and saturated(sweep[-1]):
+                sweep.append(skipped_point(rate))
+                continue
             count = max(1, round(rate * cfg.session_step_s))
             reqs = [mixed_sessions[i % len(mixed_sessions)] for i in range(count)]
             res = self._open(reqs, rate, cfg.session_step_s, False)

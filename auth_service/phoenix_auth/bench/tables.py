@@ -35,6 +35,26 @@ def nearest_point(
     return min(points, key=lambda p: abs(p[key] - wanted))
 
 
+def _sustained(p: Mapping[str, Any] | None) -> bool:
+    if not p or p.get("skipped") or p.get("unfinished") or not p.get("latency"):
+        return False
+    return (p.get("achieved_rate") or 0) >= 0.9 * (p.get("offered_rate") or 0)
+
+
+def common_point(apps: Mapping[str, Any], kind: str, wanted: float) -> dict[str, Mapping[str, Any] | None]:
+    """Each app's sweep point at the same offered load, the one closest to `wanted` that BOTH apps
+    sustained (so table 1 compares latencies, not queue lengths); else the lowest load measured."""
+    sweeps = {a: [p for p in (_get(apps, a, f"{kind}_sweep") or []) if p] for a in ("naive", "phoenix")}
+    present = [a for a in sweeps if sweeps[a]]
+    if not present:
+        return {"naive": None, "phoenix": None}
+    length = min(len(sweeps[a]) for a in present)
+    both = [i for i in range(length) if all(_sustained(sweeps[a][i]) for a in present)]
+    ref = sweeps[present[0]]
+    i = min(both, key=lambda k: abs((ref[k].get("offered_rate") or 0) - wanted)) if both else 0
+    return {a: (sweeps[a][i] if a in present and i < len(sweeps[a]) else None) for a in ("naive", "phoenix")}
+
+
 def _pcts(summary: Mapping[str, float] | None) -> str:
     if not summary:
         return "n/a"
@@ -52,14 +72,8 @@ def table_seed(results: Mapping[str, Any]) -> str:
     cfg = results["config"]
     apps = med.get("apps", {})
     rows = []
-    login = {
-        a: nearest_point(_get(apps, a, "login_sweep"), "fraction_of_capacity", cfg["table_login_fraction"])
-        for a in ("naive", "phoenix")
-    }
-    session = {
-        a: nearest_point(_get(apps, a, "session_sweep"), "offered_rate", cfg["table_session_rate"])
-        for a in ("naive", "phoenix")
-    }
+    login = common_point(apps, "login", cfg["table_login_fraction"] * (med.get("hash_capacity_per_s") or 0))
+    session = common_point(apps, "session", cfg["table_session_rate"])
     rate = _get(login, "phoenix", "offered_rate") or _get(login, "naive", "offered_rate")
     rows.append(
         [
@@ -247,6 +261,13 @@ def table_sweep(results: Mapping[str, Any], kind: str) -> str:
     rows = []
     for app in ("naive", "phoenix"):
         for p in _get(apps, app, f"{kind}_sweep") or []:
+            if not p:
+                continue
+            if p.get("skipped"):
+                rows.append(
+                    [app, fmt_rate(p.get("offered_rate")), "not run: saturated at a lower rate", *[""] * 5]
+                )
+                continue
             lat = p.get("latency") or {}
             rows.append(
                 [

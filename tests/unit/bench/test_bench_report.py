@@ -136,3 +136,22 @@ def test_served_from_cache_share_counts_logins_not_lookups():
     samples = [s(b'{"performance":{"cacheHits":2}}'), s(b'{"performance":{"cacheHits":0}}'), s(b"not json")]
     assert served_from_cache_share(samples) == 0.5
     assert served_from_cache_share([]) is None
+
+
+def test_saturation_stops_the_sweep_and_table1_uses_a_load_both_sustain():
+    from phoenix_auth.bench.runner import saturated, skipped_point
+    from phoenix_auth.bench.tables import common_point, table_sweep
+
+    ok = {"offered_rate": 50, "achieved_rate": 50, "unfinished": 0, "latency": {"p50_ms": 5}}
+    behind = {"offered_rate": 100, "achieved_rate": 80, "unfinished": 0, "latency": {"p50_ms": 200}}
+    queued = {"offered_rate": 100, "achieved_rate": 100, "unfinished": 3, "latency": {"p50_ms": 5}}
+    assert not saturated(ok)
+    assert saturated(behind) and saturated(queued) and saturated(skipped_point(250))
+
+    fast = [ok, dict(ok, offered_rate=100, achieved_rate=100), dict(ok, offered_rate=250, achieved_rate=250)]
+    slow = [ok, behind, skipped_point(250)]
+    apps = {"naive": {"session_sweep": slow}, "phoenix": {"session_sweep": fast}}
+    chosen = common_point(apps, "session", 250)
+    assert chosen["naive"]["offered_rate"] == 50 and chosen["phoenix"]["offered_rate"] == 50
+    text = table_sweep({"median": {"apps": apps}}, "session")
+    assert "not run: saturated at a lower rate" in text
