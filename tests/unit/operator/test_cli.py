@@ -1,0 +1,48 @@
+"""CLI → settings (flags override env), peering priority, and the handlers Kopf will run."""
+
+from __future__ import annotations
+
+import pytest
+
+from phoenix_operator.cli import build_settings, make_registry, parse_args
+from phoenix_operator.reconcile import Reconciler
+from phoenix_operator.settings import OperatorSettings, hostname_priority
+
+
+def test_flags_override_env(monkeypatch):
+    monkeypatch.setenv("PHOENIX_OPERATOR_NAMESPACES", "a,b")
+    monkeypatch.setenv("PHOENIX_OPERATOR_METRICS_PORT", "9000")
+    s = build_settings(parse_args(["--metrics-port", "9100"]))
+    assert s.namespaces == ["a", "b"] and s.metrics_port == 9100
+    s = build_settings(parse_args(["-n", "x", "-n", "y", "--priority", "7", "--kubeconfig", "/k"]))
+    assert s.namespaces == ["x", "y"] and s.effective_priority == 7 and s.kubeconfig == "/k"
+
+
+def test_namespace_or_all_is_required(monkeypatch):
+    monkeypatch.delenv("PHOENIX_OPERATOR_NAMESPACES", raising=False)
+    with pytest.raises(SystemExit, match="--namespace"):
+        build_settings(parse_args([]))
+    assert build_settings(parse_args(["-A"])).all_namespaces
+
+
+def test_priority_is_distinct_per_pod_name_and_stable():
+    a, b = hostname_priority("phoenix-operator-7d9f-abcde"), hostname_priority("phoenix-operator-7d9f-fghij")
+    assert a != b and a == hostname_priority("phoenix-operator-7d9f-abcde")
+    assert 1 <= a < 2**30
+
+
+def test_liveness_endpoint_from_settings():
+    assert OperatorSettings(liveness_port=8080).liveness_endpoint == "http://0.0.0.0:8080/healthz"
+    assert OperatorSettings(liveness_port=0).liveness_endpoint is None
+
+
+def test_registry_has_one_reconcile_path_and_drift_watches():
+    settings = OperatorSettings(namespaces=["demo"], resync_seconds=60)
+    registry = make_registry(settings, Reconciler(kube=None))  # type: ignore[arg-type]
+    ids = set()
+    for resource_registry in (registry._changing, registry._watching, registry._spawning):
+        for handler in resource_registry.get_all_handlers():
+            ids.add(handler.id)
+    assert {"reconcile-create", "reconcile-update", "reconcile-resume", "resync"} <= ids
+    assert {"drift-deployments", "drift-services", "drift-jobs", "referenced-secrets"} <= ids
+    assert not any("delete" in i for i in ids)  # no on.delete → no finalizer blocks deletion
