@@ -228,7 +228,7 @@ def db_latency(url: str, emails: Sequence[str], count: int, pool_size: int = 2) 
         lookup = timed(pool, PHOENIX_LOOKUP_SQL, lambda i: (emails[i % len(emails)].lower(),))
         result["phoenix_lookup"] = _d(summarize_ms(lookup))
     samples = []
-    for i in range(max(5, min(50, count // 100))):
+    for i in range(max(5, min(20, count // 100))):
         t = time.perf_counter()
         with psycopg.connect(url) as conn:
             conn.execute(NAIVE_SQL, (emails[i % len(emails)],)).fetchone()

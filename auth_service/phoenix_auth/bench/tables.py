@@ -151,11 +151,12 @@ def limits(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 
     tput = ph.get("login_throughput")
     r = ratio(tput, capacity)
+    parallel = med.get("hash_parallel_measured_per_s")
     out.append(
         {
             "name": "Login throughput (closed loop) vs cores / one argon2id verify",
             "measured": fmt_rate(tput),
-            "limit": fmt_rate(capacity),
+            "limit": f"{fmt_rate(capacity)} ({fmt_rate(parallel)} measured, all cores hashing)",
             "ratio": fmt_ratio(r),
             "target": ">= 0.90",
             "met": None if r is None else r >= 0.9,
