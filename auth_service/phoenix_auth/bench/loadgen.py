@@ -156,6 +156,7 @@ class Sample:
     body: bytes | None = None
     index: int = -1  # position in the `requests` list of what was sent
     server_timing: str | None = None  # kept with the body (keep_bodies=True)
+    queued: float | None = None  # open loop: when the dispatcher released it (lateness = queued - intended)
 
 
 def corrected_latency(sample: Sample) -> float:
@@ -166,6 +167,15 @@ def corrected_latency(sample: Sample) -> float:
 def service_time(sample: Sample) -> float:
     """Latency from the moment the request was actually written (what a naive tool reports)."""
     return sample.done - sample.sent
+
+
+def dispatch_lateness(sample: Sample) -> float | None:
+    """How late the client itself released the request (timer granularity, its own CPU).
+
+    Part of the corrected latency that is the load generator's, not the server's: published next
+    to the latencies so a reader can see the harness's own floor.
+    """
+    return None if sample.queued is None else max(0.0, sample.queued - sample.intended)
 
 
 def intended_times(rate: float, duration: float, t0: float = 0.0) -> list[float]:
@@ -233,7 +243,7 @@ async def open_loop(
     if not requests:
         raise ValueError("open_loop needs at least one request")
     result = RunResult("open", rate, duration, connections)
-    queue: asyncio.Queue[tuple[float, int]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[float, float, int]] = asyncio.Queue()
     t0 = clock() + 0.05
     schedule = intended_times(rate, duration, t0)
 
@@ -241,7 +251,7 @@ async def open_loop(
         conn = HttpConnection(host, port)
         try:
             while True:
-                intended, index = await queue.get()
+                intended, queued, index = await queue.get()
                 sent = clock()
                 try:
                     response = await conn.request(requests[index])
@@ -250,9 +260,9 @@ async def open_loop(
                     status, body, timing = 0, b"", None
                 done = clock()
                 if keep_bodies:
-                    result.samples.append(Sample(intended, sent, done, status, body, index, timing))
+                    result.samples.append(Sample(intended, sent, done, status, body, index, timing, queued))
                 else:
-                    result.samples.append(Sample(intended, sent, done, status, None, index))
+                    result.samples.append(Sample(intended, sent, done, status, None, index, None, queued))
                 queue.task_done()
         finally:
             conn.close()
@@ -262,7 +272,7 @@ async def open_loop(
         for i, intended in enumerate(schedule):
             # sleep(0) when behind still yields, so workers run even if the client is saturated
             await asyncio.sleep(max(0.0, intended - clock()))
-            queue.put_nowait((intended, i % len(requests)))
+            queue.put_nowait((intended, clock(), i % len(requests)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(queue.join(), timeout=drain_timeout)
     finally:

@@ -295,6 +295,9 @@ def point(result: loadgen.RunResult, *, with_db_time: bool = False) -> dict[str,
         "statuses": {str(k): v for k, v in loadgen.status_summary(result).items()},
         "latency": _d(summarize_ms(loadgen.corrected_latency(s) for s in ok)),
         "service_time": _d(summarize_ms(loadgen.service_time(s) for s in ok)),
+        "dispatch_lateness": _d(
+            summarize_ms(v for v in (loadgen.dispatch_lateness(s) for s in result.samples) if v is not None)
+        ),
     }
     if with_db_time:
         db_ms, total_ms, hits = [], [], []

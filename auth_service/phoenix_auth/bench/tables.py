@@ -266,7 +266,7 @@ def table_sweep(results: Mapping[str, Any], kind: str) -> str:
                 continue
             if p.get("skipped"):
                 rows.append(
-                    [app, fmt_rate(p.get("offered_rate")), "not run: saturated at a lower rate", *[""] * 5]
+                    [app, fmt_rate(p.get("offered_rate")), "not run: saturated at a lower rate", *[""] * 6]
                 )
                 continue
             lat = p.get("latency") or {}
@@ -280,9 +280,12 @@ def table_sweep(results: Mapping[str, Any], kind: str) -> str:
                     fmt_ms(lat.get("p99_ms")),
                     fmt_ms(lat.get("max_ms")),
                     str(int(p.get("errors") or 0)),
+                    fmt_ms(_get(p, "dispatch_lateness", "p99_ms")),
                 ]
             )
-    return markdown_table(["App", "Offered", "Achieved", "p50", "p90", "p99", "max", "Errors"], rows)
+    return markdown_table(
+        ["App", "Offered", "Achieved", "p50", "p90", "p99", "max", "Errors", "Client lateness p99"], rows
+    )
 
 
 def table_throughput(results: Mapping[str, Any]) -> str:

@@ -124,3 +124,16 @@ async def test_closed_loop_counts_throughput_and_connection_errors():
         "127.0.0.1", dead, [b"GET / HTTP/1.1\r\n\r\n"], duration=0.1, connections=1
     )
     assert result.ok == [] and result.errors > 0
+
+
+async def test_open_loop_records_how_late_the_client_itself_was():
+    server, port = await _server(lambda n: 0.0)
+    async with server:
+        result = await loadgen.open_loop(
+            "127.0.0.1", port, [loadgen.encode_request("GET", "/")], rate=200, duration=0.5, connections=4
+        )
+    lateness = [loadgen.dispatch_lateness(s) for s in result.samples]
+    assert all(v is not None and v >= 0 for v in lateness)
+    # an idle client releases requests close to their schedule (generous bound for a busy CI box)
+    assert sorted(lateness)[len(lateness) // 2] < 0.05
+    assert loadgen.dispatch_lateness(Sample(1.0, 1.0, 1.1, 200)) is None
