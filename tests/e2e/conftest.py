@@ -23,7 +23,6 @@ import pytest
 import yaml
 from e2e_kube import (
     CHART,
-    CRD_NAME,
     OPERATOR_NS,
     RELEASE,
     SCRIPTS,
@@ -31,6 +30,7 @@ from e2e_kube import (
     ControlPlane,
     ControlPlaneUnavailable,
     OperatorProcess,
+    crd_established,
     free_ports,
     unavailable,
     wait_until,
@@ -119,12 +119,6 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
     )
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-
-def crd_established(cp: ControlPlane) -> bool:
-    crd = cp.get("crd", CRD_NAME)
-    cond = cp.condition(crd, "Established")
-    return bool(cond and cond["status"] == "True")
 
 
 @pytest.fixture(scope="session")

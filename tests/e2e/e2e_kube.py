@@ -160,6 +160,12 @@ class ControlPlane:
         return None
 
 
+def crd_established(cp: ControlPlane) -> bool:
+    crd = cp.get("crd", CRD_NAME)
+    cond = cp.condition(crd, "Established")
+    return bool(cond and cond["status"] == "True")
+
+
 class OperatorProcess:
     """`phoenix-operator` running locally against the control plane; logs go to a file."""
 
@@ -210,6 +216,14 @@ class OperatorProcess:
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             return str(r.read().decode())
+
+    def reconciles(self) -> float:
+        """Reconciles this process has run (all results): proof of who acted, from its own metrics."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith("phoenix_operator_reconciles_total"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
