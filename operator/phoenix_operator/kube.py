@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -198,18 +198,6 @@ class KubeClient:
             return False
         served = {r.get("name") for r in out.get("resources") or []}
         return plurals <= served
-
-
-def with_retries(fn: Callable[[], T], *, attempts: int = 3, pause: float = 0.5) -> T:
-    """Run `fn`, retrying TransientError a few times in-process (used around whole steps)."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except TransientError:
-            if i == attempts - 1:
-                raise
-            time.sleep(pause * (i + 1))
-    raise OperatorError("unreachable")  # pragma: no cover
 
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:

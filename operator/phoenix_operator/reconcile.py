@@ -46,7 +46,6 @@ from phoenix_operator.builders.service_monitor import build_service_monitor
 from phoenix_operator.errors import (
     ChildConflict,
     OperatorError,
-    PermanentError,
     PoolDoesNotFit,
     SpecInvalid,
     TransientError,
@@ -601,7 +600,3 @@ class Serializer:
                     return outcome
             step, wait = again, False
         return outcome
-
-
-def is_permanent(error: OperatorError | None) -> bool:
-    return isinstance(error, PermanentError)
