@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -21,8 +21,6 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from phoenix_operator.builders.common import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from phoenix_operator.errors import OperatorError, TransientError, classify_api_status
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ Create, update, resume, the slow timer and drift events on children all call `re
 It never keeps progress between calls (level-based): after a crash it simply runs again.
 Order of work: parse spec → read referenced Secrets → size the pool → Redis → auth config,
 Deployment, Service, PDB, HPA → migration Job → monitoring → observe children → status.
-Any OperatorError stops the work, is written into status as conditions, and is re-raised so
-the handler layer can decide between a Kopf retry (transient) and waiting (permanent).
+Any OperatorError stops the work, is written into status as conditions, and is returned in the
+Outcome so the handler layer can decide between a Kopf retry (transient) and waiting (permanent).
 """
 
 from __future__ import annotations
