@@ -39,6 +39,7 @@ from .errors import (
     NotFound,
     PhoenixError,
     PoolExhausted,
+    RequestTimeout,
     SessionRequired,
     Throttled,
     UnsupportedMediaType,
@@ -63,8 +64,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 # --------------------------------------------------------------------------- request helpers
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The body as a JSON object, or a typed 4xx: wrong type, too large, not UTF-8 JSON, not an object."""
+async def read_json_object(request: Request, max_bytes: int, read_timeout: float = 10.0) -> dict[str, Any]:
+    """The body as a JSON object, or a typed 4xx: wrong type, too large, not UTF-8 JSON, not an object,
+    or not received within `read_timeout` seconds (408: a trickling client cannot hold a request forever)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json" and not (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -79,11 +81,15 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
             raise InvalidJSON("Invalid Content-Length header.") from None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge(f"The request body must be at most {max_bytes} bytes.")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(read_timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyTooLarge(f"The request body must be at most {max_bytes} bytes.")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout() from None
     raw = b"".join(chunks)
     try:
         body = json.loads(raw.decode("utf-8"))
@@ -119,7 +125,7 @@ async def login_endpoint(request: Request) -> Response:
     settings: Settings = state.settings
     metrics: Metrics = state.metrics
     try:
-        body = await read_json_object(request, settings.max_body_bytes)
+        body = await read_json_object(request, settings.max_body_bytes, settings.body_read_timeout)
         creds = parse_credentials(body, settings)
     except PhoenixError:
         metrics.login("bad_request")

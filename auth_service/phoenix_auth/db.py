@@ -253,6 +253,8 @@ class Database:
 
     async def revoke_user_sessions(self, user_id: str) -> int | None:
         """Revoke every live session of a user; None when the user does not exist."""
+        if "\x00" in user_id:  # PostgreSQL text cannot hold NUL (DataError): no user has such an id
+            return None
         if await self._fetch("user_exists", SQL_USER_EXISTS, (user_id,)) is None:
             return None
         return await self._execute("revoke_user_sessions", SQL_REVOKE_USER_SESSIONS, (user_id,))

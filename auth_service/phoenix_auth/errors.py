@@ -82,6 +82,17 @@ class PasswordTooLong(BadRequest):
     default_message = "The password is too long."
 
 
+class RequestTimeout(PhoenixError):
+    """The body did not arrive in time (a slow or stalled client); the connection is closed."""
+
+    code = "REQUEST_TIMEOUT"
+    status = 408
+    default_message = "The request body was not received in time."
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 class UnsupportedMediaType(PhoenixError):
     code = "UNSUPPORTED_MEDIA_TYPE"
     status = 415
@@ -183,6 +194,7 @@ ALL_ERRORS: tuple[type[PhoenixError], ...] = (
     InvalidFieldType,
     InvalidEmail,
     PasswordTooLong,
+    RequestTimeout,
     UnsupportedMediaType,
     InvalidCredentials,
     SessionRequired,

@@ -73,6 +73,7 @@ def document(settings: Settings) -> dict[str, Any]:
             "400": bad_request,
             "401": _error("Invalid email or password.", ["INVALID_CREDENTIALS"]),
             "415": _error("The body is not JSON.", ["UNSUPPORTED_MEDIA_TYPE"]),
+            "408": _error("The body was not received in time.", ["REQUEST_TIMEOUT"]),
             "429": _error("Too many failures for this account or address.", ["THROTTLED"], retry_after=True),
             "503": unavailable,
             "500": internal,

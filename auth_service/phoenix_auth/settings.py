@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     port: int = Field(default=3007, ge=1, le=65535)
     workers: int = Field(default=2, ge=1, le=64)
     max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
+    # uvicorn has no request-body timeout: a client trickling its body would hold a request open forever.
+    body_read_timeout: float = Field(default=10.0, gt=0, le=300)  # seconds to receive the whole body
     # OWASP: cap password length so a huge password cannot make hashing a DoS vector.
     max_password_bytes: int = Field(default=1024, ge=64, le=65536)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
