@@ -231,6 +231,7 @@ class PhoenixServer:
     """`phoenix-auth serve` on a free port with the given environment; output captured to a file."""
 
     def __init__(self, env: dict[str, str]) -> None:
+        self.env = dict(env)  # what the test configured (DATABASE_URL, PHOENIX_ADMIN_TOKEN, ...)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         fd, name = tempfile.mkstemp(prefix="phoenix-rel-", suffix=".log")
