@@ -495,10 +495,9 @@ class AppBench:
         # login throughput, closed loop; also the steady-state cache window for user records
         emails = self._zipf_emails(max(50, round(self.capacity * cfg.closed_s * 2)))
         before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
-        with self.profiled("login", cfg.closed_s):
-            res = self._closed(
-                [login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers, keep=True
-            )
+        res = self._closed(
+            [login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers, keep=True
+        )
         after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
         done = [emails[s.index] for s in res.samples]
         out["login_throughput"] = len(res.ok) / cfg.closed_s
@@ -540,10 +539,7 @@ class AppBench:
             wrk.WrkRequest("GET", SESSION_PATH, (("Authorization", f"Bearer {t}"),)) for t in tokens
         ]
         before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
-        with self.profiled("session", cfg.closed_s):
-            out["session_closed"] = self.closed_http(
-                session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s
-            )
+        out["session_closed"] = self.closed_http(session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s)
         after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
         out["session_cache"] = cache_delta(before, after)
         out["noop_closed"] = self.closed_http(
@@ -571,6 +567,20 @@ class AppBench:
         hit = buffers_after[0] - buffers_before[0]
         read = buffers_after[1] - buffers_before[1]
         out["pg_buffer_hit_ratio"] = hit / (hit + read) if hit + read else None
+        if cfg.profile and self.app == "phoenix":
+            # separate phases: py-spy's own CPU would distort the measured ones on shared cores
+            with self.profiled("login", cfg.closed_s):
+                self._closed([login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers)
+            with self.profiled("session", cfg.closed_s):
+                self.closed_http(session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s)
+            with self.profiled("noop", cfg.closed_s):
+                self.closed_http(
+                    [loadgen.encode_request("GET", NOOP_PATH)],
+                    [wrk.WrkRequest("GET", NOOP_PATH)],
+                    [0],
+                    cfg.closed_s,
+                )
+            log(f"{self.app}: profiles written to {cfg.out_dir}/profile-{self.app}-*.txt")
         if self.profiles:
             out["profile"] = self.profiles
         return out
@@ -742,7 +752,11 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     p.add_argument("--apps", default="naive,phoenix", help="comma-separated: naive,phoenix")
     p.add_argument("--out", type=Path, help="output directory (default docs/bench; --quick: a temp dir)")
     p.add_argument("--max-minutes", type=float, help="hard time budget for the whole benchmark")
-    p.add_argument("--profile", action="store_true", help="py-spy the Phoenix server in closed-loop phases")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="extra closed-loop phases (not measured) with py-spy on the Phoenix server",
+    )
     args = p.parse_args(argv)
     cfg = smoke_defaults() if args.smoke else Config.quick_defaults() if args.quick else Config()
     cfg.base_url = os.environ.get("DATABASE_URL", DEFAULT_BASE_URL)
