@@ -160,8 +160,13 @@ class Sample:
 
 
 def corrected_latency(sample: Sample) -> float:
-    """Latency including time spent waiting to be sent (coordinated-omission corrected)."""
-    return sample.done - sample.intended
+    """Latency including time spent waiting to be sent (coordinated-omission corrected).
+
+    Measured from the intended send time, or from the actual send when that was earlier (event
+    loop timers have 1 ms granularity and may fire a little early): never shorter than the
+    request's own service time.
+    """
+    return sample.done - min(sample.intended, sample.sent)
 
 
 def service_time(sample: Sample) -> float:

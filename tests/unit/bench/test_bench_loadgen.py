@@ -137,3 +137,8 @@ async def test_open_loop_records_how_late_the_client_itself_was():
     # an idle client releases requests close to their schedule (generous bound for a busy CI box)
     assert sorted(lateness)[len(lateness) // 2] < 0.05
     assert loadgen.dispatch_lateness(Sample(1.0, 1.0, 1.1, 200)) is None
+
+
+def test_a_request_sent_early_is_timed_from_its_send():
+    s = Sample(intended=1.0, sent=0.9995, done=1.0015, status=200)
+    assert corrected_latency(s) == pytest.approx(0.002)
