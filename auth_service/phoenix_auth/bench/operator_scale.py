@@ -267,6 +267,23 @@ def render(results: Sequence[ScaleResult]) -> str:
     )
 
 
+def run_all(env: Mapping[str, str], counts: Sequence[int], timeout: float, log) -> list[ScaleResult]:
+    """Table 3 on the cluster of env["KUBECONFIG"] (kubectl found on env["PATH"])."""
+    binary = shutil.which("kubectl", path=env.get("PATH")) or shutil.which("kubectl")
+    if not binary:
+        raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
+    if not shutil.which("phoenix-operator"):
+        raise BenchError("phoenix-operator is not installed (pip install -e .)")
+    kubectl = Kubectl(env["KUBECONFIG"], binary)
+    # install the CRD only when absent: never take over one a Helm release owns
+    if kubectl.run("get", "crd", GROUP_PLURAL, "--ignore-not-found", "-o", "name").strip() == "":
+        kubectl.run("apply", "-f", str(CRD_DIR / f"{GROUP_PLURAL}.yaml"))
+    kubectl.run("wait", "--for=condition=Established", f"crd/{GROUP_PLURAL}", "--timeout=60s", timeout=90)
+    log_dir = Path(tempfile.mkdtemp(prefix="phoenix-bench-operator-"))
+    log(f"operator logs in {log_dir}")
+    return [run_scale(kubectl, n, timeout, log_dir, env, log) for n in counts]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m phoenix_auth.bench.operator_scale", description=__doc__.splitlines()[0]
@@ -274,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--counts", default="1,50,200", help="comma-separated N (default 1,50,200)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all Ready, per N")
     p.add_argument("--out", type=Path, default=Path("docs/bench"), help="writes operator-scale.json there")
+    p.add_argument("--kubeconfig", help="use this cluster instead of scripts/control-plane.sh's")
     args = p.parse_args(argv)
 
     def log(message: str) -> None:
@@ -281,17 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         counts = [int(c) for c in args.counts.split(",") if c]
-        env = control_plane_env()
-        binary = shutil.which("kubectl", path=env.get("PATH")) or shutil.which("kubectl")
-        if not binary:
-            raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
-        if not shutil.which("phoenix-operator"):
-            raise BenchError("phoenix-operator is not installed (pip install -e .)")
-        kubectl = Kubectl(env["KUBECONFIG"], binary)
-        kubectl.run("apply", "-f", str(CRD_DIR))
-        kubectl.run("wait", "--for=condition=Established", f"crd/{GROUP_PLURAL}", "--timeout=60s", timeout=90)
-        log_dir = Path(tempfile.mkdtemp(prefix="phoenix-bench-operator-"))
-        results = [run_scale(kubectl, n, args.timeout, log_dir, env, log) for n in counts]
+        if args.kubeconfig:
+            env = {"KUBECONFIG": args.kubeconfig, "PATH": os.environ.get("PATH", "")}
+        else:
+            env = control_plane_env()
+        results = run_all(env, counts, args.timeout, log)
     except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
         print(f"bench-operator: error: {exc}", file=sys.stderr)
         return 1
@@ -302,7 +314,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"machine": machine_facts(), "results": [asdict(r) for r in results]},
     )
     (args.out / "operator-scale.md").write_text(table + "\n")
-    log(f"operator logs in {log_dir}")
     return 0
 
 
