@@ -106,7 +106,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "name-too-long",
         {**copy.deepcopy(VALID), "metadata": {"name": "a" * 41}},
-        ["metadata.name must be a DNS label of at most 40 characters"],
+        ["metadata.name must be at most 40 characters"],
     ),
 ]
 

@@ -52,8 +52,8 @@ CAN_I = [
     ("create", "poddisruptionbudgets.policy", "default", True),
     ("patch", "horizontalpodautoscalers.autoscaling", "default", True),
     ("get", "secrets", "default", True),
-    ("list", "secrets", "default", False),
-    ("watch", "secrets", "default", False),
+    ("watch", "secrets", "default", True),  # referenced Secrets are watched so a change rolls the pods
+    ("update", "nodes", None, False),
     ("create", "events", "default", True),
     ("delete", "pods", "default", False),
     ("create", "pods/exec", "default", False),

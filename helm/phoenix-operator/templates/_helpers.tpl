@@ -58,10 +58,11 @@ Namespaced resources: a ClusterRole in cluster-wide mode, a Role per watched nam
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Secrets: read the referenced DATABASE_URL/REDIS_URL, keep the managed Redis password. No list/watch.
+# Secrets: read and watch the referenced DATABASE_URL/REDIS_URL Secrets (a change rolls the pods),
+# keep the managed Redis password Secret.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
