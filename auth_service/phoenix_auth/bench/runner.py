@@ -106,6 +106,10 @@ def smoke_defaults() -> Config:
     )
 
 
+class BudgetExhausted(BenchError):
+    """--max-minutes ran out; runs completed before are still published."""
+
+
 class Progress:
     """Timestamped progress lines on stderr, and the overall time budget."""
 
@@ -119,7 +123,7 @@ class Progress:
 
     def check(self) -> None:
         if time.monotonic() > self.deadline:
-            raise BenchError("time budget (--max-minutes) exhausted; partial results were not published")
+            raise BudgetExhausted("time budget (--max-minutes) exhausted")
 
 
 def open_connections(rate: float) -> int:
@@ -660,7 +664,17 @@ def one_run(
             sampler = ZipfSampler(cfg.users, cfg.zipf_s, seed=index)
             bench = AppBench(cfg, app, port, server_env, log, sampler, password, capacity, use_wrk)
             bench.server_pid, bench.run_index = proc.pid, index
-            run["apps"][app] = bench.run()
+            try:
+                run["apps"][app] = bench.run()
+            except BudgetExhausted:
+                raise
+            except (BenchError, OSError, ValueError) as exc:
+                # one app failing must not hide the other's numbers; the error is published
+                log(f"run {index}/{cfg.runs}: {app} failed: {type(exc).__name__}: {exc}")
+                run["apps"][app] = {
+                    "error": f"{type(exc).__name__}: {exc}"[:500],
+                    "server_log": proc.log_tail(800),
+                }
         finally:
             proc.stop()
     return run
@@ -699,7 +713,14 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
         plan = dataset.explain_lookup(url, dataset.email_at_rank(0))
         log("login lookup plan: " + plan.splitlines()[0])
         for i in range(1, cfg.runs + 1):
-            runs.append(one_run(cfg, i, env, log, password, redis_port, log_dir, use_wrk))
+            try:
+                runs.append(one_run(cfg, i, env, log, password, redis_port, log_dir, use_wrk))
+            except BudgetExhausted:
+                log(f"time budget exhausted during run {i}: publishing the {len(runs)} complete run(s)")
+                if not runs:
+                    raise
+                break
+            write_json(cfg.out_dir / "results-partial.json", {"machine": facts, "runs": runs})
     finally:
         redis_proc.stop()
     results = {
@@ -716,6 +737,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_json(cfg.out_dir / "results.json", results)
+    (cfg.out_dir / "results-partial.json").unlink(missing_ok=True)
     tables = render_all(results)
     (cfg.out_dir / "tables.md").write_text(tables + "\n")
     print(tables)

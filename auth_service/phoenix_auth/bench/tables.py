@@ -378,6 +378,14 @@ def render_all(results: Mapping[str, Any]) -> str:
         "### Session validation latency vs offered load",
         table_sweep(results, "session"),
     ]
+    errors = [
+        f"- run {i}, {app}: {data['error']}"
+        for i, run in enumerate(results.get("runs") or [], 1)
+        for app, data in (run.get("apps") or {}).items()
+        if isinstance(data, Mapping) and data.get("error")
+    ]
+    if errors:
+        parts += ["### Errors (these runs are missing from the medians above)", "\n".join(errors)]
     prof = table_profile(results)
     if prof:
         parts += ["### Where the Phoenix server spends its time (py-spy, run 1)", prof]
