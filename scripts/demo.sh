@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# The README's main job: the whole Phoenix stack on this machine, then one login with the seed's curl.
+#
+#   bash scripts/demo.sh up       # install what is missing, start everything, apply a PhoenixAuth, log in
+#   bash scripts/demo.sh down     # stop everything `up` started
+#   bash scripts/demo.sh status   # what runs
+#
+# `up` does, showing progress: Python package (pip install -e .) if missing → PostgreSQL + Redis
+# (scripts/services.sh) → control-plane binaries (scripts/build-control-plane.sh; ~12 min the first
+# time, < 1 min after) → local Kubernetes control plane (scripts/control-plane.sh) → `helm install`
+# of the operator chart (CRDs, RBAC) → the operator as a local process with the chart's
+# ServiceAccount token → `phoenix-auth migrate`, `seed-demo 1000`, `serve` on 127.0.0.1:3007 →
+# a PhoenixAuth in namespace phoenix-demo, until Ready → `kubectl get pxa` → the seed's curl.
+#
+# Environment (defaults work): PHOENIX_DEMO_STATE (~/.cache/phoenix/state/demo), PHOENIX_PORT (3007),
+# DATABASE_URL (postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix), REDIS_URL (redis://127.0.0.1:6379/0),
+# PHOENIX_DEMO_USERS (1000), PHOENIX_DEMO_NAMESPACE (phoenix-demo), PHOENIX_DEMO_TIMEOUT (120 s),
+# plus everything scripts/control-plane.sh reads (PHOENIX_CP_*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+
+STATE="${PHOENIX_DEMO_STATE:-$HOME/.cache/phoenix/state/demo}"
+PORT="${PHOENIX_PORT:-3007}"
+export DATABASE_URL="${DATABASE_URL:-postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+USERS="${PHOENIX_DEMO_USERS:-1000}"
+NS="${PHOENIX_DEMO_NAMESPACE:-phoenix-demo}"
+TIMEOUT="${PHOENIX_DEMO_TIMEOUT:-120}"
+OPERATOR_NS=phoenix-system
+RELEASE=phoenix-operator
+
+step_no=0
+step() { step_no=$((step_no + 1)); printf '\n\033[1m[demo %d] %s\033[0m\n' "$step_no" "$*" >&2; }
+info() { printf '[demo]   %s\n' "$*" >&2; }
+die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
+
+alive() { [ -s "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll with a deadline and a progress line every 5 s.
+wait_for() {
+  local limit="$1" what="$2"; shift 2
+  local t0=$SECONDS last=0
+  until "$@" >/dev/null 2>&1; do
+    if [ $((SECONDS - t0)) -ge "$limit" ]; then return 1; fi
+    if [ $((SECONDS - last)) -ge 5 ]; then last=$SECONDS; info "waiting for $what ($((SECONDS - t0))s)"; fi
+    sleep 1
+  done
+}
+
+# Start a command in its own session (process group), output to $STATE/NAME.log.
+start_bg() {
+  local name="$1"; shift
+  if alive "$name"; then info "$name already running (pid $(cat "$STATE/$name.pid"))"; return; fi
+  setsid "$@" >>"$STATE/$name.log" 2>&1 < /dev/null &
+  echo $! > "$STATE/$name.pid"
+  info "$name started (pid $!, log $STATE/$name.log)"
+}
+
+stop_bg() {
+  local name="$1" pid
+  [ -s "$STATE/$name.pid" ] || return 0
+  pid="$(cat "$STATE/$name.pid")"
+  if kill -0 "$pid" 2>/dev/null; then
+    info "stopping $name (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$STATE/$name.pid"
+}
+
+python_bin() {
+  if [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"; else command -v python3; fi
+}
+
+cmd_up() {
+  mkdir -p "$STATE"
+  local t_start=$SECONDS
+
+  step "Python package (phoenix-auth, phoenix-operator)"
+  local py; py="$(python_bin)"
+  export PATH="$(dirname "$py"):$PATH"
+  if ! "$py" -c 'import phoenix_auth.cli, phoenix_operator.cli' 2>/dev/null || ! command -v phoenix-auth >/dev/null; then
+    info "installing with pip (-e .)"
+    "$py" -m pip install -q -e "$ROOT" || die "pip install -e . failed"
+  fi
+  info "$(command -v phoenix-auth)"
+
+  step "PostgreSQL and Redis (scripts/services.sh)"
+  if [ ! -e "$STATE/services-were-running" ] && [ ! -e "$STATE/services-started-by-demo" ]; then
+    if [ "$(bash scripts/services.sh status 2>/dev/null | grep -c ': up')" = 2 ]; then touch "$STATE/services-were-running"; else touch "$STATE/services-started-by-demo"; fi
+  fi
+  bash scripts/services.sh up >&2
+
+  step "Kubernetes control-plane binaries (cold build ~12 min on 2 cores; cached after)"
+  local bin
+  bin="$(bash scripts/build-control-plane.sh | tail -n 1)" || die "scripts/build-control-plane.sh failed (see above)"
+  export PATH="$bin:$PATH"
+  info "binaries in $bin"
+
+  step "Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
+  bash scripts/control-plane.sh up
+  eval "$(bash scripts/control-plane.sh env)"
+  local cp_state; cp_state="$(dirname "$KUBECONFIG")"
+  export HELM_CACHE_HOME="$STATE/helm/cache" HELM_CONFIG_HOME="$STATE/helm/config" HELM_DATA_HOME="$STATE/helm/data"
+
+  step "helm upgrade --install $RELEASE (CRDs, RBAC, Grafana dashboard)"
+  helm upgrade --install "$RELEASE" helm/phoenix-operator --namespace "$OPERATOR_NS" --create-namespace \
+    --wait --timeout 120s >"$STATE/helm.log" 2>&1 || { cat "$STATE/helm.log" >&2; die "helm install failed"; }
+  kubectl wait --for condition=Established crd/phoenixauths.auth.phoenix.dev --timeout=60s >/dev/null
+  info "release $RELEASE deployed in $OPERATOR_NS; CRD phoenixauths.auth.phoenix.dev Established"
+
+  step "operator (local process, as the chart's ServiceAccount)"
+  if ! alive operator; then
+    local token
+    token="$(kubectl create token phoenix-operator -n "$OPERATOR_NS" --duration=24h)"
+    "$py" - "$KUBECONFIG" "$STATE/operator.kubeconfig" "$token" <<'PY'
+import sys, yaml
+admin, out, token = sys.argv[1:]
+cluster = yaml.safe_load(open(admin))["clusters"][0]
+cfg = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+       "users": [{"name": "phoenix-operator", "user": {"token": token}}],
+       "contexts": [{"name": "operator", "context": {"cluster": cluster["name"], "user": "phoenix-operator"}}],
+       "current-context": "operator"}
+with open(out, "w") as f:
+    yaml.safe_dump(cfg, f)
+PY
+    chmod 600 "$STATE/operator.kubeconfig"
+  fi
+  start_bg operator phoenix-operator --kubeconfig "$STATE/operator.kubeconfig" --all-namespaces \
+    --liveness-port "${PHOENIX_DEMO_OPERATOR_HEALTH_PORT:-18180}" --metrics-port "${PHOENIX_DEMO_OPERATOR_METRICS_PORT:-18181}"
+  wait_for 60 "operator liveness" curl -sf "http://127.0.0.1:${PHOENIX_DEMO_OPERATOR_HEALTH_PORT:-18180}/healthz" \
+    || { tail -20 "$STATE/operator.log" >&2; die "the operator did not start"; }
+
+  step "auth service: migrate, seed $USERS demo users, serve on 127.0.0.1:$PORT"
+  phoenix-auth migrate >"$STATE/migrate.log" 2>&1 || { cat "$STATE/migrate.log" >&2; die "phoenix-auth migrate failed"; }
+  tail -n 3 "$STATE/migrate.log" | sed 's/^/[demo]   /' >&2
+  phoenix-auth seed-demo "$USERS" >"$STATE/seed.log" 2>&1 || { cat "$STATE/seed.log" >&2; die "phoenix-auth seed-demo failed"; }
+  tail -n 1 "$STATE/seed.log" | sed 's/^/[demo]   /' >&2
+  if ! alive auth && ss -Hltn "sport = :$PORT" | grep -q .; then
+    die "port $PORT is in use by another process; set PHOENIX_PORT"
+  fi
+  PHOENIX_PORT="$PORT" PHOENIX_HOST=127.0.0.1 start_bg auth phoenix-auth serve
+  wait_for 60 "auth service /readyz" curl -sf "http://127.0.0.1:$PORT/readyz" \
+    || { tail -20 "$STATE/auth.log" >&2; die "the auth service did not become ready"; }
+
+  step "PhoenixAuth 'phoenix' in namespace $NS"
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$NS" create secret generic phoenix-db --from-literal=DATABASE_URL="$DATABASE_URL" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # The sample without its placeholder Secret (the Secret above points at the local PostgreSQL).
+  "$py" -c 'import sys, yaml; print(yaml.safe_dump_all(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "Secret"))' \
+    manifests/samples/minimal.yaml | kubectl -n "$NS" apply -f - | sed 's/^/[demo]   /' >&2
+  ready() {
+    [ "$(kubectl -n "$NS" get pxa phoenix -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
+  }
+  wait_for "$TIMEOUT" "PhoenixAuth Ready (operator reconciles; kwok makes pods Ready)" ready || {
+    kubectl -n "$NS" describe pxa phoenix >&2; die "PhoenixAuth not Ready after ${TIMEOUT}s"; }
+  echo >&2
+  kubectl -n "$NS" get pxa
+  echo
+  kubectl -n "$NS" get deploy,svc,job,hpa,pdb
+
+  step "login with the seed's curl"
+  echo "+ curl -X POST http://localhost:$PORT/api/auth/phoenix -H \"Content-Type: application/json\" -d '{\"email\": \"test@example.com\", \"password\": \"testpassword\"}'"
+  curl -sS -X POST "http://localhost:$PORT/api/auth/phoenix" \
+    -H "Content-Type: application/json" \
+    -d '{"email": "test@example.com", "password": "testpassword"}'
+  echo
+  printf '\n[demo] up in %ss. Try:\n  eval "$(bash scripts/control-plane.sh env)"; kubectl get pxa -A; kubectl describe pxa -n %s phoenix\n  bash scripts/demo.sh down\n' \
+    "$((SECONDS - t_start))" "$NS" >&2
+}
+
+cmd_down() {
+  mkdir -p "$STATE"
+  step "auth service and operator"
+  stop_bg auth
+  stop_bg operator
+  step "Kubernetes control plane"
+  bash scripts/control-plane.sh down
+  if [ -e "$STATE/services-started-by-demo" ]; then
+    step "PostgreSQL and Redis (started by the demo)"
+    bash scripts/services.sh down >&2
+    rm -f "$STATE/services-started-by-demo"
+  else
+    info "PostgreSQL and Redis were running before the demo: left running"
+    rm -f "$STATE/services-were-running"
+  fi
+  info "down"
+}
+
+cmd_status() {
+  for n in auth operator; do
+    if alive "$n"; then echo "$n: running (pid $(cat "$STATE/$n.pid"))"; else echo "$n: stopped"; fi
+  done
+  bash scripts/control-plane.sh status || true
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
