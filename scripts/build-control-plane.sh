@@ -15,7 +15,7 @@ BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HE
 WORK="$CACHE_ROOT/build"
 mkdir -p "$BIN" "$WORK"
 
-log() { printf '[control-plane build] %s\n' "$*" >&2; }
+log() { printf '[control-plane build] %s (%ss)\n' "$*" "$SECONDS" >&2; }
 
 have() { [ -x "$BIN/$1" ]; }
 
