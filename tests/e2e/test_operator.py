@@ -117,6 +117,8 @@ def test_minimal_sample_becomes_ready_with_all_children(
     assert cols["CACHE"] == "L1+L2"
     assert cols["MIGRATIONS"] == "Succeeded"
     assert re.fullmatch(r"\d+[smh]", cols["AGE"])
+    wide = cp.kubectl("get", "pxa", "phoenix", "-n", ns, "-o", "wide").stdout
+    assert "PHASE" in wide and re.search(r"\bReady\b", wide.splitlines()[1])
     # The short name and category work.
     assert "phoenix" in cp.kubectl("get", "phoenix", "-n", ns).stdout
 
@@ -149,6 +151,43 @@ def test_describe_shows_conditions_and_events_without_secrets(
     assert "phoenix:phoenix@" not in text
     for value in redis_secret["data"].values():
         assert base64.b64decode(value).decode() not in text
+
+
+def test_missing_secret_is_reported_then_recovers(
+    control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
+) -> None:
+    """A PhoenixAuth whose database Secret does not exist yet: Ready=False with a reason and a
+    message naming the Secret (what `kubectl describe` shows), then Ready once the Secret exists
+    (referenced Secrets are watched)."""
+    cp, ns = control_plane, namespace
+    body = {
+        "apiVersion": f"{GROUP}/v1alpha1",
+        "kind": "PhoenixAuth",
+        "metadata": {"name": "late"},
+        "spec": {"database": {"secretRef": {"name": "late-db"}, "connectionBudget": 30}},
+    }
+    cp.apply(body, namespace=ns)
+
+    def reported() -> dict[str, Any] | None:
+        cond = cp.condition(pxa(cp, ns, "late"), "Ready") or {}
+        return (
+            cond if cond.get("status") == "False" and cond.get("reason") == "DatabaseSecretMissing" else None
+        )
+
+    cond = wait_until(reported, 60, "Ready=False DatabaseSecretMissing")
+    assert f"{ns}/late-db" in cond["message"]
+    # What `kubectl describe` shows the user: the condition with its reason and the Secret's name.
+    described = cp.kubectl("describe", "pxa", "late", "-n", ns).stdout
+    assert re.search(r"Reason:\s+DatabaseSecretMissing", described)
+    assert f"Secret {ns}/late-db with key DATABASE_URL not found" in described
+    assert not cp.exists("deployment", "late", ns), "nothing is deployed without its database Secret"
+    row = cp.kubectl("get", "pxa", "late", "-n", ns, "--no-headers").stdout.split()
+    assert row[:2] == ["late", "False"]
+
+    cp.kubectl(
+        "create", "secret", "generic", "late-db", "-n", ns, "--from-literal=DATABASE_URL=postgresql://x@db/y"
+    )
+    wait_ready(cp, ns, "late", module_operator)
 
 
 def test_external_redis_sample_creates_no_redis(
