@@ -150,6 +150,12 @@ class PrivatePostgres:
         )
         return result.returncode == 0
 
+    def pids(self) -> list[int]:
+        """The postmaster and its children (backends, background workers)."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return process_tree(int((self.data / "postmaster.pid").read_text().split()[0]))
+        return []
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
 
@@ -225,6 +231,32 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_jiffies(pid: int) -> int:
+    """utime + stime of one process (0 when it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    return 0
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    total = sum(values[:8])
+    idle = values[3] + values[4]
+    return total - idle, total
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(_children(current))
+    return out
 
 
 class PhoenixServer:
