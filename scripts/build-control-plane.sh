@@ -9,6 +9,8 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v4.3.1}"
+# Only its PrometheusRule/ServiceMonitor CRDs (for the e2e tests of the operator's monitoring objects).
+PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 
 CACHE_ROOT="${PHOENIX_CACHE:-$HOME/.cache/phoenix}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION/bin"
@@ -119,6 +121,18 @@ if [ ! -s "$BIN/kwok-stages.yaml" ]; then
     cat "$stage_dir/$f"; echo "---"
   done > "$BIN/kwok-stages.yaml.tmp"
   mv "$BIN/kwok-stages.yaml.tmp" "$BIN/kwok-stages.yaml"
+fi
+
+# The Prometheus Operator's CRDs for PrometheusRule and ServiceMonitor (real schemas, so the API server
+# validates what phoenix-operator generates), from the Go module of the same name.
+if [ ! -s "$BIN/prometheus-operator-crds.yaml" ]; then
+  log "prometheus-operator $PROMETHEUS_OPERATOR_VERSION: PrometheusRule and ServiceMonitor CRDs"
+  pdir="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  for f in monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml; do
+    echo "---"; cat "$pdir/example/prometheus-operator-crd/$f"
+  done > "$BIN/prometheus-operator-crds.yaml.tmp"
+  mv "$BIN/prometheus-operator-crds.yaml.tmp" "$BIN/prometheus-operator-crds.yaml"
 fi
 
 log "ready in $BIN"
