@@ -14,7 +14,7 @@
 #
 # Environment (defaults work): PHOENIX_DEMO_STATE (~/.cache/phoenix/state/demo), PHOENIX_PORT (3007),
 # DATABASE_URL (postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix), REDIS_URL (redis://127.0.0.1:6379/0),
-# PHOENIX_DEMO_USERS (1000), PHOENIX_DEMO_NAMESPACE (phoenix-demo), PHOENIX_DEMO_TIMEOUT (120 s),
+# PHOENIX_DEMO_USERS (1000), PHOENIX_DEMO_NAMESPACE (phoenix-demo), PHOENIX_DEMO_TIMEOUT (120 s), PHOENIX_VENV (.venv),
 # plus everything scripts/control-plane.sh reads (PHOENIX_CP_*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,20 +71,30 @@ stop_bg() {
 }
 
 python_bin() {
-  if [ -x "$ROOT/.venv/bin/python" ]; then echo "$ROOT/.venv/bin/python"; else command -v python3; fi
+  local venv="${PHOENIX_VENV:-$ROOT/.venv}"
+  if [ -x "$venv/bin/python" ]; then echo "$venv/bin/python"; else command -v python3; fi
 }
 
 cmd_up() {
   mkdir -p "$STATE"
   local t_start=$SECONDS
 
-  step "Python package (phoenix-auth, phoenix-operator)"
+  step "tools and Python package (phoenix-auth, phoenix-operator)"
+  if ! command -v openssl >/dev/null || ! command -v curl >/dev/null || ! command -v ss >/dev/null; then
+    bash scripts/install-deps.sh
+  fi
   local py; py="$(python_bin)"
-  export PATH="$(dirname "$py"):$PATH"
-  if ! "$py" -c 'import phoenix_auth.cli, phoenix_operator.cli' 2>/dev/null || ! command -v phoenix-auth >/dev/null; then
-    info "installing with pip (-e .)"
+  if ! "$py" -c 'import phoenix_auth.cli, phoenix_operator.cli' 2>/dev/null; then
+    # A venv, like scripts/test.sh: Debian's system Python refuses pip installs (PEP 668).
+    local venv="${PHOENIX_VENV:-$ROOT/.venv}"
+    [ -x "$venv/bin/python" ] || { info "creating $venv"; python3 -m venv "$venv"; }
+    py="$venv/bin/python"
+    info "pip install -e . into $venv"
     "$py" -m pip install -q -e "$ROOT" || die "pip install -e . failed"
   fi
+  export PATH="$(dirname "$py"):$PATH"
+  command -v phoenix-auth >/dev/null && command -v phoenix-operator >/dev/null \
+    || die "phoenix-auth / phoenix-operator not on PATH after installing"
   info "$(command -v phoenix-auth)"
 
   step "PostgreSQL and Redis (scripts/services.sh)"
