@@ -210,6 +210,8 @@ async def revoke_user_sessions_endpoint(request: Request) -> Response:
     if not hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
         raise AdminUnauthorized()
     user_id = request.path_params["user_id"]
+    if len(user_id) > 256 or "\x00" in user_id:
+        raise UserNotFound()
     revoked = await state.sessions.revoke_user(user_id)
     if revoked is None:
         raise UserNotFound()

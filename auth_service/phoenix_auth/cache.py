@@ -183,22 +183,30 @@ class AuthCache:
             await self._redis.call(lambda c: c.set(L2_PREFIX + "s:" + hex_hash, payload, ex=max(1, int(ttl))))
 
     # --- invalidation ---
-    async def invalidate_user(self, user_id: str | None, email: str | None) -> None:
+    def drop_user_l1(self, user_id: str | None, email: str | None) -> list[str]:
+        """Drop a user from L1 at once; return the L2 keys the caller must delete."""
         self.generation += 1
-        keys = []
         if email:
             self.l1.delete("e:" + email.lower())
         if user_id:
             self.l1.delete("u:" + user_id)
-            keys.append(L2_PREFIX + "u:" + user_id)
-        if keys and self.l2_enabled:
-            await self._redis.call(lambda c: c.unlink(*keys))
+            return [L2_PREFIX + "u:" + user_id] if self.l2_enabled else []
+        return []
 
-    async def invalidate_session(self, hex_hash: str) -> None:
+    def drop_session_l1(self, hex_hash: str) -> list[str]:
         self.generation += 1
         self.l1.delete("s:" + hex_hash)
-        if self.l2_enabled:
-            await self._redis.call(lambda c: c.unlink(L2_PREFIX + "s:" + hex_hash))
+        return [L2_PREFIX + "s:" + hex_hash] if self.l2_enabled else []
+
+    async def delete_l2(self, keys: list[str]) -> None:
+        if keys:
+            await self._redis.call(lambda c: c.unlink(*keys))
+
+    async def invalidate_user(self, user_id: str | None, email: str | None) -> None:
+        await self.delete_l2(self.drop_user_l1(user_id, email))
+
+    async def invalidate_session(self, hex_hash: str) -> None:
+        await self.delete_l2(self.drop_session_l1(hex_hash))
 
     def listener_down(self) -> None:
         """Stop serving from caches: notifications may be lost from now on."""

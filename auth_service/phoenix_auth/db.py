@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -183,6 +184,8 @@ class Database:
             raise self._timeout_error() from None
         except PoolClosed:
             raise DatabaseUnavailable("The service is shutting down.", retry_after=1) from None
+        except psycopg.errors.QueryCanceled:
+            raise DatabaseUnavailable("The database did not answer in time.", retry_after=1) from None
         except psycopg.OperationalError as exc:
             self._mark_down(exc)
             raise DatabaseUnavailable(retry_after=2) from None
@@ -233,10 +236,16 @@ class Database:
         user_agent: str | None,
     ) -> tuple[str, str | None, str, str | None] | None:
         """Insert a session if the user is enabled and still has `expected_hash`; return fresh profile."""
+        if client_ip is not None:
+            try:
+                ipaddress.ip_address(client_ip)
+            except ValueError:
+                client_ip = None  # e.g. a unix-socket peer
+        user_agent = (user_agent or "").replace("\x00", "")[:512]
         row = await self._fetch(
             "insert_session",
             SQL_INSERT_SESSION,
-            (user_id, expected_hash, token_hash, expires_at, client_ip, (user_agent or "")[:512]),
+            (user_id, expected_hash, token_hash, expires_at, client_ip, user_agent),
         )
         return (row[0], row[1], row[2], row[3]) if row else None
 

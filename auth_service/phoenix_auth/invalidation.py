@@ -40,18 +40,22 @@ class InvalidationListener:
         self._cache = cache
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        self._l2_queue: asyncio.Queue[list[str]] = asyncio.Queue()
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.received = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="phoenix-invalidation-listener")
+        self._drain_task = asyncio.create_task(self._drain_l2(), name="phoenix-invalidation-l2")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._drain_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         delay = BACKOFF_START
@@ -96,14 +100,19 @@ class InvalidationListener:
             delay = min(BACKOFF_MAX, delay * 2)
 
     async def _consume(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
-        """Handle notifications; probe the connection when it has been silent for a while."""
+        """Handle notifications; probe the connection when it has been silent for a while.
+
+        The loop body never awaits: psycopg's `notifies()` holds the connection lock while it is
+        suspended at a yield, so awaiting there (and being cancelled) could deadlock the close.
+        L1 is dropped synchronously; L2 deletions go to a queue drained by `_drain_l2`."""
         while True:
-            async for notify in conn.notifies(timeout=KEEPALIVE_SECONDS):
-                await self.handle(notify.payload)
+            async with contextlib.aclosing(conn.notifies(timeout=KEEPALIVE_SECONDS)) as notifies:
+                async for notify in notifies:
+                    self.handle(notify.payload)
             await conn.execute("SELECT 1")
 
-    async def handle(self, payload: str) -> None:
-        """Apply one notification payload (JSON from the schema's triggers)."""
+    def handle(self, payload: str) -> None:
+        """Apply one notification payload (JSON from the schema's triggers): L1 now, L2 queued."""
         self.received += 1
         try:
             message = json.loads(payload)
@@ -111,15 +120,25 @@ class InvalidationListener:
         except (ValueError, AttributeError):
             log.warning("ignored malformed invalidation payload")
             return
+        keys: list[str] = []
         if kind == "user":
-            await self._cache.invalidate_user(message.get("id"), message.get("email"))
+            keys = self._cache.drop_user_l1(message.get("id"), message.get("email"))
             self._metrics.invalidations.labels("user").inc()
         elif kind == "session":
             hex_hash = message.get("hash")
             if isinstance(hex_hash, str):
-                await self._cache.invalidate_session(hex_hash)
+                keys = self._cache.drop_session_l1(hex_hash)
                 self._metrics.invalidations.labels("session").inc()
-        elif kind == "flush":
-            self._cache.listener_up()
-            self._metrics.invalidations.labels("flush").inc()
+        else:
+            return
         self._metrics.stats.invalidations += 1
+        if keys:
+            self._l2_queue.put_nowait(keys)
+
+    async def _drain_l2(self) -> None:
+        """Delete invalidated L2 keys in batches (every replica does this; deletes are idempotent)."""
+        while True:
+            keys = await self._l2_queue.get()
+            while not self._l2_queue.empty() and len(keys) < 500:
+                keys.extend(self._l2_queue.get_nowait())
+            await self._cache.delete_l2(keys)

@@ -141,4 +141,4 @@ def start_service() -> Iterator[Callable[..., ServiceProcess]]:
         yield start
     finally:
         for svc in started:
-            svc.stop()
+            svc.cleanup()

