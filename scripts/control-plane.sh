@@ -58,7 +58,12 @@ need_binaries() {
 }
 
 pid_of() { [ -s "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
-alive() { local p; p="$(pid_of "$1")"; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# Alive = the recorded pid runs AND is still our binary (a pid file left by a reboot may name a
+# recycled pid of an unrelated process, which must be neither trusted nor killed).
+alive() {
+  local p; p="$(pid_of "$1")"
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "/$1 "
+}
 
 port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
@@ -271,7 +276,7 @@ stop() {
   local name="$1" pid
   pid="$(pid_of "$name")"
   if [ -z "$pid" ]; then return; fi
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$name"; then
     log "stopping $name (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do

@@ -35,7 +35,11 @@ step() { step_no=$((step_no + 1)); printf '\n\033[1m[demo %d] %s\033[0m\n' "$ste
 info() { printf '[demo]   %s\n' "$*" >&2; }
 die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
 
-alive() { [ -s "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+# Alive = the recorded pid runs and is still phoenix-<name> (never trust or kill a recycled pid).
+alive() {
+  local p; [ -s "$STATE/$1.pid" ] && p="$(cat "$STATE/$1.pid")" || return 1
+  kill -0 "$p" 2>/dev/null && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "phoenix-$1"
+}
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll with a deadline and a progress line every 5 s.
 wait_for() {
@@ -61,7 +65,7 @@ stop_bg() {
   local name="$1" pid
   [ -s "$STATE/$name.pid" ] || return 0
   pid="$(cat "$STATE/$name.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$name"; then
     info "stopping $name (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
