@@ -217,3 +217,24 @@ def test_samples_are_phoenixauths_with_their_secrets(sample: str) -> None:
 def test_there_are_the_three_samples() -> None:
     names = {p.name for p in (REPO / "manifests" / "samples").glob("*.yaml")}
     assert {"minimal.yaml", "external-redis.yaml", "full.yaml"} <= names
+
+
+@pytest.mark.parametrize(
+    "sets", [[], ["operator.watchNamespaces={team-a,team-b}", "operator.healthPort=9000"]]
+)
+def test_the_operator_cli_accepts_the_chart_s_arguments(helm: str, sets: list[str]) -> None:
+    """The Deployment's args are parsed by the real `phoenix-operator` CLI (flag drift fails here)."""
+    from phoenix_operator.cli import build_settings, parse_args
+
+    (deploy,) = find(render(helm, *sets), "Deployment")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    settings = build_settings(parse_args(container["args"]))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert settings.liveness_port == ports["health"]
+    assert settings.metrics_port == ports["metrics"]
+    assert settings.peering_name == "phoenix-operator"
+    assert settings.resync_seconds == 300
+    if sets:
+        assert settings.namespaces == ["team-a", "team-b"] and not settings.all_namespaces
+    else:
+        assert settings.all_namespaces
