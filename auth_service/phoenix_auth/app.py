@@ -165,17 +165,17 @@ async def session_endpoint(request: Request) -> Response:
     metrics: Metrics = state.metrics
     token = session_token(request, state.settings.cookie_name)
     if token is None:
-        metrics.sessions.labels("missing").inc()
+        metrics.session("missing")
         raise SessionRequired()
     try:
         valid = await state.sessions.validate(token)
     except (DatabaseUnavailable, PoolExhausted):
-        metrics.sessions.labels("unavailable").inc()
+        metrics.session("unavailable")
         raise
     except PhoenixError:
-        metrics.sessions.labels("invalid").inc()
+        metrics.session("invalid")
         raise
-    metrics.sessions.labels("valid").inc()
+    metrics.session("valid")
     return JSONResponse(
         {
             "user": valid.user.public(),

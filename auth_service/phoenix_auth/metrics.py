@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -147,6 +148,8 @@ class Metrics:
             self.degraded.labels(component)
         for state in ("in_use", "idle", "waiting"):
             self.pool.labels(state)
+        self._http_children: dict[tuple[str, str, int], Any] = {}
+        self._session_children = {outcome: self.sessions.labels(outcome) for outcome in SESSION_OUTCOMES}
         self._cache_children = {
             (layer, result): self.cache_requests.labels(layer, result)
             for layer in ("l1", "l2")
@@ -168,6 +171,9 @@ class Metrics:
         if not ok:
             s.db_errors += 1
 
+    def session(self, outcome: str) -> None:
+        self._session_children[outcome].inc()
+
     def degrade(self, component: str) -> None:
         self.degraded.labels(component).inc()
         self.stats.degraded += 1
@@ -180,7 +186,11 @@ class Metrics:
             self.stats.logins_failed += 1
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.http.labels(route, method, str(status)).observe(seconds)
+        key = (route, method, status)
+        child = self._http_children.get(key)
+        if child is None:  # bounded: routes x known methods x statuses the app emits
+            child = self._http_children[key] = self.http.labels(route, method, str(status))
+        child.observe(seconds)
         s = self.stats
         s.requests += 1
         s.request_seconds += seconds
