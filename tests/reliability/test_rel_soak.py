@@ -12,10 +12,11 @@
    third <= 2 x that of the first third (+ `P99_SLACK_MS`, one scheduling quantum on a shared
    2-core machine); no request slower than `P_MAX_MS`. Raw p99 per third is printed as well.
 
-Latency and schedule are only judged when the machine was ours: if other processes used more than
-`NEIGHBOUR_LIMIT` of its CPU during the soak (measured from /proc), the run says so and checks only
-errors and memory. Figures are printed; with `PHOENIX_SOAK_REPORT=path.json` they are also written as JSON
-(docs/reliability.md records a longer run).
+Latency, schedule and client-side timeouts are only judged when the machine was ours: if other
+processes used more than `NEIGHBOUR_LIMIT` of its CPU during the soak (measured from /proc), the
+run says so and checks only that every answer was a 200 and the memory bound. Figures are
+printed; with `PHOENIX_SOAK_REPORT=path.json` they are also written as JSON (docs/reliability.md
+records a longer run).
 """
 
 from __future__ import annotations
@@ -250,16 +251,18 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
     if os.environ.get("PHOENIX_SOAK_REPORT"):
         Path(os.environ["PHOENIX_SOAK_REPORT"]).write_text(json.dumps(figures, indent=2))  # noqa: ASYNC240
 
-    assert statuses == {200: len(results)}, statuses
+    # The service itself answered every request it received with a 200.
+    assert set(statuses) <= {0, 200}, statuses
     assert all(g < RSS_BOUND_MIB for g in growth_mib.values()), growth_mib
     if neighbours > NEIGHBOUR_LIMIT:
         # The capacity was measured on a machine that other processes then took: "70 %" no longer
         # holds, so schedule and latency say nothing about the service. Say so instead of failing.
         print(
             f"soak: other processes used {neighbours:.0%} of the machine's CPU (> {NEIGHBOUR_LIMIT:.0%}); "
-            "schedule and latency criteria not checked on this run"
+            "client-side timeouts, schedule and latency criteria not checked on this run"
         )
         return
+    assert statuses == {200: len(results)}, statuses  # not even a client-side timeout
     assert overflow == 0
     assert len(results) >= 0.95 * rate * SOAK_SECONDS, "the generator fell behind its schedule"
     # Latency stable: the typical p99 of a second (median over the third's 1-second windows) in the
