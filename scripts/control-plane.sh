@@ -154,9 +154,6 @@ start() {
   if alive "$name"; then
     return
   fi
-  if [ -n "$port" ] && port_busy "$port"; then
-    die "$name: port $port on 127.0.0.1 is already in use by another process (set PHOENIX_CP_*_PORT)"
-  fi
   log "starting $name"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$PIDS/$name.pid"
@@ -226,6 +223,16 @@ cmd_up() {
     return
   fi
   local t0=$SECONDS
+  # Every port we are about to listen on must be free before anything starts.
+  local spec comp port var
+  for spec in "etcd:$ETCD_PORT:PHOENIX_CP_ETCD_PORT" "etcd:$ETCD_PEER_PORT:PHOENIX_CP_ETCD_PEER_PORT" \
+              "kube-apiserver:$API_PORT:PHOENIX_CP_APISERVER_PORT" "kube-controller-manager:$KCM_PORT:PHOENIX_CP_KCM_PORT" \
+              "kube-scheduler:$SCHED_PORT:PHOENIX_CP_SCHEDULER_PORT" "kwok:$KWOK_PORT:PHOENIX_CP_KWOK_PORT"; do
+    IFS=: read -r comp port var <<<"$spec"
+    if ! alive "$comp" && port_busy "$port"; then
+      die "port $port (for $comp) on 127.0.0.1 is in use by another process: set $var to a free port"
+    fi
+  done
   gen_pki
   write_kubeconfig
 

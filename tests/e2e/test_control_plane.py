@@ -5,8 +5,9 @@ owned objects, and `scripts/control-plane.sh up` is idempotent."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
-from e2e_kube import REPO, ControlPlane, wait_until
+from e2e_kube import REPO, ControlPlane, free_ports, wait_until
 
 DEPLOYMENT = """
 apiVersion: apps/v1
@@ -79,3 +80,29 @@ def test_up_is_idempotent(control_plane: ControlPlane) -> None:
     assert "already up" in result.stderr
     version = control_plane.kubectl("version", "-o", "json").stdout
     assert '"gitVersion": "v1.36.3"' in version
+
+
+def test_up_refuses_a_busy_port_naming_the_variable(control_plane: ControlPlane, tmp_path: Path) -> None:
+    """Nothing is started when a port is taken (here: by the session's own API server)."""
+    etcd, peer, kcm, sched, kwok = free_ports(5)
+    env = {
+        **control_plane.script_env,
+        "PHOENIX_CP_STATE": str(tmp_path / "cp"),
+        "PHOENIX_CP_APISERVER_PORT": control_plane.script_env.get("PHOENIX_CP_APISERVER_PORT", "6443"),
+        "PHOENIX_CP_ETCD_PORT": str(etcd),
+        "PHOENIX_CP_ETCD_PEER_PORT": str(peer),
+        "PHOENIX_CP_KCM_PORT": str(kcm),
+        "PHOENIX_CP_SCHEDULER_PORT": str(sched),
+        "PHOENIX_CP_KWOK_PORT": str(kwok),
+    }
+    result = subprocess.run(
+        ["bash", "scripts/control-plane.sh", "up"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert result.returncode == 1
+    assert "set PHOENIX_CP_APISERVER_PORT to a free port" in result.stderr
+    assert not list((tmp_path / "cp" / "pids").glob("*.pid")), "a component was started anyway"
