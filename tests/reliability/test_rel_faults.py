@@ -279,3 +279,31 @@ async def test_pool_exhausted_gives_bounded_503_pool_exhausted_never_a_hang(
         f"{max(s.latency for s in exhausted):.2f}s; waiting gauge "
         f"{metric_value(during, 'phoenix_db_pool_connections', state='waiting'):.0f}"
     )
+
+
+async def test_statement_timeout_is_a_clear_503_and_does_not_mark_the_database_down(
+    pg_database, private_redis, start_server
+):
+    """A slow query (here: a table locked by another application) is cancelled by
+    PHOENIX_DB_STATEMENT_TIMEOUT_MS and answered 503 with Retry-After; the database is reachable
+    all along, so it must not be reported as down (log, metric) and nothing else is refused."""
+    server = start_server(base_env(pg_database, private_redis.url, PHOENIX_DB_STATEMENT_TIMEOUT_MS="300"))
+    users = make_users(pg_database, 3)
+    rec = LoadRecorder()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+        token = await _login(client, rec, users[0][1], users[0][2])
+        assert token
+        with psycopg.connect(pg_database) as locker:
+            locker.execute("LOCK TABLE phoenix_sessions IN ACCESS EXCLUSIVE MODE")
+            assert await _login(client, rec, users[1][1], users[1][2]) is None
+            during = (await client.get("/metrics")).text
+            ready = await client.get("/readyz")
+            locker.rollback()
+        assert await _login(client, rec, users[2][1], users[2][2])
+    timed_out = rec.samples[1]
+    assert timed_out.status == 503 and timed_out.error == "DATABASE_UNAVAILABLE", timed_out
+    assert timed_out.message and timed_out.retry_after and int(timed_out.retry_after) >= 1
+    assert 0.25 <= timed_out.latency < 2.0, timed_out.latency
+    assert ready.status_code == 200
+    assert metric_value(during, "phoenix_dependency_up", dependency="database") == 1.0
+    assert "database unreachable" not in server.output()
