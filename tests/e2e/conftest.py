@@ -129,7 +129,8 @@ def helm_release(control_plane: ControlPlane) -> Iterator[str]:
     the chart's ServiceAccount token (see `operator_kubeconfig`), so the chart's RBAC is what it gets.
     """
     control_plane.helm(
-        "install",
+        "upgrade",
+        "--install",
         RELEASE,
         str(CHART),
         "--namespace",

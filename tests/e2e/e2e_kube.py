@@ -8,7 +8,9 @@ loopback ports with its own state dir (about 10 s and 600 MB), and stops it at t
 
 Environment:
   PHOENIX_E2E_SHARED=1  use the default instance (`scripts/control-plane.sh up` with default ports/state)
-                        instead of a private one; it is left running if it was running before.
+                        instead of a private one; it is left running if it was running before. Stop
+                        any other phoenix-operator using it first (e.g. `scripts/demo.sh`'s): a peer
+                        with a higher priority would pause the tests' operators.
   PHOENIX_KEEP_CP=1     do not stop the control plane at the end (prints its kubeconfig).
   CI                    when set, a control plane that cannot start FAILS the tests instead of skipping.
 """
