@@ -39,6 +39,9 @@ def test_two_replicas_do_not_fight_and_the_standby_takes_over(
         lambda: "Pausing operations in favour of" in standby.logs(), 30, "the lower-priority replica to pause"
     )
     standby_before, active_before = standby.reconciles(), active.reconciles()
+    # Both replicas are visible in the peering object the chart created.
+    peers = cp.get("clusterkopfpeering", "phoenix-operator").get("status") or {}
+    assert {100, 200} <= {p.get("priority") for p in peers.values() if isinstance(p, dict)}
 
     cp.kubectl("apply", "-n", ns, "-f", str(MANIFESTS / "samples" / "minimal.yaml"))
     wait_until(lambda: ready(cp, ns, "phoenix"), READY_TIMEOUT, "Ready with two replicas running")
