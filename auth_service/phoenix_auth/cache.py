@@ -108,9 +108,11 @@ class AuthCache:
         """Login lookup: L1 only (L2 holds no hashes)."""
         if not self.use_l1:
             self.degraded_lookup()
+            self._metrics.lookup(False)
             return None
         record = self.l1.get("e:" + email)
         self._metrics.cache("l1", "miss" if record is None else "hit")
+        self._metrics.lookup(record is not None)
         return record
 
     def fill_login_record(self, record: UserRecord, generation: int) -> None:
@@ -123,6 +125,7 @@ class AuthCache:
             record = self.l1.get("u:" + user_id)
             self._metrics.cache("l1", "miss" if record is None else "hit")
             if record is not None:
+                self._metrics.lookup(True)
                 return record, 1
         if self.use_l2:
             generation = self.generation
@@ -136,7 +139,9 @@ class AuthCache:
                 record = UserRecord.from_l2(raw)
                 if self.use_l1 and generation == self.generation:
                     self.l1.set("u:" + user_id, record, self.ttl)
+                self._metrics.lookup(True)
                 return record, 1
+        self._metrics.lookup(False)
         return None, 0
 
     async def fill_user(self, record: UserRecord, generation: int) -> None:
@@ -153,6 +158,7 @@ class AuthCache:
             record = self.l1.get("s:" + hex_hash)
             self._metrics.cache("l1", "miss" if record is None else "hit")
             if record is not None:
+                self._metrics.lookup(True)
                 return record, 1
         if self.use_l2:
             generation = self.generation
@@ -166,7 +172,9 @@ class AuthCache:
                 record = SessionRecord.from_l2(raw)
                 if self.use_l1 and generation == self.generation:
                     self.l1.set("s:" + hex_hash, record, self._session_ttl(record))
+                self._metrics.lookup(True)
                 return record, 1
+        self._metrics.lookup(False)
         return None, 0
 
     def _session_ttl(self, record: SessionRecord) -> float:

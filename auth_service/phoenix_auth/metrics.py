@@ -12,6 +12,8 @@ Names (the dashboard and alert rules depend on them, do not rename):
   phoenix_http_request_duration_seconds{route,method,status}   histogram
   phoenix_db_query_duration_seconds{query}                     histogram
   phoenix_cache_requests_total{layer,result}                   counter  layer=l1|l2, result=hit|miss|error
+  phoenix_cache_lookups_total{result}                          counter  result=hit|miss, once per lookup:
+                                                      hit = served by L1 or L2, miss = by PostgreSQL
   phoenix_db_pool_connections{state}                           gauge    state=in_use|idle|waiting
   phoenix_login_attempts_total{outcome}                        counter
   phoenix_sessions_validated_total{outcome}                    counter
@@ -66,12 +68,13 @@ class Stats:
     )
     degraded: int = 0
     invalidations: int = 0
+    lookups_hit: int = 0
+    lookups_miss: int = 0
 
     def hit_ratio(self) -> float | None:
-        """Share of lookups answered by any cache layer (L1 or L2) rather than the database."""
-        hits = self.cache["l1_hit"] + self.cache["l2_hit"]
-        lookups = self.cache["l1_hit"] + self.cache["l1_miss"]
-        return round(hits / lookups, 4) if lookups else None
+        """Share of logical lookups answered by any cache layer (L1 or L2) rather than PostgreSQL."""
+        lookups = self.lookups_hit + self.lookups_miss
+        return round(self.lookups_hit / lookups, 4) if lookups else None
 
 
 class Metrics:
@@ -102,6 +105,13 @@ class Metrics:
             "phoenix_cache_requests_total",
             "Cache lookups by layer (l1 in-process, l2 Redis) and result (hit, miss, error).",
             ("layer", "result"),
+            registry=r,
+        )
+        self.lookups = Counter(
+            "phoenix_cache_lookups_total",
+            "Logical cache lookups (login record, user, session): hit = answered by L1 or L2, "
+            "miss = answered by PostgreSQL. Cache hit ratio = hit / (hit + miss).",
+            ("result",),
             registry=r,
         )
         self.pool = Gauge(
@@ -148,6 +158,8 @@ class Metrics:
             self.degraded.labels(component)
         for state in ("in_use", "idle", "waiting"):
             self.pool.labels(state)
+        self._lookup_hit = self.lookups.labels("hit")
+        self._lookup_miss = self.lookups.labels("miss")
         self._http_children: dict[tuple[str, str, int], Any] = {}
         self._session_children = {outcome: self.sessions.labels(outcome) for outcome in SESSION_OUTCOMES}
         self._cache_children = {
@@ -170,6 +182,13 @@ class Metrics:
             s.db_slow_queries += 1
         if not ok:
             s.db_errors += 1
+
+    def lookup(self, hit: bool) -> None:
+        (self._lookup_hit if hit else self._lookup_miss).inc()
+        if hit:
+            self.stats.lookups_hit += 1
+        else:
+            self.stats.lookups_miss += 1
 
     def session(self, outcome: str) -> None:
         self._session_children[outcome].inc()

@@ -18,6 +18,7 @@ EXPORTED = (
     "phoenix_http_request_duration_seconds_bucket",
     "phoenix_db_query_duration_seconds_bucket",
     "phoenix_cache_requests_total",
+    "phoenix_cache_lookups_total",
     "phoenix_db_pool_connections",
     "phoenix_login_attempts_total",
     "phoenix_sessions_validated_total",
@@ -55,6 +56,10 @@ async def test_metrics_names_and_labels(app_client, make_user, sql):
     assert re.search(r'^phoenix_login_attempts_total\{outcome="invalid_credentials"\} 1\.0$', text, re.M)
     assert re.search(r'^phoenix_sessions_validated_total\{outcome="valid"\} 3\.0$', text, re.M)
     assert re.search(r'^phoenix_cache_requests_total\{layer="l1",result="hit"\} [1-9]', text, re.M)
+    hits = float(re.search(r'^phoenix_cache_lookups_total\{result="hit"\} (\S+)$', text, re.M).group(1))
+    misses = float(re.search(r'^phoenix_cache_lookups_total\{result="miss"\} (\S+)$', text, re.M).group(1))
+    # login: 1 miss (first), 1 hit (wrong password, from L1); 3 session checks: 1 miss then 2 x 2 hits.
+    assert (hits, misses) == (5.0, 2.0)
     assert re.search(r'^phoenix_db_query_duration_seconds_count\{query="auth_record"\} [1-9]', text, re.M)
     for state in ("in_use", "idle", "waiting"):
         assert f'phoenix_db_pool_connections{{state="{state}"}}' in text
