@@ -39,8 +39,9 @@ SQL_AUTH_RECORD = (
     "SELECT id, email, name, role, hashed_password, team_name, disabled, password_changed_at "
     "FROM users WHERE lower(email) = %s"
 )
+# Session checks never need the hash: these columns are those of idx_users_id_session_data (index-only).
 SQL_USER_BY_ID = (
-    "SELECT id, email, name, role, hashed_password, team_name, disabled, password_changed_at "
+    "SELECT id, email, name, role, NULL::text, team_name, disabled, password_changed_at "
     "FROM users WHERE id = %s"
 )
 # Creating the session re-checks, in the same statement, that the user is still enabled and still
