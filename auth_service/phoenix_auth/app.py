@@ -227,7 +227,7 @@ async def health_endpoint(request: Request) -> Response:
     cache: AuthCache = state.cache
     metrics: Metrics = state.metrics
     listener: InvalidationListener = state.listener
-    db_ok, redis_ok = await asyncio.gather(db.ping(1.0), redis.ping() if redis.configured else _false())
+    db_ok, redis_ok = await asyncio.gather(db.reachable(1.0), redis.ping() if redis.configured else _false())
     s = metrics.stats
     pool = db.pool_stats()
     listening = listener.connected.is_set()
@@ -289,7 +289,7 @@ async def readyz_endpoint(request: Request) -> Response:
     """Readiness: PostgreSQL answers. Redis and the listener are reported but never make us unready
     (we serve from PostgreSQL without them)."""
     state = request.app.state
-    db_ok = await state.db.ping(1.0)
+    db_ok = await state.db.reachable(1.0)
     body = {
         "ready": db_ok,
         "database": db_ok,

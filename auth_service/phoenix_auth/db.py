@@ -272,6 +272,20 @@ class Database:
     async def rehash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
         return await self._execute("rehash", SQL_REHASH, (new_hash, user_id, old_hash)) == 1
 
+    async def reachable(self, wait: float = 1.0) -> bool:
+        """For probes: a fresh `SELECT 1`, unless every connection is busy and the last query worked.
+
+        A saturated pool is a reason to queue, not to be marked unready (which would move the
+        load onto the other replicas and cascade); while all connections are in use, the outcome
+        of those very queries keeps `healthy` current."""
+        if (
+            self.healthy
+            and self.pool.get_stats().get("pool_available", 0) == 0
+            and self.pool_stats()["in_use"] > 0
+        ):
+            return True
+        return await self.ping(wait)
+
     async def ping(self, wait: float = 1.0) -> bool:
         """True when a `SELECT 1` succeeds after at most `wait` seconds for a connection."""
         start = time.perf_counter()

@@ -139,5 +139,9 @@ async def test_pool_exhausted_gives_503_with_retry_after_quickly(make_settings, 
             assert 0.25 <= elapsed < 1.5
             metrics = (await client.get("/metrics")).text
             assert 'phoenix_db_pool_connections{state="in_use"} 1.0' in metrics
+            # A saturated pool is not a reason to leave the load balancer.
+            start = time.monotonic()
+            assert (await client.get("/readyz")).status_code == 200
+            assert time.monotonic() - start < 0.2
         r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
         assert r.status_code == 200
