@@ -114,17 +114,18 @@ async def test_oversized_body_and_password_rejected_before_hashing(make_settings
         assert app.state.metrics.stats.db_queries == 0  # nothing reached the database
 
 
-async def test_seed_curl_body_works(app_client, make_user):
+async def test_seed_curl_body_works(app_client, make_user, sql):
     _, client = app_client
-    make_user(email=f"seed-{time.time_ns()}@example.com", password="testpassword")
+    sql("DELETE FROM users WHERE lower(email) = 'test@example.com'")
+    make_user(email="test@example.com", password="testpassword")
     r = await client.post(
         LOGIN,
         content=b'{"email": "test@example.com", "password": "testpassword"}',
         headers={"Content-Type": "application/json"},
     )
-    # test@example.com is not created here (the demo creates it): an honest 401, not a crash.
-    assert r.status_code in (200, 401)
-    assert "error" in r.json() or "session" in r.json()
+    assert r.status_code == 200, r.text
+    assert r.json()["user"]["email"] == "test@example.com"
+    assert set(r.json()["performance"]) == {"totalTime", "databaseTime", "cacheHits"}
 
 
 async def test_bcrypt_hash_logs_in_and_is_rehashed_to_argon2id(app_client, make_user, sql):
