@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import statistics
 import time
 
 import pytest
-from authtestkit import bcrypt_hash, running_app
+from authtestkit import bcrypt_hash, fast_hash, running_app
 
 pytestmark = pytest.mark.integration
 
@@ -141,25 +142,34 @@ async def test_bcrypt_hash_logs_in_and_is_rehashed_to_argon2id(app_client, make_
     assert r.status_code == 401
 
 
-async def test_disabled_user_cannot_log_in_even_with_a_warm_cache(app_client, make_user, sql):
+async def test_a_stale_cache_entry_never_logs_in_a_disabled_user_or_an_old_password(
+    app_client, make_user, sql
+):
+    """Simulate a lost invalidation: put the pre-change record back into L1 after each outside write."""
     app, client = app_client
+    cache = app.state.cache
     user = make_user()
+    key = "e:" + user.email.lower()
     assert (
         await client.post(LOGIN, json={"email": user.email, "password": user.password})
     ).status_code == 200
-    # Disable behind the listener's back: stop it from seeing the NOTIFY by disabling directly in L1's
-    # source of truth and checking that the login re-checks PostgreSQL when it opens the session.
-    app.state.listener._task.cancel()  # simulate a lost notification (cache stays warm)
-    await __import__("asyncio").sleep(0.05)
-    app.state.cache.listening = True  # force the caches on, as if nothing had happened
-    app.state.cache.l1.set(
-        "e:" + user.email.lower(),
-        app.state.cache.l1.get("e:" + user.email.lower())
-        or (await app.state.db.auth_record(user.email.lower())),
-        300,
-    )
-    sql("UPDATE users SET disabled = true WHERE id = %s", (user.id,))
+    stale = cache.l1.get(key)
+    assert stale is not None
+
+    sql("UPDATE users SET hashed_password = %s WHERE id = %s", (fast_hash("brand-new"), user.id))
+    await asyncio.sleep(0.3)
+    cache.l1.set(key, stale, 300)
     r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
+    assert r.status_code == 401  # the old password no longer opens a session
+    cache.l1.set(key, stale, 300)
+    r = await client.post(LOGIN, json={"email": user.email, "password": "brand-new"})
+    assert r.status_code == 200  # a failure against a cached hash is confirmed in PostgreSQL
+
+    fresh = cache.l1.get(key) or await app.state.db.auth_record(user.email.lower())
+    sql("UPDATE users SET disabled = true WHERE id = %s", (user.id,))
+    await asyncio.sleep(0.3)
+    cache.l1.set(key, fresh, 300)
+    r = await client.post(LOGIN, json={"email": user.email, "password": "brand-new"})
     assert r.status_code == 401 and r.json()["error"] == "INVALID_CREDENTIALS"
 
 
