@@ -3,7 +3,8 @@
 Expressions use the auth service's metric names (shared contract):
   phoenix_http_request_duration_seconds   histogram {route, method, status}
   phoenix_db_query_duration_seconds       histogram {query}
-  phoenix_cache_requests_total            counter   {layer="l1"|"l2", result="hit"|"miss"|"error"}
+  phoenix_cache_lookups_total             counter   {result="hit"|"miss"}  once per logical lookup:
+                                                    hit = served by L1 or L2, miss = by PostgreSQL
   phoenix_db_pool_connections             gauge     {state}   (state="waiting" = callers queued)
 Series are selected by the labels a ServiceMonitor scrape adds: namespace and job (= Service name).
 `rule_groups()` returns the plain rule-file groups so promtool can check them as-is.
@@ -21,16 +22,6 @@ WINDOW = "5m"
 
 def _fmt(value: float) -> str:
     return f"{value:g}"
-
-
-def cache_layers(spec: PhoenixAuthSpec) -> tuple[str, str] | None:
-    """(first layer a lookup hits, last layer before PostgreSQL), or None when both caches are off."""
-    layers = [
-        n for n, on in (("l1", spec.cache.enable_auth_cache), ("l2", spec.cache.enable_query_cache)) if on
-    ]
-    if not layers:
-        return None
-    return layers[0], layers[-1]
 
 
 def rule_groups(owner: Owner, spec: PhoenixAuthSpec) -> list[dict[str, Any]]:
@@ -80,15 +71,14 @@ def rule_groups(owner: Owner, spec: PhoenixAuthSpec) -> list[dict[str, Any]]:
                 "95th percentile query time is {{ $value }}s; check indexes (phoenix-auth migrate) and load.",
             )
         )
-    layers = cache_layers(spec)
-    if al.cache_hit_ratio and layers is not None:
-        first, last = layers
-        # Served from some cache = 1 - (misses or errors at the last layer / lookups at the first layer):
-        # a Redis error sends the lookup to PostgreSQL just like a miss.
+    any_cache = spec.cache.enable_auth_cache or spec.cache.enable_query_cache
+    if al.cache_hit_ratio and any_cache:
+        # The service counts each logical lookup once (a session check reads two records, a login
+        # miss skips L2, which never holds hashes), so per-layer counters cannot give this ratio.
+        # A lookup that Redis could not answer (error) is served by PostgreSQL: a miss.
         expr = (
-            f"(1 - sum(rate(phoenix_cache_requests_total"
-            f'{{{sel},layer="{last}",result=~"miss|error"}}[{WINDOW}]))'
-            f' / sum(rate(phoenix_cache_requests_total{{{sel},layer="{first}"}}[{WINDOW}])))'
+            f'(sum(rate(phoenix_cache_lookups_total{{{sel},result="hit"}}[{WINDOW}]))'
+            f" / sum(rate(phoenix_cache_lookups_total{{{sel}}}[{WINDOW}])))"
             f" < {_fmt(th.cache_hit_ratio)}"
         )
         rules.append(

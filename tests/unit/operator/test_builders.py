@@ -266,15 +266,15 @@ def test_alerts_are_switchable(owner):
     assert "PhoenixErrorRateHigh" in names
 
 
-def test_cache_alert_follows_enabled_layers(owner):
+def test_cache_alert_uses_logical_lookups_and_needs_a_cache(owner):
     def cache_expr(**cache):
         rules = rule_groups(owner, spec_of(cache=cache))[0]["rules"]
         return next((r["expr"] for r in rules if r["alert"] == "PhoenixCacheHitRatioLow"), None)
 
     both = cache_expr()
-    assert 'layer="l2",result=~"miss|error"' in both and 'layer="l1"}' in both
-    only_l2 = cache_expr(enableAuthCache=False)
-    assert 'layer="l1"' not in only_l2
+    assert 'phoenix_cache_lookups_total{namespace="demo",job="auth",result="hit"}' in both
+    assert both.endswith("< 0.95")
+    assert cache_expr(enableAuthCache=False) is not None
     assert cache_expr(enableAuthCache=False, enableQueryCache=False) is None
 
 
