@@ -54,7 +54,7 @@ SQL_INSERT_SESSION = (
     "SELECT u.email, u.name, u.role, u.team_name FROM u JOIN ins ON ins.user_id = u.id"
 )
 SQL_SESSION = (
-    "SELECT s.user_id, s.expires_at, s.revoked_at IS NOT NULL, "
+    "SELECT s.user_id, s.expires_at, s.revoked_at IS NOT NULL, s.created_at, "
     "u.id, u.email, u.name, u.role, u.team_name, u.disabled, u.password_changed_at "
     "FROM phoenix_sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = %s"
 )
@@ -66,8 +66,12 @@ SQL_REVOKE_USER_SESSIONS = (
     "UPDATE phoenix_sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL"
 )
 SQL_USER_EXISTS = "SELECT 1 FROM users WHERE id = %s"
+# The same password re-hashed is not a password change: the flag (local to this statement's
+# transaction) tells the schema's trigger not to move password_changed_at and end sessions.
 SQL_REHASH = (
-    "UPDATE users SET hashed_password = %s, updated_at = now() WHERE id = %s AND hashed_password = %s"
+    "WITH flag AS (SELECT set_config('phoenix.rehash', 'on', true)) "
+    "UPDATE users SET hashed_password = %s, updated_at = now() FROM flag "
+    "WHERE id = %s AND hashed_password = %s"
 )
 SQL_PING = "SELECT 1"
 
@@ -254,8 +258,10 @@ class Database:
         row = await self._fetch("session", SQL_SESSION, (token_hash,))
         if not row:
             return None
-        session = SessionRecord(user_id=row[0], expires_at=_epoch(row[1]), revoked=bool(row[2]))
-        return session, _user((*row[3:7], None, *row[7:]))
+        session = SessionRecord(
+            user_id=row[0], expires_at=_epoch(row[1]), revoked=bool(row[2]), created_at=_epoch(row[3])
+        )
+        return session, _user((*row[4:8], None, *row[8:]))
 
     async def revoke_session(self, token_hash: bytes) -> bool:
         row = await self._fetch("revoke_session", SQL_REVOKE_SESSION, (token_hash,))

@@ -68,16 +68,25 @@ class UserRecord:
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
-    """What validating a token needs besides the user: owner, expiry, revocation."""
+    """What validating a token needs besides the user: owner, expiry, revocation, birth (a session
+    older than the user's last password change is over)."""
 
     user_id: str
     expires_at: float  # epoch seconds
     revoked: bool
+    created_at: float = 0.0  # epoch seconds
 
     def to_l2(self) -> bytes:
-        return json.dumps([self.user_id, self.expires_at, int(self.revoked)], separators=(",", ":")).encode()
+        return json.dumps(
+            [self.user_id, self.expires_at, int(self.revoked), self.created_at], separators=(",", ":")
+        ).encode()
 
     @classmethod
     def from_l2(cls, raw: bytes) -> SessionRecord:
-        user_id, expires_at, revoked = json.loads(raw)
-        return cls(user_id=user_id, expires_at=float(expires_at), revoked=bool(revoked))
+        user_id, expires_at, revoked, *rest = json.loads(raw)  # entries from before created_at: 3 items
+        return cls(
+            user_id=user_id,
+            expires_at=float(expires_at),
+            revoked=bool(revoked),
+            created_at=float(rest[0]) if rest else 0.0,
+        )

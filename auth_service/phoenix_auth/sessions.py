@@ -7,8 +7,10 @@
   check simply misses the caches and reads the row.
 - Revocation is an UPDATE (`revoked_at`), whose trigger NOTIFYs every replica; each drops the
   session from L1 and L2 within milliseconds (and the revoking replica drops it at once).
-- A session is valid only if it exists, is not revoked, has not expired, and its user exists and
-  is not disabled (a disable or delete is likewise invalidated by NOTIFY).
+- A session is valid only if it exists, is not revoked, has not expired, its user exists and
+  is not disabled (a disable or delete is likewise invalidated by NOTIFY), and it is younger than
+  the user's last password change (made by anyone: the schema's trigger moves
+  password_changed_at on any change of the hash, except Phoenix's own bcrypt -> argon2id rehash).
 """
 
 from __future__ import annotations
@@ -110,7 +112,12 @@ class Sessions:
                 if user is None:
                     raise InvalidSession()
                 await self._cache.fill_user(user, generation)
-        if session.revoked or session.expires_at <= time.time() or user.disabled:
+        if (
+            session.revoked
+            or session.expires_at <= time.time()
+            or user.disabled
+            or session.created_at < user.password_changed_at
+        ):
             raise InvalidSession()
         return ValidSession(user=user, session=session, cache_hits=hits)
 

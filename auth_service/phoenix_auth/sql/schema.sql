@@ -63,6 +63,26 @@ CREATE TRIGGER phoenix_users_invalidate
     AFTER UPDATE OR DELETE ON users
     FOR EACH ROW EXECUTE FUNCTION phoenix_notify_user_change();
 
+-- A password change made by anyone (Phoenix or another app's plain UPDATE) moves
+-- password_changed_at, and sessions created before it stop being valid. Phoenix's own
+-- bcrypt -> argon2id rehash of the same password sets `phoenix.rehash` for its statement and
+-- leaves it alone; a writer that sets password_changed_at itself is believed.
+CREATE OR REPLACE FUNCTION phoenix_password_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.hashed_password IS DISTINCT FROM OLD.hashed_password
+       AND NEW.password_changed_at IS NOT DISTINCT FROM OLD.password_changed_at
+       AND coalesce(current_setting('phoenix.rehash', true), '') <> 'on' THEN
+        NEW.password_changed_at := clock_timestamp();
+    END IF;
+    RETURN NEW;
+END $$;
+
+DROP TRIGGER IF EXISTS phoenix_users_password_changed ON users;
+CREATE TRIGGER phoenix_users_password_changed
+    BEFORE UPDATE OF hashed_password ON users
+    FOR EACH ROW EXECUTE FUNCTION phoenix_password_changed();
+
 CREATE OR REPLACE FUNCTION phoenix_notify_session_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -152,3 +152,43 @@ async def test_disabling_or_deleting_a_user_invalidates_cached_sessions(app_clie
     await asyncio.sleep(0.3)
     assert (await client.get(SESSION, headers=_bearer(ta))).status_code == 401
     assert (await client.get(SESSION, headers=_bearer(tb))).status_code == 401
+
+
+async def test_a_password_changed_by_another_app_ends_existing_sessions(app_client, make_user, sql):
+    """Another app's plain UPDATE of the hash (it knows nothing of password_changed_at) must end
+    sessions opened with the old password, even those cached in L1, while a login with the new
+    password works."""
+    _, client = app_client
+    user = make_user(password="old password")
+    token = await _login(client, user)
+    assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200  # cached in L1
+    (new_hash,) = sql("SELECT hashed_password FROM users WHERE id = %s", (make_user(password="new pw").id,))[
+        0
+    ]
+    sql("UPDATE users SET hashed_password = %s WHERE id = %s", (new_hash, user.id))
+    await asyncio.sleep(0.3)
+    r = await client.get(SESSION, headers=_bearer(token))
+    assert r.status_code == 401 and r.json()["error"] == "INVALID_SESSION"
+    r = await client.post(LOGIN, json={"email": user.email, "password": "new pw"})
+    assert r.status_code == 200
+    fresh = r.json()["session"]["sessionId"]
+    assert (await client.get(SESSION, headers=_bearer(fresh))).status_code == 200
+
+
+def test_phoenix_rehash_is_not_a_password_change(make_user, sql):
+    """The bcrypt -> argon2id upgrade keeps password_changed_at (sessions live on); any other
+    change of the hash moves it."""
+    from phoenix_auth.db import SQL_REHASH
+
+    user = make_user()
+    (before, old_hash) = sql(
+        "SELECT password_changed_at, hashed_password FROM users WHERE id = %s", (user.id,)
+    )[0]
+    sql(SQL_REHASH, ("$argon2id$rehashed", user.id, old_hash))
+    (after, stored) = sql("SELECT password_changed_at, hashed_password FROM users WHERE id = %s", (user.id,))[
+        0
+    ]
+    assert stored == "$argon2id$rehashed" and after == before
+    sql("UPDATE users SET hashed_password = 'other' WHERE id = %s", (user.id,))
+    (moved,) = sql("SELECT password_changed_at FROM users WHERE id = %s", (user.id,))[0]
+    assert moved > before
