@@ -82,6 +82,7 @@ def test_dashboard_covers_the_issue_topics() -> None:
     for needed in (
         "phoenix_http_request_duration_seconds_bucket",
         "phoenix_cache_requests_total",
+        "phoenix_cache_lookups_total",
         "phoenix_db_pool_connections",
         "phoenix_http_request_duration_seconds_count",
         "phoenix_db_query_duration_seconds_bucket",
