@@ -37,6 +37,7 @@ LOGIN_PATH = "/api/auth/login"
 SESSION_PATH = "/api/auth/session"
 NOOP_PATH = "/noop"
 METRIC_RE = re.compile(r"^phoenix_cache_requests_total\{([^}]*)\}\s+([0-9.eE+-]+)$", re.M)
+LOOKUPS_RE = re.compile(r"^phoenix_cache_lookups_total\{([^}]*)\}\s+([0-9.eE+-]+)$", re.M)
 
 
 @dataclass
@@ -208,16 +209,24 @@ def scrape_cache_counters(port: int) -> dict[str, float] | None:
         parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
         key = f"{parsed.get('layer', '?')}_{parsed.get('result', '?')}"
         counters[key] = counters.get(key, 0.0) + float(value)
+    for labels, value in LOOKUPS_RE.findall(text):
+        key = "lookup_" + dict(re.findall(r'(\w+)="([^"]*)"', labels)).get("result", "?")
+        counters[key] = counters.get(key, 0.0) + float(value)
     return counters or None
 
 
 def cache_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
-    """Hit ratio over a phase: (L1 hits + L2 hits) / L1 lookups, from two counter snapshots."""
+    """Hit ratio over a phase from two counter snapshots: phoenix_cache_lookups_total when the
+    service exports it (one count per logical lookup), else (L1 hits + L2 hits) / L1 lookups."""
     if before is None or after is None:
         return None
     d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-    lookups = d.get("l1_hit", 0.0) + d.get("l1_miss", 0.0)
-    hits = d.get("l1_hit", 0.0) + d.get("l2_hit", 0.0)
+    if "lookup_hit" in d or "lookup_miss" in d:  # the service's own logical-lookup counter
+        lookups = d.get("lookup_hit", 0.0) + d.get("lookup_miss", 0.0)
+        hits = d.get("lookup_hit", 0.0)
+    else:
+        lookups = d.get("l1_hit", 0.0) + d.get("l1_miss", 0.0)
+        hits = d.get("l1_hit", 0.0) + d.get("l2_hit", 0.0)
     return {"counters": d, "lookups": lookups, "hit_ratio": hits / lookups if lookups else None}
 
 

@@ -155,3 +155,10 @@ def test_saturation_stops_the_sweep_and_table1_uses_a_load_both_sustain():
     assert chosen["naive"]["offered_rate"] == 50 and chosen["phoenix"]["offered_rate"] == 50
     text = table_sweep({"median": {"apps": apps}}, "session")
     assert "not run: saturated at a lower rate" in text
+
+
+def test_cache_delta_prefers_logical_lookups():
+    before = {"l1_hit": 0, "l1_miss": 0, "lookup_hit": 10, "lookup_miss": 10}
+    after = {"l1_hit": 500, "l1_miss": 500, "lookup_hit": 108, "lookup_miss": 12}
+    d = cache_delta(before, after)
+    assert d["lookups"] == 100 and d["hit_ratio"] == pytest.approx(0.98)
