@@ -209,6 +209,11 @@ class AuthCache:
     async def delete_l2(self, keys: list[str]) -> None:
         if keys:
             await self._redis.call(lambda c: c.unlink(*keys))
+            # A lookup that read L2 before this delete landed may have refilled L1 with the stale
+            # value meanwhile (its generation was taken after the drop): drop those L1 keys again,
+            # and bump the generation so lookups still in flight do not fill either.
+            self.generation += 1
+            self.l1.delete(*(key[len(L2_PREFIX) :] for key in keys))
 
     async def invalidate_user(self, user_id: str | None, email: str | None) -> None:
         await self.delete_l2(self.drop_user_l1(user_id, email))

@@ -307,3 +307,37 @@ async def test_statement_timeout_is_a_clear_503_and_does_not_mark_the_database_d
     assert ready.status_code == 200
     assert metric_value(during, "phoenix_dependency_up", dependency="database") == 1.0
     assert "database unreachable" not in server.output()
+
+
+async def test_outside_expiry_and_disable_leave_no_stale_cache_entry(
+    pg_database, private_redis, start_server
+):
+    """Another application expires a session (or disables its user) and a check arrives together with
+    the NOTIFY: the check may still see the old state, but 0.3 s later the session must be refused,
+    and stay refused. (A check that read L2 between the NOTIFY's L1 drop and its queued L2 delete used
+    to refill L1 with the stale record, valid for the whole cache TTL: fixed in cache.delete_l2.)"""
+    server = start_server(base_env(pg_database, private_redis.url))
+    users = make_users(pg_database, 12)
+    rec = LoadRecorder()
+    stale: list[str] = []
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+        tokens = [t for _, e, p in users if (t := await _login(client, rec, e, p))]
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            for i, token in enumerate(tokens):
+                bearer = {"Authorization": f"Bearer {token}"}
+                assert (await client.get(SESSION, headers=bearer)).status_code == 200  # cached in L1 and L2
+                if i % 3 == 0:
+                    conn.execute("UPDATE users SET disabled = true WHERE id = %s", (users[i][0],))
+                else:
+                    # Every earlier session too: several NOTIFYs arrive in one batch.
+                    conn.execute(
+                        "UPDATE phoenix_sessions SET expires_at = now() - interval '1 s' WHERE user_id = ANY(%s)",  # noqa: E501
+                        ([u[0] for u in users[: i + 1]],),
+                    )
+                await client.get(SESSION, headers=bearer)  # races the NOTIFY
+                await asyncio.sleep(0.3)
+                for _ in range(3):
+                    if (await client.get(SESSION, headers=bearer)).status_code != 401:
+                        stale.append(token)
+                        break
+    assert not stale, f"{len(stale)} of {len(tokens)} expired/disabled sessions still valid from cache"
