@@ -8,6 +8,7 @@ Callers treat `UNAVAILABLE` as "serve from PostgreSQL" and count the operation a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -79,6 +80,10 @@ class RedisLink:
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip(exc)
             self._metrics.degrade("redis")
+            # Drop every pooled connection now: after a Redis restart each stale one would otherwise
+            # fail once when next used and re-open the breaker, flapping for seconds after recovery.
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self.client.connection_pool.disconnect()
             return UNAVAILABLE
         if not self.healthy:
             self.healthy = True
