@@ -19,13 +19,17 @@ import psycopg
 import pytest
 from argon2 import PasswordHasher as Argon2
 from argon2.exceptions import VerificationError
-from reltestkit import LoadRecorder, base_env, make_users, metric_value
+from reltestkit import CLIENT_LIMITS, LoadRecorder, base_env, make_users, metric_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 LOGIN = "/api/auth/phoenix"
 SESSION = "/api/auth/session"
 CLIENT_TIMEOUT = 10.0  # a request slower than this counts as a hang
+
+
+def _client(server) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT, limits=CLIENT_LIMITS)
 
 
 def _bcrypt(password: str) -> str:
@@ -71,7 +75,7 @@ async def test_redis_killed_under_load_serves_from_postgresql_and_refills(
     server = start_server(base_env(pg_database, private_redis.url, PHOENIX_L1_MAX_ENTRIES="8"))
     users = make_users(pg_database, 12)
     rec = LoadRecorder()
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+    async with _client(server) as client:
         tokens = [t for _, e, p in users if (t := await _login(client, rec, e, p))]
         assert len(tokens) == len(users)
         stop = asyncio.Event()
@@ -152,7 +156,7 @@ async def test_postgresql_crash_restart_under_load_gives_clear_503s_and_recovers
     # so a crash mid-load may interrupt password updates too.
     users = make_users(pg_database, 8) + make_users(pg_database, 8, hashed=_bcrypt, prefix="b")
     rec = LoadRecorder()
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+    async with _client(server) as client:
         tokens = [t for _, e, p in users[:4] if (t := await _login(client, rec, e, p))]
         stop = asyncio.Event()
         workers = [
@@ -252,7 +256,7 @@ async def test_pool_exhausted_gives_bounded_503_pool_exhausted_never_a_hang(
     )
     users = make_users(pg_database, 20)
     rec = LoadRecorder()
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+    async with _client(server) as client:
         for _, e, p in users[:2]:
             assert await _login(client, rec, e, p)
         # A slow database: another application holds a lock on the sessions table, so each
@@ -304,7 +308,7 @@ async def test_statement_timeout_is_a_clear_503_and_does_not_mark_the_database_d
     server = start_server(base_env(pg_database, private_redis.url, PHOENIX_DB_STATEMENT_TIMEOUT_MS="300"))
     users = make_users(pg_database, 3)
     rec = LoadRecorder()
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+    async with _client(server) as client:
         token = await _login(client, rec, users[0][1], users[0][2])
         assert token
         with psycopg.connect(pg_database) as locker:
@@ -334,7 +338,7 @@ async def test_outside_expiry_and_disable_leave_no_stale_cache_entry(
     users = make_users(pg_database, 12)
     rec = LoadRecorder()
     stale: list[str] = []
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+    async with _client(server) as client:
         tokens = [t for _, e, p in users if (t := await _login(client, rec, e, p))]
         with psycopg.connect(pg_database, autocommit=True) as conn:
             for i, token in enumerate(tokens):

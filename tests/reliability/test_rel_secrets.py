@@ -16,7 +16,7 @@ import secrets
 import httpx
 import pytest
 import redis
-from reltestkit import base_env, make_users
+from reltestkit import CLIENT_LIMITS, base_env, make_users
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -71,7 +71,7 @@ async def test_planted_secrets_never_appear_in_logs_metrics_health_or_redis(
     assert private_pg.password in pg_database
 
     scraped: list[str] = []
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as c:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10, limits=CLIENT_LIMITS) as c:
 
         async def scrape() -> None:
             for path in ("/metrics", "/api/phoenix/health", "/readyz", "/healthz", "/openapi.json"):

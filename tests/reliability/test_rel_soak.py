@@ -13,7 +13,7 @@
    2-core machine); no request slower than `P_MAX_MS`. Raw p99 per third is printed as well.
 
 Latency, schedule and client-side timeouts are only judged when the machine was ours: if other
-processes used more than `NEIGHBOUR_LIMIT` of its CPU during the soak (measured from /proc), the
+processes used more than `NEIGHBOUR_LIMIT` of its CPU in any third of the soak (from /proc), the
 run says so and checks only that every answer was a 200 and the memory bound. Figures are
 printed; with `PHOENIX_SOAK_REPORT=path.json` they are also written as JSON (docs/reliability.md
 records a longer run).
@@ -31,7 +31,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from reltestkit import base_env, cpu_jiffies, machine_jiffies, make_users, percentile, process_tree
+from reltestkit import (
+    CLIENT_LIMITS,
+    base_env,
+    cpu_jiffies,
+    machine_jiffies,
+    make_users,
+    percentile,
+    process_tree,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -70,24 +78,28 @@ class Mix:
         return "session", r.status_code
 
 
-async def probe_capacity(client: httpx.AsyncClient, mix: Mix) -> float:
+async def probe_capacity(client: httpx.AsyncClient, mix: Mix, server) -> float:
     """Successful requests per second of a closed loop with PROBE_CLIENTS clients."""
     done = 0
-    errors = 0
+    errors: list[str] = []
     end = time.monotonic() + PROBE_SECONDS
 
     async def loop() -> None:
-        nonlocal done, errors
+        nonlocal done
         while time.monotonic() < end:
-            _, status = await mix.one(client)
+            try:
+                _, status = await mix.one(client)
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+                continue
             if status == 200:
                 done += 1
             else:
-                errors += 1
+                errors.append(str(status))
 
     start = time.monotonic()
     await asyncio.gather(*(loop() for _ in range(PROBE_CLIENTS)))
-    assert errors == 0, f"{errors} errors during the capacity probe"
+    assert not errors, f"errors during the capacity probe: {errors}\n{server.output()[-3000:]}"
     return done / (time.monotonic() - start)
 
 
@@ -108,8 +120,9 @@ class Ours:
         return pids
 
     def begin(self) -> None:
-        self._machine = machine_jiffies()
+        self._start = time.monotonic()
         self._last = {pid: cpu_jiffies(pid) for pid in self._pids()}
+        self._marks = [(0.0, *machine_jiffies(), 0)]  # (offset s, machine busy, machine total, ours)
 
     def sample(self) -> None:
         """Account CPU of our processes (short-lived PostgreSQL backends are caught when sampled)."""
@@ -117,13 +130,16 @@ class Ours:
             now = cpu_jiffies(pid)
             self._used += max(0, now - self._last.get(pid, now))
             self._last[pid] = now
+        self._marks.append((time.monotonic() - self._start, *machine_jiffies(), self._used))
 
-    def neighbour_share(self) -> float:
-        self.sample()
-        busy, total = machine_jiffies()
-        busy -= self._machine[0]
-        total -= self._machine[1]
-        return max(0.0, (busy - self._used) / total) if total else 0.0
+    def neighbour_share(self, start: float = 0.0, end: float = float("inf")) -> float:
+        """Share of the machine's CPU used by other processes between two offsets (seconds)."""
+        marks = [m for m in self._marks if start - 0.5 <= m[0] <= end + 0.5]
+        if len(marks) < 2:
+            return 0.0
+        (_, busy0, total0, ours0), (_, busy1, total1, ours1) = marks[0], marks[-1]
+        total = total1 - total0
+        return max(0.0, (busy1 - busy0 - (ours1 - ours0)) / total) if total else 0.0
 
 
 async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, private_redis, start_server):
@@ -137,15 +153,14 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
         )
     )
     users = make_users(pg_database, 200)
-    limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10, limits=CLIENT_LIMITS) as client:
         tokens: list[str] = []
         for _, email, password in users:
             r = await client.post(LOGIN, json={"email": email, "password": password})
             assert r.status_code == 200
             tokens.append(r.json()["session"]["sessionId"])
         mix = Mix(users, tokens, seed=6)
-        capacity = await probe_capacity(client, mix)
+        capacity = await probe_capacity(client, mix, server)
         rate = capacity * LOAD_FACTOR
         interval = 1.0 / rate
 
@@ -197,7 +212,11 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
                 next_cpu += 1
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - start
+        ours.sample()
         neighbours = ours.neighbour_share()
+        busiest_third = max(
+            ours.neighbour_share(SOAK_SECONDS * i / 3, SOAK_SECONDS * (i + 1) / 3) for i in range(3)
+        )
         rss_end = server.rss_kib()
         health = (await client.get("/api/phoenix/health")).json()
 
@@ -239,6 +258,7 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
         "rss_growth_mib": {str(p): round(g, 1) for p, g in growth_mib.items()},
         "cache_hit_ratio_one_worker": health["cache"]["metrics"]["hitRatio"],
         "neighbour_cpu_share": round(neighbours, 3),
+        "neighbour_cpu_share_busiest_third": round(busiest_third, 3),
     }
     print("\nsoak figures: " + json.dumps(figures))
     per_second: dict[int, list[float]] = {}
@@ -254,15 +274,16 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
     # The service itself answered every request it received with a 200.
     assert set(statuses) <= {0, 200}, statuses
     assert all(g < RSS_BOUND_MIB for g in growth_mib.values()), growth_mib
-    if neighbours > NEIGHBOUR_LIMIT:
+    if busiest_third > NEIGHBOUR_LIMIT:
         # The capacity was measured on a machine that other processes then took: "70 %" no longer
         # holds, so schedule and latency say nothing about the service. Say so instead of failing.
         print(
-            f"soak: other processes used {neighbours:.0%} of the machine's CPU (> {NEIGHBOUR_LIMIT:.0%}); "
+            f"soak: other processes used {busiest_third:.0%} of the machine's CPU in a third of the run "
+            f"(> {NEIGHBOUR_LIMIT:.0%}); "
             "client-side timeouts, schedule and latency criteria not checked on this run"
         )
         return
-    assert statuses == {200: len(results)}, statuses  # not even a client-side timeout
+    assert statuses == {200: len(results)}, (statuses, server.output()[-3000:])  # not even a client error
     assert overflow == 0
     assert len(results) >= 0.95 * rate * SOAK_SECONDS, "the generator fell behind its schedule"
     # Latency stable: the typical p99 of a second (median over the third's 1-second windows) in the
