@@ -205,8 +205,37 @@ def run_scale(
             timed_out=timed_out,
         )
     finally:
-        operator.stop()
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+        cleanup(kubectl, namespace, operator, log)
+
+
+def cleanup(kubectl: Kubectl, namespace: str, operator: Process, log, timeout: float = 90.0) -> None:
+    """Delete the objects while the operator still runs (it removes its finalizers), then the
+    namespace; whatever is left after `timeout` has its finalizers stripped, so a benchmark
+    never leaves a namespace stuck in Terminating on a shared control plane."""
+    kubectl.run("delete", GROUP_PLURAL, "--all", "-n", namespace, "--wait=false", check=False, timeout=120)
+    deadline = time.monotonic() + timeout
+    remaining: list[str] = []
+    while time.monotonic() < deadline:
+        out = kubectl.run("get", GROUP_PLURAL, "-n", namespace, "-o", "name", check=False)
+        remaining = [line for line in out.splitlines() if line.strip()]
+        if not remaining or not operator.alive():
+            break
+        time.sleep(1.0)
+    operator.stop()
+    if remaining:
+        log(f"{len(remaining)} objects still present in {namespace}: removing their finalizers")
+        for name in remaining:
+            kubectl.run(
+                "patch",
+                "-n",
+                namespace,
+                name,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+    kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def _wait_metrics(proc: Process, port: int, timeout: float = 60) -> None:
