@@ -37,6 +37,7 @@ from .errors import (
     InvalidJSON,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PhoenixError,
     PoolExhausted,
     RequestTimeout,
@@ -138,6 +139,7 @@ async def login_endpoint(request: Request) -> Response:
             Throttled.code: "throttled",
             DatabaseUnavailable.code: "unavailable",
             PoolExhausted.code: "unavailable",
+            Overloaded.code: "unavailable",
         }.get(exc.code, "error")
         metrics.login(outcome)
         raise

@@ -180,6 +180,12 @@ class PoolExhausted(RetryableError):
     default_message = "All database connections are busy; try again shortly."
 
 
+class Overloaded(RetryableError):
+    code = "OVERLOADED"
+    status = 503
+    default_message = "Too many logins are waiting for password hashing; try again shortly."
+
+
 class InternalError(PhoenixError):
     code = "INTERNAL_ERROR"
     status = 500
@@ -207,6 +213,7 @@ ALL_ERRORS: tuple[type[PhoenixError], ...] = (
     Throttled,
     DatabaseUnavailable,
     PoolExhausted,
+    Overloaded,
     InternalError,
 )
 

@@ -20,7 +20,14 @@ from typing import Any
 
 from .cache import AuthCache
 from .db import Database
-from .errors import InvalidCredentials, InvalidEmail, InvalidFieldType, MissingField, PasswordTooLong
+from .errors import (
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidFieldType,
+    MissingField,
+    Overloaded,
+    PasswordTooLong,
+)
 from .metrics import Metrics
 from .passwords import PasswordHasher
 from .records import UserRecord
@@ -125,8 +132,19 @@ class LoginService:
         self._throttle = throttle
         self._sessions = sessions
         self._metrics = metrics
+        self._in_flight = 0  # logins between entry and answer (one event loop touches it)
 
     async def login(self, creds: Credentials, client_ip: str, user_agent: str | None) -> LoginResult:
+        if self._in_flight >= self._settings.max_pending_logins:
+            # Shed load before any work: the same answer for every account, so it reveals nothing.
+            raise Overloaded(retry_after=1)
+        self._in_flight += 1
+        try:
+            return await self._login(creds, client_ip, user_agent)
+        finally:
+            self._in_flight -= 1
+
+    async def _login(self, creds: Credentials, client_ip: str, user_agent: str | None) -> LoginResult:
         start = time.perf_counter()
         state = await self._throttle.check(creds.email, client_ip)
         db_seconds = 0.0

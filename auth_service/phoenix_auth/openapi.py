@@ -45,8 +45,9 @@ def document(settings: Settings) -> dict[str, Any]:
         ],
     )
     unavailable = _error(
-        "PostgreSQL is down or every pooled connection is busy; retry after the given delay.",
-        ["DATABASE_UNAVAILABLE", "POOL_EXHAUSTED"],
+        "PostgreSQL is down, every pooled connection is busy, or (login) too many logins wait for "
+        "password hashing; retry after the given delay.",
+        ["DATABASE_UNAVAILABLE", "POOL_EXHAUSTED", "OVERLOADED"],
         retry_after=True,
     )
     internal = _error("Unexpected server error.", ["INTERNAL_ERROR"])

@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=2, ge=1, le=20)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
     hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    # Logins in progress per process (each ends in one hash); beyond it a login gets 503 OVERLOADED
+    # at once instead of queueing without bound (a flood across many accounts and IPs evades
+    # throttling). 64 is ~0.5 s of queue at 2 threads x ~16 ms per verify.
+    max_pending_logins: int = Field(default=64, ge=1, le=100_000)
 
     # --- sessions ---
     session_ttl: int = Field(default=12 * 3600, ge=60, le=90 * 86400)  # seconds

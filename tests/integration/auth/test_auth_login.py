@@ -227,3 +227,32 @@ def test_error_bodies_are_json_with_code_and_message():
         body = json.loads(resp.body)
         assert body == {"error": cls.code, "message": cls.default_message}
         assert resp.status_code == cls.status
+
+
+async def test_a_login_flood_is_shed_with_503_not_queued_without_bound(make_settings, make_user):
+    """More logins than `max_pending_logins` at once: the excess gets 503 OVERLOADED with
+    Retry-After immediately (no hash, no lookup), the rest log in, and the service recovers."""
+    settings = make_settings(
+        hash_threads=1, max_pending_logins=2, argon2_memory_kib=19 * 1024, argon2_time_cost=2
+    )
+    users = [make_user(password="pw-" + str(i)) for i in range(10)]
+    async with running_app(settings) as (_, client):
+        results = await asyncio.gather(
+            *(
+                client.post(LOGIN, json={"email": u.email, "password": "pw-" + str(i)})
+                for i, u in enumerate(users)
+            )
+        )
+        codes = [r.status_code for r in results]
+        shed = [r for r in results if r.status_code == 503]
+        assert shed, codes
+        assert codes.count(200) >= 2, codes
+        assert set(codes) <= {200, 503}, codes
+        for r in shed:
+            assert r.json()["error"] == "OVERLOADED" and int(r.headers["retry-after"]) >= 1
+        # Once the queue drains, the shed users log in normally.
+        for i, u in enumerate(users):
+            if results[i].status_code == 503:
+                r = await client.post(LOGIN, json={"email": u.email, "password": "pw-" + str(i)})
+                assert r.status_code == 200
+        assert 'phoenix_login_attempts_total{outcome="unavailable"}' in (await client.get("/metrics")).text
