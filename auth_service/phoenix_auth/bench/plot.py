@@ -32,7 +32,11 @@ def plot_latency(results: Mapping[str, Any], path: Path) -> Path:
         (axes[1], "session", "Session validation"),
     ):
         for app, (color, label) in STYLES.items():
-            points = [p for p in (apps.get(app) or {}).get(f"{kind}_sweep") or [] if p and p.get("latency")]
+            points = [
+                p
+                for p in (apps.get(app) or {}).get(f"{kind}_sweep") or []
+                if p and p.get("latency") and not p.get("skipped")
+            ]
             if not points:
                 continue
             xs = [p["offered_rate"] for p in points]

@@ -127,6 +127,11 @@ class Progress:
             raise BudgetExhausted("time budget (--max-minutes) exhausted")
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password, for published results."""
+    return re.sub(r"(://[^:/@]+):[^/]*@", r"\1:***@", url)
+
+
 def open_connections(rate: float) -> int:
     """Connections for an open-loop step: enough never to be the bottleneck, few enough that each
     is reused well within the server's keep-alive timeout (5 s) at low rates."""
@@ -735,7 +740,9 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
     results = {
         "machine": facts,
         "config": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "password"
+            k: (str(v) if isinstance(v, Path) else redact_url(v) if k == "base_url" else v)
+            for k, v in asdict(cfg).items()
+            if k != "password"
         },
         "load_generator": "wrk (closed loop) + own asyncio client (open loop)"
         if use_wrk

@@ -162,3 +162,13 @@ def test_cache_delta_prefers_logical_lookups():
     after = {"l1_hit": 500, "l1_miss": 500, "lookup_hit": 108, "lookup_miss": 12}
     d = cache_delta(before, after)
     assert d["lookups"] == 100 and d["hit_ratio"] == pytest.approx(0.98)
+
+
+def test_published_config_has_no_database_password():
+    from phoenix_auth.bench.runner import redact_url
+
+    assert (
+        redact_url("postgresql://phoenix:s3cr@t@127.0.0.1:5432/x")
+        == "postgresql://phoenix:***@127.0.0.1:5432/x"
+    )
+    assert redact_url("postgresql://u@h/db") == "postgresql://u@h/db"
