@@ -4,8 +4,8 @@
 - on.event on owned kinds (label app.kubernetes.io/managed-by=phoenix-operator): a child
   edited, deleted, or changing status (pods becoming ready, a Job finishing) reconciles its
   owner, which puts drifted fields back and refreshes status.
-No on.delete handler, so no finalizer: deleting a PhoenixAuth never waits for the operator;
-the garbage collector removes the children through their ownerReferences.
+No on.delete handler: the garbage collector removes the children through their ownerReferences.
+Kopf still adds its finalizer because its timers always require one (see docs/operator.md).
 
 Error policy: TransientError → kopf.TemporaryError with exponential backoff (capped);
 PermanentError → already written to status as conditions; the handler returns quietly and
