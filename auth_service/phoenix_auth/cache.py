@@ -24,7 +24,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .metrics import Metrics
 from .records import SessionRecord, UserRecord
@@ -34,6 +35,8 @@ from .settings import Settings
 log = logging.getLogger("phoenix_auth.cache")
 
 L2_PREFIX = "phoenix:"
+
+_R = TypeVar("_R", UserRecord, SessionRecord)
 
 
 class L1Cache:
@@ -103,6 +106,36 @@ class AuthCache:
         if (self.l1_enabled or self.l2_enabled) and not self.listening:
             self._metrics.degrade("listener")
 
+    # --- shared L1 -> L2 lookup ---
+    async def _lookup(
+        self, key: str, decode: Callable[[Any], _R], l1_ttl: Callable[[_R], float]
+    ) -> tuple[_R | None, int]:
+        """L1, then L2 (an L2 hit refills L1 for `l1_ttl(record)` unless an invalidation raced
+        the read). One helper so users and sessions count metrics and honour `generation` alike.
+        Returns (record or None, cache hits)."""
+        if self.use_l1:
+            record = self.l1.get(key)
+            self._metrics.cache("l1", "miss" if record is None else "hit")
+            if record is not None:
+                self._metrics.lookup(True)
+                return record, 1
+        if self.use_l2:
+            generation = self.generation
+            raw = await self._redis.call(lambda c: c.get(L2_PREFIX + key))
+            if raw is UNAVAILABLE:
+                self._metrics.cache("l2", "error")
+            elif raw is None:
+                self._metrics.cache("l2", "miss")
+            else:
+                self._metrics.cache("l2", "hit")
+                decoded = decode(raw)
+                if self.use_l1 and generation == self.generation:
+                    self.l1.set(key, decoded, l1_ttl(decoded))
+                self._metrics.lookup(True)
+                return decoded, 1
+        self._metrics.lookup(False)
+        return None, 0
+
     # --- users ---
     def user_by_email_l1(self, email: str) -> UserRecord | None:
         """Login lookup: L1 only (L2 holds no hashes)."""
@@ -121,28 +154,7 @@ class AuthCache:
 
     async def user_by_id(self, user_id: str) -> tuple[UserRecord | None, int]:
         """Session-check lookup: L1 then L2. Returns (record or None, cache hits)."""
-        if self.use_l1:
-            record = self.l1.get("u:" + user_id)
-            self._metrics.cache("l1", "miss" if record is None else "hit")
-            if record is not None:
-                self._metrics.lookup(True)
-                return record, 1
-        if self.use_l2:
-            generation = self.generation
-            raw = await self._redis.call(lambda c: c.get(L2_PREFIX + "u:" + user_id))
-            if raw is UNAVAILABLE:
-                self._metrics.cache("l2", "error")
-            elif raw is None:
-                self._metrics.cache("l2", "miss")
-            else:
-                self._metrics.cache("l2", "hit")
-                record = UserRecord.from_l2(raw)
-                if self.use_l1 and generation == self.generation:
-                    self.l1.set("u:" + user_id, record, self.ttl)
-                self._metrics.lookup(True)
-                return record, 1
-        self._metrics.lookup(False)
-        return None, 0
+        return await self._lookup("u:" + user_id, UserRecord.from_l2, lambda _record: self.ttl)
 
     async def fill_user(self, record: UserRecord, generation: int) -> None:
         stripped = record.without_hash()
@@ -154,28 +166,8 @@ class AuthCache:
 
     # --- sessions ---
     async def session(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
-        if self.use_l1:
-            record = self.l1.get("s:" + hex_hash)
-            self._metrics.cache("l1", "miss" if record is None else "hit")
-            if record is not None:
-                self._metrics.lookup(True)
-                return record, 1
-        if self.use_l2:
-            generation = self.generation
-            raw = await self._redis.call(lambda c: c.get(L2_PREFIX + "s:" + hex_hash))
-            if raw is UNAVAILABLE:
-                self._metrics.cache("l2", "error")
-            elif raw is None:
-                self._metrics.cache("l2", "miss")
-            else:
-                self._metrics.cache("l2", "hit")
-                record = SessionRecord.from_l2(raw)
-                if self.use_l1 and generation == self.generation:
-                    self.l1.set("s:" + hex_hash, record, self._session_ttl(record))
-                self._metrics.lookup(True)
-                return record, 1
-        self._metrics.lookup(False)
-        return None, 0
+        """Session lookup: L1 then L2. Returns (record or None, cache hits)."""
+        return await self._lookup("s:" + hex_hash, SessionRecord.from_l2, self._session_ttl)
 
     def _session_ttl(self, record: SessionRecord) -> float:
         return min(self.ttl, record.expires_at - time.time())
