@@ -49,12 +49,8 @@ def pg_database(private_pg: PrivatePostgres) -> str:
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

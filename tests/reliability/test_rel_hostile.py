@@ -39,12 +39,8 @@ def module_db(private_pg) -> str:
 
 @pytest.fixture(scope="module")
 def module_redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,18 @@ class RedisServer:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def __enter__(self) -> RedisServer:
+        """`with RedisServer() as server:` starts it and always cleans up (fixtures use this)."""
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
 
 @contextlib.asynccontextmanager
 async def running_app(

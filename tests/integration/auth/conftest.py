@@ -41,23 +41,15 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A Redis of the test's own, for tests that kill or flush it."""
-    server = RedisServer()
-    server.start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
