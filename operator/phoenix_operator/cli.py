@@ -10,10 +10,15 @@ Env (PHOENIX_OPERATOR_*) gives the defaults; flags override them. Peering is on 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -67,7 +72,9 @@ def build_settings(args: argparse.Namespace) -> OperatorSettings:
     return settings
 
 
-def make_registry(settings: OperatorSettings, reconciler: Reconciler) -> kopf.OperatorRegistry:
+def make_registry(
+    settings: OperatorSettings, reconciler: Reconciler, executor: ThreadPoolExecutor | None = None
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -80,6 +87,8 @@ def make_registry(settings: OperatorSettings, reconciler: Reconciler) -> kopf.Op
         settings.watching.client_timeout = 330
         settings.watching.connect_timeout = 30
         settings.networking.request_timeout = 60
+        if executor is not None:  # ours, so main() can shut it down (idle workers end) on exit
+            settings.execution.executor = executor
         settings.execution.max_workers = 8
 
     @kopf.on.login(registry=registry)
@@ -104,6 +113,69 @@ def post_event(body: Any, type_: str, reason: str, message: str) -> None:
         log.info("event %s %s: %s", type_, reason, message)
 
 
+async def run_operator(**kopf_kwargs: Any) -> int:
+    """Run Kopf until SIGTERM/SIGINT, then stop at once rather than after Kopf's graceful wait.
+
+    On a signal Kopf stops its root tasks, then waits a hard-coded 5 s for handler tasks to finish
+    before cancelling them. Our handlers are level-based and idempotent (a replica killed
+    mid-reconcile converges after a restart), so that wait buys nothing; it only delays the
+    hand-over. Once Kopf is ready we take over the two signals and cancel the operator instead:
+    its peering keep-alive still removes this replica's peering record on the way out (shielded
+    in Kopf), so a standby resumes at once instead of waiting for the record to expire.
+    A signal during startup still goes to Kopf's own (graceful) handling.
+    """
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    task = asyncio.create_task(kopf.operator(ready_flag=ready, **kopf_kwargs), name="kopf operator")
+    signalled: list[signal.Signals] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not signalled:
+            log.info("%s received: stopping the operator now", signum.name)
+            signalled.append(signum)
+            task.cancel()
+
+    ready_wait = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, ready_wait}, return_when=asyncio.FIRST_COMPLETED)
+    ready_wait.cancel()
+    if not task.done():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not signalled:
+            raise  # cancelled from outside, not by our signal handler
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("phoenix-operator stopped")
+    return 0
+
+
+def exit_now_if_threads_hang(exit_code: int, grace: float = 1.0) -> None:
+    """Exit without joining handler threads that are still blocked after Kopf has stopped.
+
+    Kopf runs our sync handlers in a ThreadPoolExecutor, whose non-daemon threads the interpreter
+    joins at exit; a handler blocked in a Kubernetes call (30 s timeout, retried), a detection
+    probe or a per-object lock wait (up to 120 s) would hold the process that long after SIGTERM,
+    past the pod's grace period. Their work is abandoned either way (as in a crash, which the
+    reconciler is built to survive), so after a short grace we flush the logs and leave.
+    """
+    deadline = time.monotonic() + grace
+    stuck: list[threading.Thread] = []
+    while time.monotonic() < deadline:
+        stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        if not stuck:
+            return
+        time.sleep(0.05)
+    log.warning("exiting with %d handler thread(s) still blocked; their work is abandoned", len(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = build_settings(args)
@@ -116,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_client = load_api_client(settings.kubeconfig)
     kube = KubeClient(api_client, timeout=settings.api_timeout)
     reconciler = Reconciler(kube, detect_timeout=settings.detect_timeout, emit=post_event)
-    registry = make_registry(settings, reconciler)
+    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="phoenix-handler")
+    registry = make_registry(settings, reconciler, executor)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)
 
@@ -132,14 +205,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.standalone
         else f"{settings.peering_name} priority {peering['priority']}",
     )
-    kopf.run(
-        registry=registry,
-        clusterwide=settings.all_namespaces,
-        namespaces=() if settings.all_namespaces else settings.namespaces,
-        liveness_endpoint=settings.liveness_endpoint,
-        **peering,
+    exit_code = asyncio.run(
+        run_operator(
+            registry=registry,
+            clusterwide=settings.all_namespaces,
+            namespaces=() if settings.all_namespaces else settings.namespaces,
+            liveness_endpoint=settings.liveness_endpoint,
+            **peering,
+        )
     )
-    return 0
+    executor.shutdown(wait=False, cancel_futures=True)  # idle workers exit; busy ones finish their call
+    exit_now_if_threads_hang(exit_code)
+    return exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover
