@@ -27,8 +27,8 @@ step "Kubernetes control plane binaries (cached outside the repo; cold build ~12
 bash scripts/build-control-plane.sh >/dev/null
 
 step "lint (ruff)"
-ruff check auth_service operator tests
-ruff format --check auth_service operator tests
+ruff check auth_service operator tests scripts
+ruff format --check auth_service operator tests scripts
 
 step "tests"
 mkdir -p "$ROOT/.phoenix"
