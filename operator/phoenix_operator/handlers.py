@@ -14,6 +14,8 @@ waits for the next spec change (or the timer) instead of retrying forever.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -35,6 +37,19 @@ CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
 MAX_BACKOFF = 300.0
+# Children whose status the reconcile reads (readiness, Job outcome): every event of theirs counts.
+# For the others only a change of what we apply (or a deletion) matters; their status churn
+# (PDB disruptions, HPA metrics every 15 s) would otherwise trigger a full reconcile each time.
+STATUS_READ_KINDS = frozenset({"Deployment", "Job"})
+_VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+
+
+def content_digest(body: Any) -> str:
+    """A digest of a child without its status and bookkeeping metadata: what drift means."""
+    meta = {k: v for k, v in dict(body.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+    rest = {k: v for k, v in dict(body).items() if k not in ("metadata", "status")}
+    raw = json.dumps({"metadata": meta, **rest}, sort_keys=True, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 def backoff(retry: int, base: float) -> float:
@@ -70,6 +85,19 @@ class Handlers:
     def __init__(self, reconciler: Reconciler, serializer: Serializer | None = None) -> None:
         self.reconciler = reconciler
         self.serializer = serializer or Serializer()
+        self._seen: dict[str, str] = {}  # child uid -> content digest (kinds not in STATUS_READ_KINDS)
+
+    def _status_only(self, body: Any, type: str) -> bool:
+        """True for an event that changed nothing but the status of a child we never read."""
+        uid = body.get("metadata", {}).get("uid")
+        if not uid or body.get("kind") in STATUS_READ_KINDS:
+            return False
+        if type == "DELETED":
+            self._seen.pop(uid, None)
+            return False
+        digest = content_digest(body)
+        previous, self._seen[uid] = self._seen.get(uid), digest
+        return type == "MODIFIED" and previous == digest
 
     def _fresh(self, namespace: str, name: str) -> Outcome | None:
         body = self.reconciler.kube.get(f"{GROUP}/{VERSION}", KIND, namespace, name)
@@ -110,9 +138,11 @@ class Handlers:
     def on_child(self, body: Any, type: str | None = None, **_: Any) -> None:
         """Any event of an owned child: reconcile the owner (drift back, status refreshed)."""
         if type is None:  # initial listing: the parent's resume handler covers it
+            if body.get("kind") not in STATUS_READ_KINDS and body.get("metadata", {}).get("uid"):
+                self._seen[body["metadata"]["uid"]] = content_digest(body)
             return
         owner = _owner_name(body)
-        if not owner:
+        if not owner or self._status_only(body, type):
             return
         namespace = body["metadata"]["namespace"]
         key = f"{namespace}/{owner}"

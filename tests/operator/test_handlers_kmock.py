@@ -256,3 +256,47 @@ async def test_changed_referenced_secret_rolls_the_deployment(handlers, api):
     other = {"metadata": {"name": "other", "namespace": NS}}
     await asyncio.to_thread(handlers.on_secret, body=other, secret_refs=index, type="MODIFIED")
     assert len(api.calls) == calls
+
+
+def _child(kind: str, status: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "uid": f"child-{kind}",
+            "resourceVersion": str(len(str(status)) + len(str(spec))),
+            "ownerReferences": [
+                {
+                    "apiVersion": "auth.phoenix.dev/v1alpha1",
+                    "kind": "PhoenixAuth",
+                    "name": NAME,
+                    "uid": "uid-1",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": spec,
+        "status": status,
+    }
+
+
+async def test_status_only_churn_of_unread_children_triggers_no_reconcile(handlers, api):
+    """HPA/PDB status updates (every 15 s per HPA) must not each cost a full reconcile; a change
+    of their content, a deletion, and any Deployment/Job event still reconcile."""
+    await run_parent(handlers)
+
+    async def event(body: dict[str, Any], type_: str = "MODIFIED") -> int:
+        before = len(api.calls)
+        await asyncio.to_thread(handlers.on_child, body=body, type=type_)
+        return len(api.calls) - before
+
+    hpa = _child("HorizontalPodAutoscaler", {"currentReplicas": 2}, {"maxReplicas": 4})
+    assert await event(hpa) > 0  # first sight: reconcile
+    assert await event(_child("HorizontalPodAutoscaler", {"currentReplicas": 3}, {"maxReplicas": 4})) == 0
+    assert await event(_child("HorizontalPodAutoscaler", {"currentReplicas": 3}, {"maxReplicas": 9})) > 0
+    assert await event(hpa, "DELETED") > 0
+    dep = _child("Deployment", {"readyReplicas": 1}, {"replicas": 2})
+    assert await event(dep) > 0
+    assert await event(_child("Deployment", {"readyReplicas": 2}, {"replicas": 2})) > 0
