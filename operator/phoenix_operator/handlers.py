@@ -14,14 +14,20 @@ waits for the next spec change (or the timer) instead of retrying forever.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
 import kopf
 
-from phoenix_operator.builders.common import GROUP, KIND, LABEL_MANAGED_BY, MANAGED_BY, PLURAL, VERSION
+from phoenix_operator.builders.common import (
+    GROUP,
+    KIND,
+    LABEL_MANAGED_BY,
+    MANAGED_BY,
+    PLURAL,
+    VERSION,
+    stable_hash,
+)
 from phoenix_operator.errors import TransientError
 from phoenix_operator.reconcile import Outcome, Reconciler, Serializer
 
@@ -48,8 +54,7 @@ def content_digest(body: Any) -> str:
     """A digest of a child without its status and bookkeeping metadata: what drift means."""
     meta = {k: v for k, v in dict(body.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
     rest = {k: v for k, v in dict(body).items() if k not in ("metadata", "status")}
-    raw = json.dumps({"metadata": meta, **rest}, sort_keys=True, default=str)
-    return hashlib.sha256(raw.encode()).hexdigest()
+    return stable_hash(meta, rest)
 
 
 def backoff(retry: int, base: float) -> float:

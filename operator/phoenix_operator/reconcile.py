@@ -68,6 +68,7 @@ from phoenix_operator.status import (
 log = logging.getLogger(__name__)
 
 MONITORING_GV = "monitoring.coreos.com/v1"
+MAX_APPLIED_ENTRIES = 100_000
 Detector = Callable[[str], DetectedBudget]
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
 
@@ -130,6 +131,10 @@ class Reconciler:
         detect_timeout: float = 5.0,
     ) -> None:
         self.kube = kube
+        # (apiVersion, kind, namespace, name) -> (resourceVersion our last apply returned, digest of
+        # what we applied). A child still at that version with the same desired content needs no
+        # apply: nobody changed it since. Any edit (by hand or by a controller) moves the version.
+        self._applied: dict[tuple[str, str, str, str], tuple[str, str]] = {}
         self.detector: Detector = detector or (lambda url: detect_budget(url, timeout=detect_timeout))
         self.emit: Emit = emit or (lambda _b, _t, _r, _m: None)
 
@@ -185,12 +190,24 @@ class Reconciler:
                 "PhoenixAuth; "
                 "rename or delete it (the operator never overwrites objects it does not own)"
             )
-        return self.kube.apply(obj)
+        key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        digest = stable_hash(obj)
+        if current is not None and self._applied.get(key) == (
+            (current.get("metadata") or {}).get("resourceVersion"),
+            digest,
+        ):
+            return current
+        applied = self.kube.apply(obj)
+        if len(self._applied) > MAX_APPLIED_ENTRIES:  # children of deleted owners are never popped
+            self._applied.clear()
+        self._applied[key] = ((applied.get("metadata") or {}).get("resourceVersion") or "", digest)
+        return applied
 
     def _delete_owned(self, owner: Owner, api_version: str, kind: str, name: str) -> None:
         current = self.kube.get(api_version, kind, owner.namespace, name)
         if current is not None and _owned_by(current, owner):
             self.kube.delete(api_version, kind, owner.namespace, name)
+            self._applied.pop((api_version, kind, owner.namespace, name), None)
 
     def _converge(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> None:
         ns = owner.namespace

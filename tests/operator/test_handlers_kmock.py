@@ -53,6 +53,11 @@ class FakeApi:
         self.faults: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
         self.calls: list[tuple[str, str]] = []
         self.status_patches: list[dict[str, Any]] = []
+        self.resource_version = 0  # bumped on every write, like the API server's
+
+    def bump(self, obj: dict[str, Any]) -> None:
+        self.resource_version += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self.resource_version)
 
     def fail(self, method: str, path: str, status: int, times: int = 100, message: str = "injected") -> None:
         self.faults[(method, path)] += [(status, message)] * times
@@ -88,6 +93,7 @@ class FakeApi:
             assert request.params["fieldManager"] == "phoenix-operator" and request.params["force"] == "true"
             old = self.objects.get(path) or {}
             obj["status"] = old.get("status", {})
+            self.bump(obj)
             self.objects[path] = obj
             return kmock.Response(status=200, payload=obj)
         if method == "DELETE":
@@ -300,3 +306,18 @@ async def test_status_only_churn_of_unread_children_triggers_no_reconcile(handle
     dep = _child("Deployment", {"readyReplicas": 1}, {"replicas": 2})
     assert await event(dep) > 0
     assert await event(_child("Deployment", {"readyReplicas": 2}, {"replicas": 2})) > 0
+
+
+async def test_unchanged_children_are_not_re_applied_but_edited_ones_are(handlers, api):
+    """A child still at the version our last apply returned, with the same desired content, needs
+    no apply; a hand edit (new resourceVersion) is put back on the next reconcile."""
+    await run_parent(handlers)
+    assert api.count("PATCH", SERVICE) == 1
+    await run_parent(handlers)
+    assert api.count("PATCH", SERVICE) == 1  # nobody touched it: no second apply
+    service = api.objects[SERVICE]
+    service["spec"]["ports"] = [{"port": 1}]  # edited by hand
+    api.bump(service)
+    await run_parent(handlers)
+    assert api.count("PATCH", SERVICE) == 2
+    assert service is not api.objects[SERVICE] and api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
