@@ -207,8 +207,8 @@ metadata:
     kubernetes.io/arch: amd64
     type: kwok
 status:
-  allocatable: {cpu: "32", memory: 128Gi, pods: "250"}
-  capacity: {cpu: "32", memory: 128Gi, pods: "250"}
+  allocatable: {cpu: "256", memory: 1Ti, pods: "1000"}
+  capacity: {cpu: "256", memory: 1Ti, pods: "1000"}
 NODE
 }
 
