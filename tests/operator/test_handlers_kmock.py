@@ -188,13 +188,15 @@ async def test_no_secret_in_any_request_but_the_secret_itself(handlers, api, kmo
     assert "planted-secret-value" not in json.dumps(api.status_patches)
 
 
-async def test_child_event_restores_a_deleted_service(handlers, api):
-    await run_parent(handlers)
-    del api.objects[SERVICE]
-    child = {
+def _child(kind: str, status: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": kind,
         "metadata": {
             "name": NAME,
             "namespace": NS,
+            "uid": f"child-{kind}",
+            "resourceVersion": str(len(str(status)) + len(str(spec))),
             "ownerReferences": [
                 {
                     "apiVersion": "auth.phoenix.dev/v1alpha1",
@@ -204,29 +206,23 @@ async def test_child_event_restores_a_deleted_service(handlers, api):
                     "controller": True,
                 }
             ],
-        }
+        },
+        "spec": spec,
+        "status": status,
     }
+
+
+async def test_child_event_restores_a_deleted_service(handlers, api):
+    await run_parent(handlers)
+    del api.objects[SERVICE]
+    child = _child("Service", {}, {})
     await asyncio.to_thread(handlers.on_child, body=child, type="DELETED")
     assert SERVICE in api.objects
 
 
 async def test_child_event_of_a_deleted_parent_does_nothing(handlers, api):
     del api.objects[PXA]
-    child = {
-        "metadata": {
-            "name": NAME,
-            "namespace": NS,
-            "ownerReferences": [
-                {
-                    "apiVersion": "auth.phoenix.dev/v1alpha1",
-                    "kind": "PhoenixAuth",
-                    "name": NAME,
-                    "uid": "uid-1",
-                    "controller": True,
-                }
-            ],
-        }
-    }
+    child = _child("Service", {}, {})
     await asyncio.to_thread(handlers.on_child, body=child, type="MODIFIED")
     assert not any(m == "PATCH" for m, _ in api.calls)
 
@@ -262,30 +258,6 @@ async def test_changed_referenced_secret_rolls_the_deployment(handlers, api):
     other = {"metadata": {"name": "other", "namespace": NS}}
     await asyncio.to_thread(handlers.on_secret, body=other, secret_refs=index, type="MODIFIED")
     assert len(api.calls) == calls
-
-
-def _child(kind: str, status: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": kind,
-        "metadata": {
-            "name": NAME,
-            "namespace": NS,
-            "uid": f"child-{kind}",
-            "resourceVersion": str(len(str(status)) + len(str(spec))),
-            "ownerReferences": [
-                {
-                    "apiVersion": "auth.phoenix.dev/v1alpha1",
-                    "kind": "PhoenixAuth",
-                    "name": NAME,
-                    "uid": "uid-1",
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": spec,
-        "status": status,
-    }
 
 
 async def test_status_only_churn_of_unread_children_triggers_no_reconcile(handlers, api):
