@@ -15,11 +15,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,10 +51,10 @@ from .errors import (
 from .invalidation import InvalidationListener
 from .login import LoginService, parse_credentials
 from .logs import configure_logging
-from .metrics import Metrics
+from .metrics import FLUSH_INTERVAL, Metrics
 from .passwords import PasswordHasher
 from .redislink import RedisLink
-from .sessions import Sessions
+from .sessions import Sessions, ValidSession
 from .settings import Settings
 from .throttle import Throttle, client_ip
 
@@ -62,6 +63,7 @@ log = logging.getLogger("phoenix_auth.app")
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 LISTENER_START_WAIT = 3.0  # seconds start-up waits for the LISTEN connection before serving
 NO_STORE = {"Cache-Control": "no-store"}
+SESSION_PATH = "/api/auth/session"
 
 
 # --------------------------------------------------------------------------- request helpers
@@ -162,10 +164,40 @@ async def login_alias_endpoint(request: Request) -> Response:
     return await login_endpoint(request)
 
 
-async def session_endpoint(request: Request) -> Response:
-    state = request.app.state
+# The session check is the hot path: one shared core (`session_body`) serves both the Starlette
+# route (HEAD, and any request the fast path does not take) and `PhoenixApp`'s direct ASGI path
+# for GET /api/auth/session, so the two cannot drift apart.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _json_value(value: object) -> str:
+    """One JSON value as `JSONResponse` renders it (ensure_ascii=False): strings through the same
+    C string encoder its encoder uses, without building an encoder per call."""
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return encode_basestring(value)
+    return _JSON(value)
+
+
+def session_json(valid: ValidSession) -> bytes:
+    """The session response body, byte for byte what `JSONResponse` renders for
+    {"user": user.public(), "session": {"expiresAt": ...}, "performance": {"cacheHits": ...}}
+    (a test holds the two equal), built directly: this is the hottest response we send."""
+    u = valid.user
+    user = (
+        f'{{"id":{_json_value(u.id)},"email":{_json_value(u.email)},"name":{_json_value(u.name)},'
+        f'"role":{_json_value(u.role)},"teamName":{_json_value(u.team_name)}}}'
+    )
+    expires_ms = int(valid.session.expires_at * 1000)
+    hits = int(valid.cache_hits)
+    text = f'{{"user":{user},"session":{{"expiresAt":{expires_ms}}},"performance":{{"cacheHits":{hits}}}}}'
+    return text.encode()
+
+
+async def session_body(state: Any, token: str | None) -> bytes:
+    """Validate `token` and count the outcome; the 200 body, or a typed error."""
     metrics: Metrics = state.metrics
-    token = session_token(request, state.settings.cookie_name)
     if token is None:
         metrics.session("missing")
         raise SessionRequired()
@@ -178,14 +210,37 @@ async def session_endpoint(request: Request) -> Response:
         metrics.session("invalid")
         raise
     metrics.session("valid")
-    return JSONResponse(
-        {
-            "user": valid.user.public(),
-            "session": {"expiresAt": int(valid.session.expires_at * 1000)},
-            "performance": {"cacheHits": valid.cache_hits},
-        },
-        headers=NO_STORE,
-    )
+    return session_json(valid)
+
+
+async def session_endpoint(request: Request) -> Response:
+    state = request.app.state
+    body = await session_body(state, session_token(request, state.settings.cookie_name))
+    return Response(body, headers=NO_STORE, media_type="application/json")
+
+
+def scope_session_token(headers: list[tuple[bytes, bytes]], cookie_name: str) -> str | None:
+    """`session_token` on raw ASGI headers, decoded and parsed exactly as Starlette's
+    `Request.headers` (the first Authorization header) and `Request.cookies` (every Cookie
+    header, later ones overriding) do; a test holds the two equal."""
+    authorization = None
+    cookies: list[bytes] = []
+    for key, value in headers:
+        if key == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif key == b"cookie":
+            cookies.append(value)
+    if authorization:
+        scheme, _, rest = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip()
+    token = None
+    for cookie in cookies:
+        parsed = cookie_parser(cookie.decode("latin-1"))
+        if cookie_name in parsed:
+            token = parsed[cookie_name]
+    return token or None
 
 
 async def logout_endpoint(request: Request) -> Response:
@@ -369,6 +424,66 @@ class MetricsMiddleware:
             self.metrics.request(route, method, status, time.perf_counter() - start)
 
 
+class PhoenixApp(Starlette):
+    """The Starlette app, plus a direct path for the hot route: GET /api/auth/session.
+
+    Session checks are most of the service's traffic and each one is a few microseconds of our
+    own work; Starlette's per-request machinery (three middlewares, routing through every route,
+    a Request object, the response object) cost more than the check itself. For exactly
+    `GET /api/auth/session` (no root path) this class answers directly: the same core
+    (`session_body`), the same headers in the same order, the same error rendering
+    (`error_response`), the same unexpected-error handling and request metrics as
+    `MetricsMiddleware` + the route. Everything else, HEAD included, goes through Starlette.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == SESSION_PATH
+            and scope["method"] == "GET"
+            and not scope.get("root_path")
+        ):
+            await self._session(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
+        state = self.state
+        status = 500
+        started = False
+        try:
+            try:
+                body = await session_body(
+                    state, scope_session_token(scope["headers"], state.settings.cookie_name)
+                )
+            except PhoenixError as exc:
+                response = error_response(exc)
+                status, started = response.status_code, True
+                await response(scope, receive, send)
+                return
+            status, started = 200, True
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"cache-control", b"no-store"),
+                        (b"content-length", str(len(body)).encode("latin-1")),
+                        (b"content-type", b"application/json"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"path": SESSION_PATH}})
+            if not started:
+                status, started = 500, True
+                await error_response(InternalError())(scope, receive, send)
+        finally:
+            state.metrics.request(SESSION_PATH, "GET", status, time.perf_counter() - start)
+
+
 # --------------------------------------------------------------------------- lifespan
 async def _periodic(interval: float, fn: Callable[[], Awaitable[None] | None]) -> None:
     while True:
@@ -432,7 +547,8 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
                     1.0,
                     lambda: metrics.set_pool(*(db.pool_stats()[k] for k in ("in_use", "idle", "waiting"))),
                 )
-            )
+            ),
+            asyncio.create_task(_periodic(FLUSH_INTERVAL, metrics.flush)),
         ]
         if settings.enable_monitoring and settings.summary_interval > 0:
             tasks.append(
@@ -469,7 +585,7 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
 ROUTES: tuple[tuple[str, Callable[[Request], Awaitable[Response]], list[str]], ...] = (
     ("/api/auth/phoenix", login_endpoint, ["POST"]),
     ("/api/auth/login", login_alias_endpoint, ["POST"]),
-    ("/api/auth/session", session_endpoint, ["GET"]),
+    (SESSION_PATH, session_endpoint, ["GET"]),
     ("/api/auth/logout", logout_endpoint, ["POST"]),
     ("/api/auth/admin/users/{user_id}/revoke-sessions", revoke_user_sessions_endpoint, ["POST"]),
     ("/api/phoenix/health", health_endpoint, ["GET"]),
@@ -480,14 +596,14 @@ ROUTES: tuple[tuple[str, Callable[[Request], Awaitable[Response]], list[str]], .
 )
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> PhoenixApp:
     """Build the ASGI app; resources are opened by its lifespan, not here."""
     settings = settings or Settings()
     configure_logging(settings)
     metrics = Metrics()
     routes = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES]
     route_names: dict[Callable[..., Any], str] = {endpoint: path for path, endpoint, _ in ROUTES}
-    app = Starlette(
+    app = PhoenixApp(
         routes=routes,
         exception_handlers={PhoenixError: _phoenix_error_handler, HTTPException: _http_exception_handler},
         lifespan=_make_lifespan(settings),
@@ -498,6 +614,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> PhoenixApp:
     """uvicorn factory for worker processes: each worker builds its one Settings from the environment."""
     return create_app(Settings())

@@ -107,18 +107,23 @@ class AuthCache:
             self._metrics.degrade("listener")
 
     # --- shared L1 -> L2 lookup ---
-    async def _lookup(
+    def _l1(self, key: str) -> Any:
+        """The L1 half of a lookup (synchronous: a hit needs no await). Counts an L1 hit as an
+        answered lookup; on a miss the caller must go on with `_l2` (which counts the lookup)."""
+        if not self.use_l1:
+            return None
+        record = self.l1.get(key)
+        if record is None:
+            self._metrics.cache("l1", "miss")
+        else:
+            self._metrics.l1_hit()
+        return record
+
+    async def _l2(
         self, key: str, decode: Callable[[Any], _R], l1_ttl: Callable[[_R], float]
     ) -> tuple[_R | None, int]:
-        """L1, then L2 (an L2 hit refills L1 for `l1_ttl(record)` unless an invalidation raced
-        the read). One helper so users and sessions count metrics and honour `generation` alike.
-        Returns (record or None, cache hits)."""
-        if self.use_l1:
-            record = self.l1.get(key)
-            self._metrics.cache("l1", "miss" if record is None else "hit")
-            if record is not None:
-                self._metrics.lookup(True)
-                return record, 1
+        """The rest of a lookup after an L1 miss: L2 (an L2 hit refills L1 for `l1_ttl(record)`
+        unless an invalidation raced the read), else a miss for PostgreSQL to answer."""
         if self.use_l2:
             generation = self.generation
             raw = await self._redis.call(lambda c: c.get(L2_PREFIX + key))
@@ -135,6 +140,16 @@ class AuthCache:
                 return decoded, 1
         self._metrics.lookup(False)
         return None, 0
+
+    async def _lookup(
+        self, key: str, decode: Callable[[Any], _R], l1_ttl: Callable[[_R], float]
+    ) -> tuple[_R | None, int]:
+        """L1, then L2. One helper so users and sessions count metrics and honour `generation`
+        alike. Returns (record or None, cache hits)."""
+        record = self._l1(key)
+        if record is not None:
+            return record, 1
+        return await self._l2(key, decode, l1_ttl)
 
     # --- users ---
     def user_by_email_l1(self, email: str) -> UserRecord | None:
@@ -154,7 +169,17 @@ class AuthCache:
 
     async def user_by_id(self, user_id: str) -> tuple[UserRecord | None, int]:
         """Session-check lookup: L1 then L2. Returns (record or None, cache hits)."""
-        return await self._lookup("u:" + user_id, UserRecord.from_l2, lambda _record: self.ttl)
+        return await self._lookup("u:" + user_id, UserRecord.from_l2, self._user_ttl)
+
+    def user_by_id_l1(self, user_id: str) -> UserRecord | None:
+        """`user_by_id`'s L1 half; on None continue with `user_by_id_l2`."""
+        return self._l1("u:" + user_id)
+
+    async def user_by_id_l2(self, user_id: str) -> tuple[UserRecord | None, int]:
+        return await self._l2("u:" + user_id, UserRecord.from_l2, self._user_ttl)
+
+    def _user_ttl(self, record: UserRecord) -> float:
+        return self.ttl
 
     async def fill_user(self, record: UserRecord, generation: int) -> None:
         stripped = record.without_hash()
@@ -168,6 +193,13 @@ class AuthCache:
     async def session(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
         """Session lookup: L1 then L2. Returns (record or None, cache hits)."""
         return await self._lookup("s:" + hex_hash, SessionRecord.from_l2, self._session_ttl)
+
+    def session_l1(self, hex_hash: str) -> SessionRecord | None:
+        """`session`'s L1 half; on None continue with `session_l2`."""
+        return self._l1("s:" + hex_hash)
+
+    async def session_l2(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
+        return await self._l2("s:" + hex_hash, SessionRecord.from_l2, self._session_ttl)
 
     def _session_ttl(self, record: SessionRecord) -> float:
         return min(self.ttl, record.expires_at - time.time())

@@ -8,6 +8,15 @@ with `MultiProcessCollector`. Gauges use `livesum` so the pool gauges add up acr
 each worker marks itself dead on shutdown. With one worker and no directory, metrics live in a
 registry owned by the app (one per `create_app`, so tests can build many apps in one process).
 
+Hot-path counts are deferred: in multiprocess mode every prometheus-client update is a locked
+mmap write with a pid check, and a session check made seven of them (~10 % of a worker's CPU at
+saturation). The counters a session check touches (cache requests and lookups, session outcomes,
+the HTTP histogram) are accumulated in plain per-process numbers and pushed to prometheus-client
+by `flush()`: every FLUSH_INTERVAL seconds (the app's lifespan runs it), before every /metrics
+render, and at shutdown. A scrape of any worker therefore sees its own counts exactly and every
+other worker's counts as of at most FLUSH_INTERVAL ago. Rare events (logins, degradations,
+invalidations, DB queries, gauges) are still written at once.
+
 Names (the dashboard and alert rules depend on them, do not rename):
   phoenix_http_request_duration_seconds{route,method,status}   histogram
   phoenix_db_query_duration_seconds{query}                     histogram
@@ -25,6 +34,8 @@ Names (the dashboard and alert rules depend on them, do not rename):
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +54,8 @@ DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 
 LOGIN_OUTCOMES = ("success", "invalid_credentials", "throttled", "bad_request", "unavailable", "error")
 SESSION_OUTCOMES = ("valid", "invalid", "missing", "unavailable")
+CACHE_KEYS = ("l1_hit", "l1_miss", "l2_hit", "l2_miss", "l2_error")
+FLUSH_INTERVAL = 0.5  # seconds: the most a scrape can lag behind another worker's deferred counts
 
 
 def multiprocess_dir() -> str | None:
@@ -70,11 +83,45 @@ class Stats:
     invalidations: int = 0
     lookups_hit: int = 0
     lookups_miss: int = 0
+    sessions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SESSION_OUTCOMES, 0))
 
     def hit_ratio(self) -> float | None:
         """Share of logical lookups answered by any cache layer (L1 or L2) rather than PostgreSQL."""
         lookups = self.lookups_hit + self.lookups_miss
         return round(self.lookups_hit / lookups, 4) if lookups else None
+
+
+class _PendingHistogram:
+    """Observations of one histogram child not yet pushed to prometheus-client: the sum and the
+    count per bucket (non-cumulative, as prometheus-client stores them)."""
+
+    __slots__ = ("bounds", "child", "counts", "dirty", "total")
+
+    def __init__(self, child: Any, bounds: tuple[float, ...]) -> None:
+        self.child = child
+        self.bounds = bounds  # finite upper bounds; an index past them is the +Inf bucket
+        self.total = 0.0
+        self.counts = [0] * (len(bounds) + 1)
+        self.dirty = False
+
+    def observe(self, value: float) -> None:
+        self.total += value
+        self.counts[bisect_left(self.bounds, value)] += 1  # first bucket with value <= bound
+        self.dirty = True
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        # prometheus-client's own Histogram.observe does exactly these two updates, one sample at
+        # a time (_sum, then the first bucket whose bound holds the value); we apply them in bulk.
+        child = self.child
+        child._sum.inc(self.total)
+        for i, n in enumerate(self.counts):
+            if n:
+                child._buckets[i].inc(n)
+                self.counts[i] = 0
+        self.total = 0.0
+        self.dirty = False
 
 
 class Metrics:
@@ -158,20 +205,29 @@ class Metrics:
             self.degraded.labels(component)
         for state in ("in_use", "idle", "waiting"):
             self.pool.labels(state)
-        self._lookup_hit = self.lookups.labels("hit")
-        self._lookup_miss = self.lookups.labels("miss")
-        self._http_children: dict[tuple[str, str, int], Any] = {}
-        self._session_children = {outcome: self.sessions.labels(outcome) for outcome in SESSION_OUTCOMES}
-        self._cache_children = {
-            (layer, result): self.cache_requests.labels(layer, result)
-            for layer in ("l1", "l2")
-            for result in ("hit", "miss", "error")
-        }
+        self._http_pending: dict[tuple[str, str, int], _PendingHistogram] = {}
+        self._http_bounds = LATENCY_BUCKETS
+        # (stats getter, prometheus child, count already pushed) for every deferred counter
+        self._deferred: list[tuple[Callable[[Stats], int], Any, list[int]]] = []
+        for key in CACHE_KEYS:
+            layer, result = key.split("_")
+            child = self.cache_requests.labels(layer, result)
+            self._deferred.append((lambda s, key=key: s.cache[key], child, [0]))
+        for outcome in SESSION_OUTCOMES:
+            child = self.sessions.labels(outcome)
+            self._deferred.append((lambda s, outcome=outcome: s.sessions[outcome], child, [0]))
+        self._deferred.append((lambda s: s.lookups_hit, self.lookups.labels("hit"), [0]))
+        self._deferred.append((lambda s: s.lookups_miss, self.lookups.labels("miss"), [0]))
 
-    # --- recording helpers (hot path: no allocation beyond the label lookup) ---
+    # --- recording helpers (hot path: plain integer updates, pushed by flush()) ---
     def cache(self, layer: str, result: str) -> None:
-        self._cache_children[(layer, result)].inc()
         self.stats.cache[f"{layer}_{result}"] += 1
+
+    def l1_hit(self) -> None:
+        """An L1 hit that answers the lookup: cache("l1", "hit") + lookup(True) in one call."""
+        s = self.stats
+        s.cache["l1_hit"] += 1
+        s.lookups_hit += 1
 
     def db(self, query: str, seconds: float, ok: bool = True) -> None:
         self.db_query.labels(query).observe(seconds)
@@ -184,14 +240,13 @@ class Metrics:
             s.db_errors += 1
 
     def lookup(self, hit: bool) -> None:
-        (self._lookup_hit if hit else self._lookup_miss).inc()
         if hit:
             self.stats.lookups_hit += 1
         else:
             self.stats.lookups_miss += 1
 
     def session(self, outcome: str) -> None:
-        self._session_children[outcome].inc()
+        self.stats.sessions[outcome] += 1
 
     def degrade(self, component: str) -> None:
         self.degraded.labels(component).inc()
@@ -206,10 +261,11 @@ class Metrics:
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
-        child = self._http_children.get(key)
-        if child is None:  # bounded: routes x known methods x statuses the app emits
-            child = self._http_children[key] = self.http.labels(route, method, str(status))
-        child.observe(seconds)
+        pending = self._http_pending.get(key)
+        if pending is None:  # bounded: routes x known methods x statuses the app emits
+            child = self.http.labels(route, method, str(status))
+            pending = self._http_pending[key] = _PendingHistogram(child, self._http_bounds)
+        pending.observe(seconds)
         s = self.stats
         s.requests += 1
         s.request_seconds += seconds
@@ -221,9 +277,25 @@ class Metrics:
         self.pool.labels("idle").set(idle)
         self.pool.labels("waiting").set(waiting)
 
+    # --- deferred counts ---
+    def flush(self) -> None:
+        """Push the deferred hot-path counts to prometheus-client (the shared files in
+        multiprocess mode). Cheap when nothing changed; called on the event loop only."""
+        s = self.stats
+        for get, child, pushed in self._deferred:
+            value = get(s)
+            if value != pushed[0]:
+                child.inc(value - pushed[0])
+                pushed[0] = value
+        for pending in self._http_pending.values():
+            pending.flush()
+
     # --- exposition ---
     def render(self) -> tuple[bytes, str]:
-        """The text exposition: all workers' samples in multiprocess mode, else this app's registry."""
+        """The text exposition: all workers' samples in multiprocess mode, else this app's registry.
+        This worker's deferred counts are flushed first; other workers' are at most
+        FLUSH_INTERVAL old."""
+        self.flush()
         if self.multiproc_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
@@ -231,6 +303,8 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
-        """Remove this worker's live gauges from the shared directory (multiprocess mode)."""
+        """Push the last deferred counts, then remove this worker's live gauges from the shared
+        directory (multiprocess mode)."""
+        self.flush()
         if self.multiproc_dir:
             multiprocess.mark_process_dead(os.getpid(), path=self.multiproc_dir)
