@@ -187,8 +187,16 @@ class Throttle:
             for key, seconds in locks:
                 self._local.lock(key, seconds)
 
-    async def success(self, email: str, ip: str) -> None:
+    async def success(self, email: str, ip: str, state: ThrottleState | None = None) -> None:
+        """Clear the account's failure counter (not the IP's).
+
+        `state` is what `check` read for this login. When it saw no failures (and, having passed,
+        no lock) there is nothing to clear, and the Redis round trip is skipped: it sat on every
+        successful login's critical path. Failures recorded by concurrent attempts after that
+        read are then kept, never cleared early, so this is never more lenient than clearing."""
         acct, _ = self._keys(email, ip)
         self._local.clear(acct)
+        if state is not None and state.account_failures == 0:
+            return
         if self._redis.available():
             await self._redis.call(lambda c: c.delete(acct, acct + ":lock"))

@@ -110,3 +110,47 @@ async def test_x_forwarded_for_only_from_trusted_proxies(make_settings):
         )
         assert blocked.status_code == 429
         assert other.status_code == 401
+
+
+async def test_success_clears_seen_failures_and_never_ones_recorded_after_a_clean_check(make_settings):
+    """A success clears the failures its own check saw; with a clean check it skips the Redis write
+    (one round trip less per login), so a failure recorded meanwhile by another attempt is kept."""
+    from phoenix_auth.metrics import Metrics
+    from phoenix_auth.redislink import RedisLink
+    from phoenix_auth.throttle import Throttle
+
+    settings = make_settings(throttle_free_failures=5)
+    link = RedisLink(settings, Metrics())
+    throttle = Throttle(settings, link)
+    email, ip = f"t-{time.time_ns()}@x.io", "203.0.113.7"
+    try:
+        clean = await throttle.check(email, ip)
+        assert clean.account_failures == 0
+        await throttle.failure(email, ip)  # a concurrent wrong password lands after our check
+        await throttle.success(email, ip, clean)
+        seen = await throttle.check(email, ip)
+        assert seen.account_failures == 1  # kept: never cleared by a login that did not see it
+        await throttle.success(email, ip, seen)
+        assert (await throttle.check(email, ip)).account_failures == 0
+        assert (await throttle.check(email, ip)).ip_failures == 1  # the IP's counter is never cleared
+    finally:
+        await link.close()
+
+
+async def test_throttled_answers_leave_no_pending_login_behind(make_settings, make_user):
+    """A 429 does not wait for the user lookup overlapped with the throttle check; that lookup
+    still counts as a pending login until it ends, and then frees its slot: after a burst of
+    throttled requests a real login is served, not shed as Overloaded."""
+    settings = make_settings(throttle_free_failures=1, throttle_base_delay=5.0, max_pending_logins=2)
+    async with running_app(settings) as (app, client):
+        ghost = f"ghost-{time.time_ns()}@x.io"  # never in L1: every attempt overlaps a lookup
+        for _ in range(2):
+            assert (await client.post(LOGIN, json={"email": ghost, "password": "p"})).status_code == 401
+        for _ in range(10):
+            r = await client.post(LOGIN, json={"email": ghost, "password": "p"})
+            assert r.status_code == 429 and r.json()["error"] == "THROTTLED"
+        await asyncio.sleep(0.2)  # the detached lookups end
+        user = make_user()
+        r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
+        assert r.status_code == 200, r.text
+        assert app.state.login._in_flight == 0
