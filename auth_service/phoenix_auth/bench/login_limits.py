@@ -13,6 +13,7 @@ the median of every number. Run it under the shared lock (`flock /tmp/phoenix-be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import dataset, loadgen, servers
+from . import dataset, loadgen, profile, servers
 from .runner import (
     DEFAULT_BASE_URL,
     _flush_redis,
@@ -180,6 +181,7 @@ def one_repeat(
     cores = os.cpu_count() or 1
     capacity = cores / verify_s
     sampler = ZipfSampler(args.users, 1.1, seed=seed)
+    profiled: dict[str, Any] = {}
     _flush_redis(redis_port)
     port = servers.free_port()
     proc = servers.start_app("phoenix", port, args.workers, env, log_dir)
@@ -208,16 +210,22 @@ def one_repeat(
         noop = open_run([loadgen.encode_request("GET", "/noop")], rate, min(args.low_s, 5.0))
         time.sleep(0.5)
         before = _snapshot()
-        closed = loadgen.run(
-            lambda: loadgen.closed_loop(
-                "127.0.0.1",
-                port,
-                emails(max(200, round(capacity * args.closed_s * 2))),
-                duration=args.closed_s,
-                connections=4 * args.workers,
-                keep_bodies=True,
-            )
+        profiling = (
+            profile.record(proc.pid, args.closed_s, args.profile / f"login-closed-{seed}.txt", profiled)
+            if args.profile
+            else contextlib.nullcontext()
         )
+        with profiling:
+            closed = loadgen.run(
+                lambda: loadgen.closed_loop(
+                    "127.0.0.1",
+                    port,
+                    emails(max(200, round(capacity * args.closed_s * 2))),
+                    duration=args.closed_s,
+                    connections=4 * args.workers,
+                    keep_bodies=True,
+                )
+            )
         after = _snapshot()
         shares = cpu_shares(proc.pid, -1, before, after)
         closed_parts = login_breakdown(closed)
@@ -242,6 +250,7 @@ def one_repeat(
         "closed_ratio_vs_all_cores": throughput / parallel_rate,
         "closed_server_parts": closed_parts,
         "closed_cpu_cores": shares,
+        "closed_profile": profiled or None,
     }
 
 
@@ -262,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fraction", type=float, default=0.05, help="low load as a share of hash capacity")
     p.add_argument("--low-s", type=float, default=15.0, help="seconds of the low-load step")
     p.add_argument("--closed-s", type=float, default=8.0, help="seconds of the closed-loop phase")
+    p.add_argument("--profile", type=Path, help="py-spy the server in the closed loop; files go here")
     p.add_argument("--json", type=Path, help="write every repeat and the medians here")
     p.add_argument("--env", action="append", default=[], help="extra server env NAME=VALUE (repeatable)")
     args = p.parse_args(argv)
