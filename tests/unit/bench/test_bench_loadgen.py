@@ -142,3 +142,16 @@ async def test_open_loop_records_how_late_the_client_itself_was():
 def test_a_request_sent_early_is_timed_from_its_send():
     s = Sample(intended=1.0, sent=0.9995, done=1.0015, status=200)
     assert corrected_latency(s) == pytest.approx(0.002)
+
+
+async def test_open_loop_at_a_low_rate_never_releases_a_request_before_its_time():
+    # below SPIN_MAX_RATE the dispatcher finishes each wait by yielding, not on a ms-granular timer,
+    # which can fire early: no request goes before its intended time (its latency is then exact)
+    server, port = await _server(lambda n: 0.0)
+    async with server:
+        result = await loadgen.open_loop(
+            "127.0.0.1", port, [loadgen.encode_request("GET", "/")], rate=10, duration=0.6, connections=2
+        )
+    assert len(result.ok) == 6
+    assert all(s.queued is not None and s.queued >= s.intended for s in result.samples)
+    assert all(s.sent >= s.intended for s in result.samples)
