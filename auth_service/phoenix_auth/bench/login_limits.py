@@ -174,6 +174,16 @@ class PairedVerify:
         self._hasher.close()
 
 
+def _mid_summary(result: loadgen.RunResult) -> dict[str, Any]:
+    lat = sorted(loadgen.corrected_latency(s) * 1000 for s in result.ok)
+    return {
+        "offered_per_s": result.offered_rate,
+        "p50_ms": _p50(lat),
+        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else None,
+        "errors": result.errors,
+    }
+
+
 def one_repeat(
     env: dict[str, str], password: str, redis_port: int, log_dir: Path, args: argparse.Namespace, seed: int
 ) -> dict[str, Any]:
@@ -205,6 +215,11 @@ def one_repeat(
         with PairedVerify(env) as paired:
             low = open_run(emails(max(10, round(rate * args.low_s))), rate, args.low_s)
         low_shares = cpu_shares(proc.pid, -1, low_before, _snapshot())
+        mid = None
+        if args.mid_fraction:
+            time.sleep(0.5)
+            mid_rate = args.mid_fraction * capacity
+            mid = open_run(emails(max(10, round(mid_rate * args.low_s))), mid_rate, args.low_s)
         time.sleep(0.5)
         # the harness + server-stack floor at the same rate: a no-op route, no work behind it
         noop = open_run([loadgen.encode_request("GET", "/noop")], rate, min(args.low_s, 5.0))
@@ -244,6 +259,7 @@ def one_repeat(
         "low_p50_minus_paired_verify_ms": (low_parts["client_p50_ms"] or 0) - (_p50(paired.samples) or 0),
         "noop_client_p50_ms": _p50([loadgen.corrected_latency(s) * 1000 for s in noop.ok]),
         "low_cpu_cores": low_shares,
+        "mid": _mid_summary(mid) if mid is not None else None,
         "closed_per_s": throughput,
         "closed_errors": closed.errors,
         "closed_ratio_vs_limit": throughput / capacity,
@@ -270,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--fraction", type=float, default=0.05, help="low load as a share of hash capacity")
     p.add_argument("--low-s", type=float, default=15.0, help="seconds of the low-load step")
+    p.add_argument("--mid-fraction", type=float, help="also an open-loop step at this share of capacity")
     p.add_argument("--closed-s", type=float, default=8.0, help="seconds of the closed-loop phase")
     p.add_argument("--profile", type=Path, help="py-spy the server in the closed loop; files go here")
     p.add_argument("--json", type=Path, help="write every repeat and the medians here")
