@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -49,6 +50,36 @@ def _password(url: str) -> tuple[str, int]:
     return value, int(key.rsplit("_", 1)[1])
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its direct children (the uvicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def _measured(pid: int, run) -> tuple[wrk.WrkResult, float]:
+    """A wrk run and the server's CPU microseconds per completed request during it: a figure
+    that CPU contention from other processes on the machine barely moves, unlike throughput."""
+    before = _tree_cpu_s(pid)
+    result = run()
+    used = _tree_cpu_s(pid) - before
+    return result, (used / result.requests * 1e6) if result.requests else float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m phoenix_auth.bench.session_ratio")
     p.add_argument("--rounds", type=int, default=3)
@@ -60,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--open-seconds", type=float, default=4.0)
     p.add_argument("--profile", type=Path, help="also py-spy one session and one no-op phase into DIR")
     args = p.parse_args(argv)
+    # a `timeout` around us must still stop the servers we start (the finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     url = dataset.with_database(DEFAULT_BASE_URL, "phoenix_bench")
     password, users = _password(url)
@@ -90,19 +123,39 @@ def main(argv: list[str] | None = None) -> int:
         wrk.run_wrk(base, sess, seq, duration=2, connections=args.connections)  # warm-up: fill L1
         wrk.run_wrk(base, noop, [0], duration=1, connections=args.connections)
         for i in range(args.rounds):
-            s = wrk.run_wrk(base, sess, seq, duration=args.seconds, connections=args.connections)
-            n = wrk.run_wrk(base, noop, [0], duration=args.seconds, connections=args.connections)
+            s, s_cpu = _measured(
+                proc.pid,
+                lambda: wrk.run_wrk(base, sess, seq, duration=args.seconds, connections=args.connections),
+            )
+            n, n_cpu = _measured(
+                proc.pid,
+                lambda: wrk.run_wrk(base, noop, [0], duration=args.seconds, connections=args.connections),
+            )
             ratio = s.ok_per_s / n.ok_per_s if n.ok_per_s else 0.0
             out["rounds"].append(
-                {"session": s.ok_per_s, "noop": n.ok_per_s, "ratio": ratio, "errors": s.non_2xx}
+                {
+                    "session": s.ok_per_s,
+                    "noop": n.ok_per_s,
+                    "ratio": ratio,
+                    "errors": s.non_2xx,
+                    "session_cpu_us": s_cpu,
+                    "noop_cpu_us": n_cpu,
+                    "cpu_ratio": n_cpu / s_cpu,
+                }
             )
             print(
                 f"round {i + 1}: session {s.ok_per_s:9,.0f}/s  no-op {n.ok_per_s:9,.0f}/s  "
-                f"ratio {ratio:.3f}  (session non-2xx {s.non_2xx})",
+                f"ratio {ratio:.3f}  (session non-2xx {s.non_2xx}); server CPU per request: "
+                f"session {s_cpu:.1f} us, no-op {n_cpu:.1f} us, ratio {n_cpu / s_cpu:.3f}",
                 flush=True,
             )
         out["median_ratio"] = statistics.median(r["ratio"] for r in out["rounds"])
-        print(f"median ratio {out['median_ratio']:.3f}", flush=True)
+        out["median_cpu_ratio"] = statistics.median(r["cpu_ratio"] for r in out["rounds"])
+        print(
+            f"median ratio {out['median_ratio']:.3f}; median CPU-per-request ratio (no-op / session) "
+            f"{out['median_cpu_ratio']:.3f}",
+            flush=True,
+        )
         reqs = [session_request(tokens[i]) for i in seq]
         for label, r in (("session", reqs), ("no-op", [loadgen.encode_request("GET", NOOP_PATH)])):
             count = round(args.open_rate * args.open_seconds)
