@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -123,21 +123,6 @@ class Settings(BaseSettings):
         if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("REDIS_URL must start with redis://, rediss:// or unix:// (or be empty)")
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_hash_threads(cls, data: Any) -> Any:
-        """Unset PHOENIX_HASH_THREADS: one hashing thread per core across all workers (workers x
-        threads = cores). With 2 workers x 2 threads on 2 cores, each login cost ~20 % more server
-        CPU and closed-loop logins/s were ~20 % lower (time-sliced argon2 threads evicting each
-        other's 19 MiB; bench/login_limits, 3 alternating rounds)."""
-        if isinstance(data, dict) and data.get("hash_threads") is None:
-            try:
-                workers = max(1, int(data.get("workers", 2)))
-            except (TypeError, ValueError):
-                return data  # the field's own validation names the bad PHOENIX_WORKERS
-            data = {**data, "hash_threads": max(1, (os.cpu_count() or 1) // workers)}
-        return data
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Settings:

@@ -114,14 +114,3 @@ def test_l2_encoding_never_contains_the_hash():
     assert back.hashed_password is None and back.email == "a@b.c" and back.password_changed_at == 1.5
     s = SessionRecord("id1", 123.5, False)
     assert SessionRecord.from_l2(s.to_l2()) == s
-
-
-def test_hashing_threads_default_to_one_per_core_across_all_workers(monkeypatch):
-    monkeypatch.delenv("PHOENIX_HASH_THREADS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
-    assert _settings(workers=2).hash_threads == 4  # 2 workers x 4 threads = 8 cores
-    assert _settings(workers=1).hash_threads == 8
-    assert _settings(workers=16).hash_threads == 1  # never 0
-    assert _settings(workers=2, hash_threads=6).hash_threads == 6  # an explicit value wins
-    monkeypatch.setenv("PHOENIX_HASH_THREADS", "3")
-    assert _settings(workers=2).hash_threads == 3
