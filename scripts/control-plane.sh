@@ -17,6 +17,7 @@
 #   PHOENIX_CP_APISERVER_PORT 6443   PHOENIX_CP_ETCD_PORT 2379   PHOENIX_CP_ETCD_PEER_PORT 2380
 #   PHOENIX_CP_KCM_PORT 10257        PHOENIX_CP_SCHEDULER_PORT 10259
 #   PHOENIX_CP_KWOK_PORT 10247       PHOENIX_CP_TIMEOUT 120 (seconds to wait for readiness)
+#   PHOENIX_CP_KCM_QPS 200           PHOENIX_CP_KCM_BURST 400 (kube-controller-manager client limits)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,6 +29,17 @@ KCM_PORT="${PHOENIX_CP_KCM_PORT:-10257}"
 SCHED_PORT="${PHOENIX_CP_SCHEDULER_PORT:-10259}"
 KWOK_PORT="${PHOENIX_CP_KWOK_PORT:-10247}"
 TIMEOUT="${PHOENIX_CP_TIMEOUT:-120}"
+# Service ClusterIPs: a /16 (65k) — a /24 ran out at ~125 PhoenixAuths (2 Services each) in the
+# scale benchmark ("failed to allocate a serviceIP: range is full"). Its first address stays
+# 10.0.0.1, the `kubernetes` Service IP the API-server certificate names.
+SERVICE_CIDR="10.0.0.0/16"
+# kube-controller-manager's client rate limit. Its defaults (--kube-api-qps=20, --kube-api-burst=30)
+# capped the ReplicaSet controller at ~10 pods created per second (a pod create and a ReplicaSet
+# status update share each controller's budget), which alone made 200 PhoenixAuths (800 pods)
+# take ~80 s to become Ready however fast the operator is. Production clusters of this size run
+# with higher limits (and kwok's scale guides raise them), so the test bed does too.
+KCM_QPS="${PHOENIX_CP_KCM_QPS:-200}"
+KCM_BURST="${PHOENIX_CP_KCM_BURST:-400}"
 NODE_NAME="${PHOENIX_CP_NODE:-kwok-node-0}"
 
 PKI="$STATE/pki"
@@ -212,6 +224,19 @@ status:
 NODE
 }
 
+# State made before SERVICE_CIDR was widened keeps its /24 default ServiceCIDR (the API server
+# never rewrites it); an extra ServiceCIDR object extends the range in place. Idempotent.
+widen_service_cidr() {
+  kubectl_ apply -f - >/dev/null <<CIDR
+apiVersion: networking.k8s.io/v1
+kind: ServiceCIDR
+metadata:
+  name: phoenix-services
+spec:
+  cidrs: ["$SERVICE_CIDR"]
+CIDR
+}
+
 cmd_up() {
   need_binaries
   mkdir -p "$STATE" "$LOGS" "$PIDS" "$STATE/etcd"
@@ -248,9 +273,10 @@ cmd_up() {
     --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-    --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range=10.0.0.0/24 \
+    --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range="$SERVICE_CIDR" \
     --authorization-mode=Node,RBAC --allow-privileged=true
   wait_for "kube-apiserver /readyz" api_ready
+  widen_service_cidr
 
   start kube-controller-manager "$KCM_PORT" "$BIN/kube-controller-manager" \
     --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
@@ -258,7 +284,8 @@ cmd_up() {
     --bind-address=127.0.0.1 --secure-port="$KCM_PORT" \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --use-service-account-credentials=true --controllers='*,-nodeipam'
+    --use-service-account-credentials=true --controllers='*,-nodeipam' \
+    --kube-api-qps="$KCM_QPS" --kube-api-burst="$KCM_BURST"
   start kube-scheduler "$SCHED_PORT" "$BIN/kube-scheduler" \
     --kubeconfig="$KUBECONFIG_FILE" --authentication-kubeconfig="$KUBECONFIG_FILE" \
     --authorization-kubeconfig="$KUBECONFIG_FILE" --leader-elect=false \
