@@ -101,7 +101,7 @@ def make_registry(
                 return info
         return kopf.login_with_kubeconfig(**kwargs)
 
-    register(registry, Handlers(reconciler), resync_seconds=settings.resync_seconds)
+    register(registry, Handlers(reconciler, executor=executor), resync_seconds=settings.resync_seconds)
     return registry
 
 

@@ -2,8 +2,12 @@
 
 - PhoenixAuth create / update / resume, and a slow timer (level-based safety net).
 - on.event on owned kinds (label app.kubernetes.io/managed-by=phoenix-operator): a child
-  edited, deleted, or changing status (pods becoming ready, a Job finishing) reconciles its
-  owner, which puts drifted fields back and refreshes status.
+  edited, deleted, or changing status the reconcile reads (pods becoming ready, a Job finishing)
+  reconciles its owner, which puts drifted fields back and refreshes status. The event bodies
+  feed the ChildCache the reconcile reads children from (no GET per child), and the events of one
+  owner are coalesced: the first one waits DEBOUNCE_SECONDS on the event loop, the ones arriving
+  meanwhile join it, then one reconcile runs (a Deployment going 0→1→2 ready, its ReplicaSet
+  and its Job finishing at once cost one reconcile, not five).
 No on.delete handler: the garbage collector removes the children through their ownerReferences.
 Kopf still adds its finalizer because its timers always require one (see docs/operator.md).
 
@@ -14,7 +18,10 @@ waits for the next spec change (or the timer) instead of retrying forever.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+from concurrent.futures import Executor
 from typing import Any
 
 import kopf
@@ -26,8 +33,8 @@ from phoenix_operator.builders.common import (
     MANAGED_BY,
     PLURAL,
     VERSION,
-    stable_hash,
 )
+from phoenix_operator.cache import ChildCache
 from phoenix_operator.errors import TransientError
 from phoenix_operator.reconcile import Outcome, Reconciler, Serializer
 
@@ -43,18 +50,8 @@ CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
 MAX_BACKOFF = 300.0
-# Children whose status the reconcile reads (readiness, Job outcome): every event of theirs counts.
-# For the others only a change of what we apply (or a deletion) matters; their status churn
-# (PDB disruptions, HPA metrics every 15 s) would otherwise trigger a full reconcile each time.
-STATUS_READ_KINDS = frozenset({"Deployment", "Job"})
-_VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
-
-
-def content_digest(body: Any) -> str:
-    """A digest of a child without its status and bookkeeping metadata: what drift means."""
-    meta = {k: v for k, v in dict(body.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
-    rest = {k: v for k, v in dict(body).items() if k not in ("metadata", "status")}
-    return stable_hash(meta, rest)
+# How long the first child event of an owner waits for its siblings before the one reconcile.
+DEBOUNCE_SECONDS = 0.5
 
 
 def backoff(retry: int, base: float) -> float:
@@ -73,6 +70,13 @@ def settle(outcome: Outcome | None, retry: int) -> None:
     log.warning("permanent error, waiting for a spec change: %s: %s", err.reason, err.message)
 
 
+def _owned_by_phoenix(body: Any) -> bool:
+    return any(
+        ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/")
+        for ref in body.get("metadata", {}).get("ownerReferences") or []
+    )
+
+
 def _owner_name(body: Any) -> str | None:
     for ref in body.get("metadata", {}).get("ownerReferences") or []:
         if (
@@ -87,25 +91,30 @@ def _owner_name(body: Any) -> str | None:
 class Handlers:
     """The handler functions, bound to one Reconciler and Serializer (no module globals)."""
 
-    def __init__(self, reconciler: Reconciler, serializer: Serializer | None = None) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        serializer: Serializer | None = None,
+        *,
+        executor: Executor | None = None,
+        debounce: float = DEBOUNCE_SECONDS,
+    ) -> None:
         self.reconciler = reconciler
         self.serializer = serializer or Serializer()
-        self._seen: dict[str, str] = {}  # child uid -> content digest (kinds not in STATUS_READ_KINDS)
+        self.executor = executor  # None: the event loop's default executor
+        self.debounce = debounce
+        self._pending: set[str] = set()  # owners whose coalesced reconcile has not started yet
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done (else GC'd mid-flight)
 
-    def _status_only(self, body: Any, type: str) -> bool:
-        """True for an event that changed nothing but the status of a child we never read."""
-        uid = body.get("metadata", {}).get("uid")
-        if not uid or body.get("kind") in STATUS_READ_KINDS:
-            return False
-        if type == "DELETED":
-            self._seen.pop(uid, None)
-            return False
-        digest = content_digest(body)
-        previous, self._seen[uid] = self._seen.get(uid), digest
-        return type == "MODIFIED" and previous == digest
+    @property
+    def cache(self) -> ChildCache:
+        return self.reconciler.cache
 
     def _fresh(self, namespace: str, name: str) -> Outcome | None:
-        body = self.reconciler.kube.get(f"{GROUP}/{VERSION}", KIND, namespace, name)
+        api_version = f"{GROUP}/{VERSION}"
+        body = self.cache.get(api_version, KIND, namespace, name) or self.reconciler.kube.get(
+            api_version, KIND, namespace, name
+        )
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             return None  # gone or going: the garbage collector handles the children
         return self.reconciler.reconcile(body)
@@ -123,11 +132,25 @@ class Handlers:
         )
         settle(outcome, retry)
 
+    async def on_parent_event(self, body: Any, type: str | None = None, **_: Any) -> None:
+        """Every PhoenixAuth event: keep the cached copy current (reconciles use it for children)."""
+        self.cache.observe(body, type)
+
     def on_secret(self, body: Any, secret_refs: Any = None, type: str | None = None, **_: Any) -> None:
         """A Secret changed: reconcile every PhoenixAuth that references it (new hash → rollout)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        key = ("v1", "Secret", namespace, name)
+        # Cache only what reconciles read (referenced or ours, or read once already), not every
+        # Secret of the namespace (Helm release Secrets alone can be megabytes).
+        if (
+            type == "DELETED"
+            or _owned_by_phoenix(body)
+            or (secret_refs is not None and (namespace, name) in secret_refs)
+            or self.cache.get(*key) is not None
+        ):
+            self.cache.observe({**body, "apiVersion": "v1", "kind": "Secret"}, type)
         if type is None or secret_refs is None:
             return
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         for owner in set(secret_refs.get((namespace, name), ())):
             key = f"{namespace}/{owner}"
             try:
@@ -140,26 +163,62 @@ class Handlers:
             except TransientError as exc:
                 log.info("secret event reconcile of %s deferred: %s", key, exc.message)
 
-    def on_child(self, body: Any, type: str | None = None, **_: Any) -> None:
-        """Any event of an owned child: reconcile the owner (drift back, status refreshed)."""
-        if type is None:  # initial listing: the parent's resume handler covers it
-            if body.get("kind") not in STATUS_READ_KINDS and body.get("metadata", {}).get("uid"):
-                self._seen[body["metadata"]["uid"]] = content_digest(body)
+    async def on_child(self, body: Any, type: str | None = None, **_: Any) -> None:
+        """Any event of an owned child: reconcile the owner (drift back, status refreshed).
+
+        Events that change nothing the reconcile reads (HPA metrics every 15 s, PDB disruption
+        counts, a Deployment's availableReplicas or condition timestamps) only update the cache.
+        """
+        relevant = self.cache.observe(body, type)
+        if type is None or not relevant:  # initial listing: the parent's resume handler covers it
             return
         owner = _owner_name(body)
-        if not owner or self._status_only(body, type):
+        if not owner:
             return
-        namespace = body["metadata"]["namespace"]
+        await self.reconcile_soon(body["metadata"]["namespace"], owner)
+
+    async def reconcile_soon(self, namespace: str, owner: str) -> None:
+        """Coalesce: the first event of an owner schedules one reconcile `debounce` seconds later;
+        the ones arriving meanwhile join it. Returns at once: Kopf's worker for the child (and the
+        event body it holds) is released instead of waiting for the reconcile, which kept a body
+        per busy child alive and was most of the operator's peak memory at 200 PhoenixAuths."""
         key = f"{namespace}/{owner}"
+        if key in self._pending:
+            return
+        self._pending.add(key)
+        task = asyncio.create_task(self._reconcile_later(key, namespace, owner), name=f"reconcile {key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the scheduled child-event reconciles (tests; nothing else needs to)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _reconcile_later(self, key: str, namespace: str, owner: str) -> None:
         try:
-            self.serializer.run(
-                key,
-                lambda: self._fresh(namespace, owner) or Outcome(status={}),
-                lambda: self._fresh(namespace, owner),
-                wait=False,
+            await asyncio.sleep(self.debounce)
+        finally:
+            self._pending.discard(key)
+        loop = asyncio.get_running_loop()
+        # Run in a copy of this handler's context: kopf.event() finds Kopf's event queue there
+        # (without it, transition Events would only be logged).
+        context = contextvars.copy_context()
+        try:
+            await loop.run_in_executor(
+                self.executor,
+                context.run,
+                lambda: self.serializer.run(
+                    key,
+                    lambda: self._fresh(namespace, owner) or Outcome(status={}),
+                    lambda: self._fresh(namespace, owner),
+                    wait=False,
+                ),
             )
         except TransientError as exc:  # event handlers are not retried; the timer catches up
             log.info("child event reconcile of %s deferred: %s", key, exc.message)
+        except Exception:  # a detached task: nobody else would see it
+            log.exception("child event reconcile of %s failed; the resync timer retries", key)
 
 
 def secret_refs_index(namespace: str, name: str, spec: Any, **_: Any) -> dict[tuple[str, str], str]:
@@ -181,6 +240,7 @@ def register(registry: kopf.OperatorRegistry, handlers: Handlers, *, resync_seco
         *resource, registry=registry, id="resync", interval=resync_seconds, initial_delay=resync_seconds
     )(handlers.on_parent)
     kopf.index(*resource, registry=registry, id="secret_refs")(secret_refs_index)
+    kopf.on.event(*resource, registry=registry, id="cache-phoenixauths")(handlers.on_parent_event)
     # Referenced Secrets (DB URL, external Redis URL) are not owned, so they are watched apart.
     kopf.on.event("", "v1", "secrets", registry=registry, id="referenced-secrets")(handlers.on_secret)
     for group, version, plural in CHILD_KINDS:

@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from phoenix_operator import metrics
 from phoenix_operator.builders.common import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from phoenix_operator.errors import OperatorError, TransientError, classify_api_status
 
@@ -106,6 +107,9 @@ class KubeClient:
         missing_ok: bool = False,
         hide_body_in_errors: bool = False,
     ) -> Any:
+        verb, _, rest = what.partition(" ")
+        kind = "PhoenixAuth/status" if rest.startswith("status of ") else rest.split(" ", 1)[0]
+        metrics.API_REQUESTS.labels(verb=verb, kind=kind).inc()
         attempt = 0
         while True:
             err: OperatorError

@@ -5,6 +5,7 @@ Names (documented in docs/operator.md, checked by the Grafana dashboard test):
   phoenix_operator_reconcile_duration_seconds    histogram of one reconcile
   phoenix_operator_errors_total{kind}            the error's reason (Conflict, Forbidden, InvalidSpec, ...)
   phoenix_operator_managed_objects{namespace,name}  PhoenixAuth objects reconciled by this process
+  phoenix_operator_api_requests_total{verb,kind}  Kubernetes API requests the reconciler made
 Labels never carry secret values, only reasons and object names.
 """
 
@@ -36,6 +37,12 @@ MANAGED = Gauge(
     "phoenix_operator_managed_objects",
     "PhoenixAuth objects this operator reconciles.",
     ["namespace", "name"],
+    registry=REGISTRY,
+)
+API_REQUESTS = Counter(
+    "phoenix_operator_api_requests",
+    "Kubernetes API requests made by the reconciler (not Kopf's watches), by verb and kind.",
+    ["verb", "kind"],
     registry=REGISTRY,
 )
 

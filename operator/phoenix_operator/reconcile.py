@@ -43,6 +43,7 @@ from phoenix_operator.builders.redis import (
 )
 from phoenix_operator.builders.service import build_service
 from phoenix_operator.builders.service_monitor import build_service_monitor
+from phoenix_operator.cache import ChildCache, Key, content_digest
 from phoenix_operator.errors import (
     ChildConflict,
     OperatorError,
@@ -68,7 +69,8 @@ from phoenix_operator.status import (
 log = logging.getLogger(__name__)
 
 MONITORING_GV = "monitoring.coreos.com/v1"
-MAX_APPLIED_ENTRIES = 100_000
+DISCOVERY_TTL = 30.0  # seconds a "are the Prometheus Operator CRDs served?" answer is reused
+_UNREAD = object()
 Detector = Callable[[str], DetectedBudget]
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
 
@@ -129,12 +131,14 @@ class Reconciler:
         detector: Detector | None = None,
         emit: Emit | None = None,
         detect_timeout: float = 5.0,
+        cache: ChildCache | None = None,
     ) -> None:
         self.kube = kube
-        # (apiVersion, kind, namespace, name) -> (resourceVersion our last apply returned, digest of
-        # what we applied). A child still at that version with the same desired content needs no
-        # apply: nobody changed it since. Any edit (by hand or by a controller) moves the version.
-        self._applied: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+        # Children and Secrets as the watches last saw them (fed by the handlers), plus what our
+        # last apply of each child returned. Empty (nothing fed), every read is a GET.
+        self.cache = cache or ChildCache()
+        self._discovery: tuple[float, bool] | None = None  # (when, served)
+        self._discovery_lock = threading.Lock()
         self.detector: Detector = detector or (lambda url: detect_budget(url, timeout=detect_timeout))
         self.emit: Emit = emit or (lambda _b, _t, _r, _m: None)
 
@@ -180,40 +184,55 @@ class Reconciler:
         return self._finish(owner, generation, old_status, obs, conditions, phase, error)
 
     # ------------------------------------------------------------------ converge
-    def _apply_child(self, owner: Owner, obj: dict[str, Any]) -> dict[str, Any]:
-        """Apply a child, refusing to take over an object of the same name we do not own."""
+    def _read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object from the watch-fed cache, else a GET (a miss means unknown, not absent)."""
+        cached = self.cache.get(api_version, kind, namespace, name)
+        if cached is not None:
+            return cached
+        got = self.kube.get(api_version, kind, namespace, name)
+        if got is not None and kind == "Secret":
+            # Every Secret is watched (no label filter), so once cached it is kept current.
+            self.cache.observe({**got, "apiVersion": api_version, "kind": kind}, "ADDED")
+        return got
+
+    def _apply_child(self, owner: Owner, obj: dict[str, Any], current: Any = _UNREAD) -> dict[str, Any]:
+        """Apply a child, refusing to take over an object of the same name we do not own.
+
+        `current`: the object as the caller just read it, None if absent (saves a second read)."""
         meta = obj["metadata"]
-        current = self.kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        key: Key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if current is _UNREAD:
+            current = self._read(*key)
         if current is not None and not _owned_by(current, owner):
             raise ChildConflict(
                 f"{obj['kind']} {meta['namespace']}/{meta['name']} exists and is not owned by this "
                 "PhoenixAuth; "
                 "rename or delete it (the operator never overwrites objects it does not own)"
             )
-        key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         digest = stable_hash(obj)
-        if current is not None and self._applied.get(key) == (
-            (current.get("metadata") or {}).get("resourceVersion"),
-            digest,
-        ):
-            return current
+        # Same content as our last apply's answer, same desired content: nobody changed it since,
+        # so no apply. Any edit of its content (by hand or by a controller) puts it back.
+        if current is not None:
+            remembered = self.cache.applied(key)
+            if remembered is not None and remembered[1] == digest:
+                content = self.cache.content(key) if self.cache.get(*key) is current else None
+                if (content or content_digest(current)) == remembered[0]:
+                    return current
         applied = self.kube.apply(obj)
-        if len(self._applied) > MAX_APPLIED_ENTRIES:  # children of deleted owners are never popped
-            self._applied.clear()
-        self._applied[key] = ((applied.get("metadata") or {}).get("resourceVersion") or "", digest)
+        self.cache.remember_apply(key, applied, digest)
         return applied
 
     def _delete_owned(self, owner: Owner, api_version: str, kind: str, name: str) -> None:
-        current = self.kube.get(api_version, kind, owner.namespace, name)
+        current = self._read(api_version, kind, owner.namespace, name)
         if current is not None and _owned_by(current, owner):
             self.kube.delete(api_version, kind, owner.namespace, name)
-            self._applied.pop((api_version, kind, owner.namespace, name), None)
+            self.cache.forget((api_version, kind, owner.namespace, name))
 
     def _converge(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> None:
         ns = owner.namespace
         # --- database Secret and the pool ---
         db_ref = spec.database.secret_ref
-        db_secret = self.kube.get("v1", "Secret", ns, db_ref.name)
+        db_secret = self._read("v1", "Secret", ns, db_ref.name)
         db_url = _secret_value(db_secret, db_ref.key)
         if db_url is None:
             raise TransientError(
@@ -244,7 +263,7 @@ class Reconciler:
             configmap["data"], _digest(db_url), redis_digest, db_ref.name, db_ref.key
         )
         self._apply_child(owner, configmap)
-        current = self.kube.get("apps/v1", "Deployment", ns, owner.auth_name)
+        current = self._read("apps/v1", "Deployment", ns, owner.auth_name)
         current_replicas = ((current or {}).get("spec") or {}).get("replicas")
         lo, hi = spec.auth_service.replicas.min, spec.auth_service.replicas.max
         # Keep what the HPA chose (within bounds) so the operator and the HPA never fight.
@@ -259,6 +278,7 @@ class Reconciler:
                 config_hash=obs.config_hash,
                 replicas=obs.desired_replicas,
             ),
+            current,
         )
         self._apply_child(owner, build_service(owner, spec))
         self._apply_child(owner, build_pdb(owner))
@@ -281,7 +301,7 @@ class Reconciler:
                 ("v1", "Secret", owner.redis_secret_name),
             ):
                 self._delete_owned(owner, api_version, kind, name)
-            url = _secret_value(self.kube.get("v1", "Secret", ns, ref.name), ref.key)
+            url = _secret_value(self._read("v1", "Secret", ns, ref.name), ref.key)
             obs.redis = {"mode": "external", "secretName": ref.name}
             if url is None:
                 obs.redis_ready = Condition(
@@ -298,20 +318,20 @@ class Reconciler:
             return (ref.name, ref.key), _digest(url)
 
         managed = spec.redis.managed_or_default
-        existing = self.kube.get("v1", "Secret", ns, owner.redis_secret_name)
+        existing = self._read("v1", "Secret", ns, owner.redis_secret_name)
         if existing is not None and not _owned_by(existing, owner):
             raise ChildConflict(
                 f"Secret {ns}/{owner.redis_secret_name} exists and is not owned by this PhoenixAuth"
             )
         # Generate the password once; keep it across reconciles (rotating would drop every client).
         password = _secret_value(existing, PASSWORD_KEY) or secrets.token_urlsafe(32)
-        secret = build_redis_secret(owner, password)
-        self.kube.apply(secret)
+        self._apply_child(owner, build_redis_secret(owner, password), existing)
         digest = _digest(password)
-        self._apply_child(owner, build_redis_deployment(owner, managed, secret_hash=digest))
+        redis_dep = self._apply_child(owner, build_redis_deployment(owner, managed, secret_hash=digest))
         self._apply_child(owner, build_redis_service(owner))
         self._apply_child(owner, build_redis_network_policy(owner))
-        redis_dep = self.kube.get("apps/v1", "Deployment", ns, owner.redis_name) or {}
+        # Its readiness as the watch last saw it (fresher than our apply's answer), else the answer.
+        redis_dep = self.cache.get("apps/v1", "Deployment", ns, owner.redis_name) or redis_dep
         ready = int((redis_dep.get("status") or {}).get("readyReplicas") or 0)
         obs.redis = {"mode": "managed", "service": owner.redis_name, "secretName": owner.redis_secret_name}
         obs.redis_ready = (
@@ -327,25 +347,39 @@ class Reconciler:
         ns = owner.namespace
         m = spec.migrations
         current_name = migration_job_name(owner, spec) if m.enabled else None
-        # Old Jobs of earlier migration sets: the new name supersedes them.
-        for job in self.kube.list(
-            "batch/v1",
-            "Job",
-            ns,
-            f"app.kubernetes.io/instance={owner.name},app.kubernetes.io/component=migration",
-        ):
+        # Old Jobs of earlier migration sets: the new name supersedes them. Once the watch has
+        # shown us the current Job it has shown the older ones too (one list, one stream), so the
+        # cache answers; until then (first run, a new index set, a restart) we LIST.
+        cached_job = self.cache.get("batch/v1", "Job", ns, current_name) if current_name else None
+        jobs = (
+            [
+                j
+                for j in self.cache.items("batch/v1", "Job", ns)
+                if ((j.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+                == "migration"
+            ]
+            if cached_job is not None
+            else self.kube.list(
+                "batch/v1",
+                "Job",
+                ns,
+                f"app.kubernetes.io/instance={owner.name},app.kubernetes.io/component=migration",
+            )
+        )
+        for job in jobs:
             name = job["metadata"]["name"]
             if name != current_name and _owned_by(job, owner):
                 self.kube.delete("batch/v1", "Job", ns, name)
+                self.cache.forget(("batch/v1", "Job", ns, name))
         if not m.enabled or current_name is None:
             obs.migrations = {"state": "Disabled"}
             obs.migrations_cond = Condition(
                 MIGRATIONS_COMPLETE, True, "MigrationsDisabled", "spec.migrations.enabled is false"
             )
             return
-        job = self.kube.get("batch/v1", "Job", ns, current_name)
+        job = cached_job or self.kube.get("batch/v1", "Job", ns, current_name)
         if job is None:
-            job = self._apply_child(owner, build_migration_job(owner, spec))
+            job = self._apply_child(owner, build_migration_job(owner, spec), None)
             self.emit(
                 obs.body,
                 "Normal",
@@ -396,7 +430,7 @@ class Reconciler:
                 "prometheusRule and serviceMonitor are disabled in spec.monitoring",
             )
             return
-        if not self.kube.has_resources(MONITORING_GV, {"prometheusrules", "servicemonitors"}):
+        if not self._monitoring_served():
             obs.monitoring_cond = Condition(
                 MONITORING_CONFIGURED,
                 False,
@@ -419,6 +453,19 @@ class Reconciler:
         obs.monitoring_cond = Condition(
             MONITORING_CONFIGURED, True, "Configured", "created " + ", ".join(made)
         )
+
+    def _monitoring_served(self) -> bool:
+        """Discovery of monitoring.coreos.com/v1, reused for DISCOVERY_TTL seconds: asking on every
+        reconcile was one request in five at 200 PhoenixAuths. CRDs installed later are still
+        picked up within DISCOVERY_TTL (plus the next reconcile or resync)."""
+        now = time.monotonic()
+        with self._discovery_lock:
+            if self._discovery is not None and now - self._discovery[0] < DISCOVERY_TTL:
+                return self._discovery[1]
+        served = self.kube.has_resources(MONITORING_GV, {"prometheusrules", "servicemonitors"})
+        with self._discovery_lock:
+            self._discovery = (now, served)
+        return served
 
     # ------------------------------------------------------------------ status
     def _conditions(self, obs: _Observed, error: OperatorError | None) -> tuple[list[Condition], str]:
@@ -541,7 +588,9 @@ class Reconciler:
         changed = any(old_status.get(k) != v for k, v in status.items())
         if changed:
             try:
-                self.kube.patch_status(owner.namespace, owner.name, status)
+                written = self.kube.patch_status(owner.namespace, owner.name, status)
+                if written:  # the next reconcile starts from this status, not an older cached one
+                    self.cache.observe(written, "MODIFIED")
             except OperatorError as exc:  # status not written: retry the whole reconcile later
                 metrics.ERRORS.labels(kind=exc.reason).inc()
                 error = error or exc

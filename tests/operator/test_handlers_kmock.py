@@ -112,7 +112,7 @@ def handlers(kmock, api) -> Handlers:
     kmock << api
     config = k8s.Configuration(host=str(kmock.url).rstrip("/"))
     kube = KubeClient(k8s.ApiClient(config), timeout=5, quick_retries=2, retry_pause=0.01)
-    return Handlers(Reconciler(kube))
+    return Handlers(Reconciler(kube), debounce=0.0)
 
 
 pytestmark = pytest.mark.kmock(cls=kmock.RawHandler)
@@ -216,14 +216,16 @@ async def test_child_event_restores_a_deleted_service(handlers, api):
     await run_parent(handlers)
     del api.objects[SERVICE]
     child = _child("Service", {}, {})
-    await asyncio.to_thread(handlers.on_child, body=child, type="DELETED")
+    await handlers.on_child(body=child, type="DELETED")
+    await handlers.drain()
     assert SERVICE in api.objects
 
 
 async def test_child_event_of_a_deleted_parent_does_nothing(handlers, api):
     del api.objects[PXA]
     child = _child("Service", {}, {})
-    await asyncio.to_thread(handlers.on_child, body=child, type="MODIFIED")
+    await handlers.on_child(body=child, type="MODIFIED")
+    await handlers.drain()
     assert not any(m == "PATCH" for m, _ in api.calls)
 
 
@@ -267,7 +269,8 @@ async def test_status_only_churn_of_unread_children_triggers_no_reconcile(handle
 
     async def event(body: dict[str, Any], type_: str = "MODIFIED") -> int:
         before = len(api.calls)
-        await asyncio.to_thread(handlers.on_child, body=body, type=type_)
+        await handlers.on_child(body=body, type=type_)
+        await handlers.drain()
         return len(api.calls) - before
 
     hpa = _child("HorizontalPodAutoscaler", {"currentReplicas": 2}, {"maxReplicas": 4})
@@ -293,3 +296,82 @@ async def test_unchanged_children_are_not_re_applied_but_edited_ones_are(handler
     await run_parent(handlers)
     assert api.count("PATCH", SERVICE) == 2
     assert service is not api.objects[SERVICE] and api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
+
+
+async def feed_watch(
+    handlers: Handlers, api: FakeApi, type_: str | None = None, objects: list[Any] | None = None
+) -> None:
+    """What Kopf's watches hand the handlers: every object the fake API holds (owner first)."""
+    objects = list(api.objects.values()) if objects is None else objects
+    for obj in sorted(objects, key=lambda o: o.get("kind") != "PhoenixAuth"):
+        body = copy.deepcopy(obj)
+        body["metadata"].setdefault("resourceVersion", "0")
+        if body.get("kind") == "PhoenixAuth":
+            await handlers.on_parent_event(body=body, type=type_)
+        elif body.get("kind") == "Secret":
+            body.setdefault("apiVersion", "v1")
+            # No index: this feed fills the cache and triggers no reconcile.
+            await asyncio.to_thread(handlers.on_secret, body=body, secret_refs=None, type=type_)
+        else:
+            await handlers.on_child(body=body, type=type_)
+    await handlers.drain()
+
+
+async def test_watched_children_are_read_from_the_cache_not_fetched(handlers, api):
+    """Once the watches have shown the children, a reconcile GETs none of them and applies none
+    that are unchanged; a status-only update (new resourceVersion) is no reason to re-apply, an
+    edit of the content is (drift is still put back)."""
+    await run_parent(handlers)
+    await feed_watch(handlers, api)
+    calls = len(api.calls)
+    await run_parent(handlers)
+    new = api.calls[calls:]
+    assert [c for c in new if c[0] == "GET"] == []
+    assert [c for c in new if c[0] == "PATCH" and not c[1].endswith("/status")] == []
+
+    dep_path = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
+    dep = api.objects[dep_path]
+    dep["status"] = {"readyReplicas": 1, "replicas": 2}
+    api.bump(dep)
+    await handlers.on_child(body=copy.deepcopy(dep), type="MODIFIED")
+    await handlers.drain()
+    assert api.count("PATCH", dep_path) == 1  # only the first apply
+
+    service = api.objects[SERVICE]
+    service["spec"]["ports"] = [{"port": 1}]  # edited by hand
+    api.bump(service)
+    await handlers.on_child(body=copy.deepcopy(service), type="MODIFIED")
+    await handlers.drain()
+    assert api.count("PATCH", SERVICE) == 2
+    assert api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
+
+
+async def test_deleted_children_leave_nothing_in_the_cache(handlers, api):
+    await run_parent(handlers)
+    await feed_watch(handlers, api)
+    assert len(handlers.cache) > 5
+    gone = list(api.objects.values())
+    api.objects.clear()  # the PhoenixAuth deleted, its children garbage-collected
+    await feed_watch(handlers, api, "DELETED", gone)
+    assert len(handlers.cache) == 0
+    assert handlers.cache.applied(("v1", "Service", NS, NAME)) is None
+
+
+async def test_a_burst_of_child_events_of_one_owner_costs_one_reconcile(kmock, api):
+    kmock << api
+    config = k8s.Configuration(host=str(kmock.url).rstrip("/"))
+    reconciler = Reconciler(KubeClient(k8s.ApiClient(config), timeout=5, quick_retries=0))
+    handlers = Handlers(reconciler, debounce=0.2)
+    runs: list[str] = []
+    real = reconciler.reconcile
+    reconciler.reconcile = lambda body: runs.append(body["metadata"]["name"]) or real(body)  # type: ignore[method-assign]
+    kinds = ("Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler")
+    await asyncio.gather(*(handlers.on_child(body=_child(k, {}, {"n": 1}), type="ADDED") for k in kinds))
+    await handlers.drain()
+    assert runs == [NAME]
+
+
+async def test_monitoring_discovery_is_reused_between_reconciles(handlers, api):
+    await run_parent(handlers)
+    await run_parent(handlers)
+    assert api.count("GET", "/apis/monitoring.coreos.com/v1") == 1
