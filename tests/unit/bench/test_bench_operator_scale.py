@@ -5,6 +5,7 @@ import os
 from phoenix_auth.bench.operator_scale import (
     ScaleResult,
     count_ready,
+    parse_api_requests,
     parse_reconciles,
     peak_rss_mb,
     phoenix_auth_manifest,
@@ -60,3 +61,17 @@ def test_render_marks_timeouts_and_targets():
     assert "**missed** (<= 60 s)" in text
     assert "**missed** (<= 150 MB)" in text
     assert "met (<= 150 MB)" in text
+
+
+def test_parse_api_requests_sums_every_verb_and_kind():
+    text = (
+        'phoenix_operator_api_requests_total{kind="Deployment",verb="apply"} 400.0\n'
+        'phoenix_operator_api_requests_total{kind="PhoenixAuth/status",verb="patch"} 950.0\n'
+        'phoenix_operator_api_requests_created{kind="Deployment",verb="apply"} 1.7e9\n'
+    )
+    assert parse_api_requests(text) == 1350.0
+
+
+def test_render_shows_first_pass_and_requests_per_reconcile():
+    text = render([ScaleResult(200, 200, 51.4, 1800.0, 35.0, 149.0, False, 46.3, 5400.0)])
+    assert "46.3 s" in text and " 3.0 |" in text and "met (<= 60 s)" in text
