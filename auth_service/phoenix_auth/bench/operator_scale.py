@@ -25,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -396,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("docs/bench"), help="writes operator-scale.json there")
     p.add_argument("--kubeconfig", help="use this cluster instead of scripts/control-plane.sh's")
     args = p.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the step's cleanup (delete the PhoenixAuths while the operator
+    # still runs to remove its finalizers, then stop it) is not skipped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def log(message: str) -> None:
         print(f"[bench-operator {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
