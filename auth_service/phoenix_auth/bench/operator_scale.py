@@ -328,6 +328,40 @@ def _reconciles(port: int) -> float | None:
     return parse_reconciles(text) if text is not None else None
 
 
+def _median(values: Sequence[float | None]) -> float | None:
+    """Median where None (not measured / not all Ready in time) counts as worse than any number;
+    None when the median itself falls on one."""
+    ordered = sorted(values, key=lambda v: (v is None, v or 0.0))
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    lo, hi = ordered[mid - 1], ordered[mid]
+    return None if lo is None or hi is None else (lo + hi) / 2
+
+
+def median_results(runs: Sequence[Sequence[ScaleResult]]) -> list[ScaleResult]:
+    """Per N, the median of each column over the runs (machines are noisy: one run proves little)."""
+    out = []
+    for first in runs[0]:
+        same = [next(r for r in run if r.count == first.count) for run in runs]
+        ready = _median([float(r.ready) for r in same])
+        all_ready = _median([r.seconds_to_all_ready for r in same])
+        out.append(
+            ScaleResult(
+                count=first.count,
+                ready=int(ready or 0),
+                seconds_to_all_ready=all_ready,
+                reconciles=_median([r.reconciles for r in same]),
+                reconciles_per_s=_median([r.reconciles_per_s for r in same]),
+                peak_rss_mb=_median([r.peak_rss_mb for r in same]),
+                timed_out=all_ready is None,
+                seconds_to_all_status=_median([r.seconds_to_all_status for r in same]),
+                api_requests=_median([r.api_requests for r in same]),
+            )
+        )
+    return out
+
+
 def render(results: Sequence[ScaleResult]) -> str:
     rows = []
     for r in results:
@@ -396,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all Ready, per N")
     p.add_argument("--out", type=Path, default=Path("docs/bench"), help="writes operator-scale.json there")
     p.add_argument("--kubeconfig", help="use this cluster instead of scripts/control-plane.sh's")
+    p.add_argument("--runs", type=int, default=3, help="runs of every N; the median is published (default 3)")
     args = p.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the step's cleanup (delete the PhoenixAuths while the operator
     # still runs to remove its finalizers, then stop it) is not skipped.
@@ -410,17 +445,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = {"KUBECONFIG": args.kubeconfig, "PATH": os.environ.get("PATH", "")}
         else:
             env = control_plane_env()
-        results = run_all(env, counts, args.timeout, log)
+        if args.runs < 1:
+            raise ValueError("--runs must be at least 1")
+        runs: list[list[ScaleResult]] = []
+        for i in range(args.runs):
+            log(f"run {i + 1}/{args.runs}")
+            runs.append(run_all(env, counts, args.timeout, log))
     except (BenchError, ValueError, subprocess.TimeoutExpired) as exc:
         print(f"bench-operator: error: {exc}", file=sys.stderr)
         return 1
+    results = median_results(runs)
     table = render(results)
-    print(table)
+    lines = [f"Medians of {len(runs)} run(s), each N in a fresh namespace with a fresh operator.", "", table]
+    if len(runs) > 1:
+        lines += ["", "Every run (create to all Ready / peak RSS):", ""]
+        for r in results:
+            per_run = [next(x for x in run if x.count == r.count) for run in runs]
+            cells = ", ".join(
+                f"{'timeout' if x.seconds_to_all_ready is None else f'{x.seconds_to_all_ready:.1f} s'}"
+                f" / {'n/a' if x.peak_rss_mb is None else f'{x.peak_rss_mb:.0f} MB'}"
+                for x in per_run
+            )
+            lines.append(f"* N={r.count}: {cells}")
+    text = "\n".join(lines)
+    print(text)
     write_json(
         args.out / "operator-scale.json",
-        {"machine": machine_facts(), "results": [asdict(r) for r in results]},
+        {
+            "machine": machine_facts(),
+            "runs": [[asdict(r) for r in run] for run in runs],
+            "results": [asdict(r) for r in results],
+        },
     )
-    (args.out / "operator-scale.md").write_text(table + "\n")
+    (args.out / "operator-scale.md").write_text(text + "\n")
     return 0
 
 

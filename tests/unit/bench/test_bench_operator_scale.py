@@ -5,6 +5,7 @@ import os
 from phoenix_auth.bench.operator_scale import (
     ScaleResult,
     count_ready,
+    median_results,
     parse_api_requests,
     parse_reconciles,
     peak_rss_mb,
@@ -75,3 +76,15 @@ def test_parse_api_requests_sums_every_verb_and_kind():
 def test_render_shows_first_pass_and_requests_per_reconcile():
     text = render([ScaleResult(200, 200, 51.4, 1800.0, 35.0, 149.0, False, 46.3, 5400.0)])
     assert "46.3 s" in text and " 3.0 |" in text and "met (<= 60 s)" in text
+
+
+def test_median_results_takes_each_column_median_and_counts_a_timeout_as_worst():
+    def r(ready: int, secs: float | None, rss: float) -> ScaleResult:
+        return ScaleResult(200, ready, secs, 1000.0, 20.0, rss, secs is None, 40.0, 4000.0)
+
+    med = median_results([[r(200, 50.0, 140.0)], [r(150, None, 170.0)], [r(200, 55.0, 150.0)]])
+    assert len(med) == 1
+    assert med[0].seconds_to_all_ready == 55.0 and not med[0].timed_out
+    assert med[0].peak_rss_mb == 150.0 and med[0].ready == 200
+    worse = median_results([[r(120, None, 140.0)], [r(150, None, 170.0)], [r(200, 55.0, 150.0)]])
+    assert worse[0].seconds_to_all_ready is None and worse[0].timed_out and worse[0].ready == 150
