@@ -17,10 +17,12 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import kopf
 
 from phoenix_operator import metrics
@@ -30,6 +32,45 @@ from phoenix_operator.reconcile import Reconciler
 from phoenix_operator.settings import OperatorSettings
 
 log = logging.getLogger("phoenix_operator")
+
+# Kopf's own API session has no connection limit. Under a burst (200 PhoenixAuths created at once)
+# its per-object workers opened ~150 TLS connections at the same time, and each holds asyncio's
+# 256 KiB TLS read buffer: ~20 MB of the operator's peak RSS (tracemalloc, asyncio/sslproto.py).
+# Requests beyond the limit wait for a free connection instead. Watch streams hold a connection
+# each for minutes, so the limit is the request budget plus one connection per watch stream.
+API_REQUEST_CONNECTIONS = 24
+WATCH_STREAMS_PER_NAMESPACE = 16  # resources Kopf watches per namespace, peering included (a test holds it)
+
+
+def api_connection_limit(settings: OperatorSettings) -> int:
+    """aiohttp's connection limit for Kopf's session; 0 (unlimited, Kopf's default) when the
+    namespaces are globs, whose number of watch streams is not known in advance."""
+    if settings.all_namespaces:
+        return API_REQUEST_CONNECTIONS + WATCH_STREAMS_PER_NAMESPACE
+    if any(ch in ns for ns in settings.namespaces for ch in "*?[!"):
+        return 0
+    return API_REQUEST_CONNECTIONS + WATCH_STREAMS_PER_NAMESPACE * max(1, len(settings.namespaces))
+
+
+def limited_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
+    """The session Kopf would build from these credentials, with at most `limit` connections."""
+    with warnings.catch_warnings():  # as Kopf does: basic auth is deprecated there, not refused
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="kopf")
+        auth = info.as_aiohttp_basic_auth()
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(),
+        auth=auth,
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        aiohttp_session=session,
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -92,14 +133,17 @@ def make_registry(
         settings.execution.max_workers = 8
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | kopf.ConnectionInfo | None:
         # A custom registry has no default login handlers: in a pod use the service account,
-        # otherwise the kubeconfig (KUBECONFIG, set from --kubeconfig by main()).
-        if not settings.kubeconfig:
-            info = kopf.login_with_service_account(**kwargs)
-            if info is not None:
-                return info
-        return kopf.login_with_kubeconfig(**kwargs)
+        # otherwise the kubeconfig (KUBECONFIG, set from --kubeconfig by main()). Async, so the
+        # aiohttp session is made inside Kopf's event loop; Kopf closes it on re-login.
+        info = None if settings.kubeconfig else kopf.login_with_service_account(**kwargs)
+        if info is None:
+            info = kopf.login_with_kubeconfig(**kwargs)
+        limit = api_connection_limit(settings)
+        if info is None or limit == 0:
+            return info
+        return limited_session(info, limit)
 
     register(registry, Handlers(reconciler, executor=executor), resync_seconds=settings.resync_seconds)
     return registry

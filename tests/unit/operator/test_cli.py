@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import kopf
 import pytest
 
-from phoenix_operator.cli import build_settings, make_registry, parse_args
+from phoenix_operator.cli import (
+    WATCH_STREAMS_PER_NAMESPACE,
+    api_connection_limit,
+    build_settings,
+    limited_session,
+    make_registry,
+    parse_args,
+)
 from phoenix_operator.reconcile import Reconciler
 from phoenix_operator.settings import OperatorSettings, hostname_priority
 
@@ -46,3 +54,33 @@ def test_registry_has_one_reconcile_path_and_drift_watches():
     assert {"reconcile-create", "reconcile-update", "reconcile-resume", "resync"} <= ids
     assert {"drift-deployments", "drift-services", "drift-jobs", "referenced-secrets"} <= ids
     assert not any("delete" in i for i in ids)  # no on.delete → no finalizer blocks deletion
+
+
+def test_api_connection_limit_leaves_room_for_every_watch_stream():
+    settings = OperatorSettings(namespaces=["demo"], resync_seconds=60)
+    registry = make_registry(settings, Reconciler(kube=None))  # type: ignore[arg-type]
+    resources = set()
+    for resource_registry in (registry._changing, registry._watching, registry._spawning, registry._indexing):
+        for handler in resource_registry.get_all_handlers():
+            resources.add(handler.selector)
+    # one stream per watched resource and namespace, plus peering's own
+    assert len(resources) + 1 <= WATCH_STREAMS_PER_NAMESPACE
+    one = api_connection_limit(settings)
+    three = api_connection_limit(OperatorSettings(namespaces=["a", "b", "c"]))
+    assert one - WATCH_STREAMS_PER_NAMESPACE >= 16  # room left for requests
+    assert three - one == 2 * WATCH_STREAMS_PER_NAMESPACE
+    assert api_connection_limit(OperatorSettings(all_namespaces=True)) == one
+    assert (
+        api_connection_limit(OperatorSettings(namespaces=["team-*"])) == 0
+    )  # globs: Kopf's unlimited default
+
+
+async def test_limited_session_keeps_kopf_credentials_and_caps_connections():
+    info = kopf.ConnectionInfo(server="https://127.0.0.1:6443", token="t0ken", default_namespace="demo")
+    ctx = limited_session(info, 40)
+    try:
+        assert ctx.server == "https://127.0.0.1:6443" and ctx.default_namespace == "demo"
+        assert ctx.aiohttp_session.connector is not None and ctx.aiohttp_session.connector.limit == 40
+        assert ctx.aiohttp_session.headers["Authorization"] == "Bearer t0ken"
+    finally:
+        await ctx.aiohttp_session.close()
