@@ -295,17 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     url = dataset.with_database(os.environ.get("DATABASE_URL", DEFAULT_BASE_URL), args.database)
     log_dir = Path(tempfile.mkdtemp(prefix="phoenix-login-limits-"))
     redis_proc, redis_port = servers.start_redis(log_dir)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "PHOENIX_LOG_LEVEL": "WARNING",
-        "PHOENIX_SUMMARY_INTERVAL": "0",
-        "PHOENIX_WORKERS": str(args.workers),
-    }
-    for item in args.env:
-        name, _, value = item.partition("=")
-        env[name] = value
+    extra = {name: value for name, _, value in (item.partition("=") for item in args.env)}
+    env = servers.app_env(url, redis_port, args.workers, **extra)
     repeats = []
     try:
         password = dataset.ensure_seeded(url, args.users, env, None, lambda m: print(m, file=sys.stderr))

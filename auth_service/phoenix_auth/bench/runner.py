@@ -711,15 +711,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
     redis_proc, redis_port = servers.start_redis(log_dir)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "PHOENIX_LOG_LEVEL": "WARNING",
-        "PHOENIX_SUMMARY_INTERVAL": "0",
-        "PHOENIX_WORKERS": str(cfg.workers),
-        "PHOENIX_CACHE_TTL": str(int(cfg.cache_ttl_s)),
-    }
+    env = servers.app_env(url, redis_port, cfg.workers, PHOENIX_CACHE_TTL=str(int(cfg.cache_ttl_s)))
     runs = []
     try:
         password = dataset.ensure_seeded(url, cfg.users, env, cfg.password, log)

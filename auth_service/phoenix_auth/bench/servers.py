@@ -101,6 +101,20 @@ def start_app(app: str, port: int, workers: int, env: Mapping[str, str], log_dir
     return proc
 
 
+def app_env(database_url: str, redis_port: int, workers: int, **extra: str) -> dict[str, str]:
+    """The environment every benchmarked server runs with: this process's, pointed at the bench
+    database and the private Redis, quiet logs, no periodic summary; `extra` adds or overrides."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PHOENIX_LOG_LEVEL": "WARNING",
+        "PHOENIX_SUMMARY_INTERVAL": "0",
+        "PHOENIX_WORKERS": str(workers),
+        **extra,
+    }
+
+
 def start_redis(log_dir: Path) -> tuple[Process, int]:
     """A private redis-server on a free port without persistence (never the shared 6379)."""
     port = free_port()

@@ -98,15 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     password, users = _password(url)
     log_dir = Path(tempfile.mkdtemp(prefix="phoenix-ratio-"))
     redis_proc, redis_port = servers.start_redis(log_dir)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "PHOENIX_LOG_LEVEL": "WARNING",
-        "PHOENIX_SUMMARY_INTERVAL": "0",
-        "PHOENIX_WORKERS": str(args.workers),
-        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prom-", dir=log_dir),
-    }
+    env = servers.app_env(
+        url, redis_port, args.workers, PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="prom-", dir=log_dir)
+    )
     port = servers.free_port()
     proc = servers.start_app("phoenix", port, args.workers, env, log_dir)
     out: dict[str, Any] = {"rounds": []}
