@@ -141,16 +141,6 @@ class AuthCache:
         self._metrics.lookup(False)
         return None, 0
 
-    async def _lookup(
-        self, key: str, decode: Callable[[Any], _R], l1_ttl: Callable[[_R], float]
-    ) -> tuple[_R | None, int]:
-        """L1, then L2. One helper so users and sessions count metrics and honour `generation`
-        alike. Returns (record or None, cache hits)."""
-        record = self._l1(key)
-        if record is not None:
-            return record, 1
-        return await self._l2(key, decode, l1_ttl)
-
     # --- users ---
     def user_by_email_l1(self, email: str) -> UserRecord | None:
         """Login lookup: L1 only (L2 holds no hashes)."""
@@ -167,15 +157,12 @@ class AuthCache:
         if self.use_l1 and generation == self.generation:
             self.l1.set("e:" + record.email.lower(), record, self.ttl)
 
-    async def user_by_id(self, user_id: str) -> tuple[UserRecord | None, int]:
-        """Session-check lookup: L1 then L2. Returns (record or None, cache hits)."""
-        return await self._lookup("u:" + user_id, UserRecord.from_l2, self._user_ttl)
-
     def user_by_id_l1(self, user_id: str) -> UserRecord | None:
-        """`user_by_id`'s L1 half; on None continue with `user_by_id_l2`."""
+        """Session-check user lookup, L1 half (no await on a hit); on None go on with `user_by_id_l2`."""
         return self._l1("u:" + user_id)
 
     async def user_by_id_l2(self, user_id: str) -> tuple[UserRecord | None, int]:
+        """L2 after an L1 miss. Returns (record or None, cache hits)."""
         return await self._l2("u:" + user_id, UserRecord.from_l2, self._user_ttl)
 
     def _user_ttl(self, record: UserRecord) -> float:
@@ -190,15 +177,12 @@ class AuthCache:
             await self._redis.call(lambda c: c.set(L2_PREFIX + "u:" + record.id, payload, ex=int(self.ttl)))
 
     # --- sessions ---
-    async def session(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
-        """Session lookup: L1 then L2. Returns (record or None, cache hits)."""
-        return await self._lookup("s:" + hex_hash, SessionRecord.from_l2, self._session_ttl)
-
     def session_l1(self, hex_hash: str) -> SessionRecord | None:
-        """`session`'s L1 half; on None continue with `session_l2`."""
+        """Session lookup, L1 half (no await on a hit); on None go on with `session_l2`."""
         return self._l1("s:" + hex_hash)
 
     async def session_l2(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
+        """L2 after an L1 miss. Returns (record or None, cache hits)."""
         return await self._l2("s:" + hex_hash, SessionRecord.from_l2, self._session_ttl)
 
     def _session_ttl(self, record: SessionRecord) -> float:
