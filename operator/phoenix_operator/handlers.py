@@ -70,13 +70,6 @@ def settle(outcome: Outcome | None, retry: int) -> None:
     log.warning("permanent error, waiting for a spec change: %s: %s", err.reason, err.message)
 
 
-def _owned_by_phoenix(body: Any) -> bool:
-    return any(
-        ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{GROUP}/")
-        for ref in body.get("metadata", {}).get("ownerReferences") or []
-    )
-
-
 def _owner_name(body: Any) -> str | None:
     for ref in body.get("metadata", {}).get("ownerReferences") or []:
         if (
@@ -144,7 +137,7 @@ class Handlers:
         # Secret of the namespace (Helm release Secrets alone can be megabytes).
         if (
             type == "DELETED"
-            or _owned_by_phoenix(body)
+            or _owner_name(body) is not None
             or (secret_refs is not None and (namespace, name) in secret_refs)
             or self.cache.get(*key) is not None
         ):
