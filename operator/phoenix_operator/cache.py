@@ -134,9 +134,7 @@ class ChildCache:
         """Record a watch event; True when it changed something a reconcile reads (or deleted it)."""
         key = key_of(body)
         if type_ == "DELETED":
-            with self._lock:
-                self._entries.pop(key, None)
-                self._applied.pop(key, None)
+            self.forget(key)
             return True
         entry = _Entry(slim(body), content_digest(body), relevant_status(body))
         with self._lock:
