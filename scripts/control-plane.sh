@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run a real, local Kubernetes control plane on loopback: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kwok (fake nodes that make pods
-# Ready and Jobs Complete). No Docker, no kubelet: see docs/control-plane.md.
+# kube-controller-manager, kube-scheduler, and nodes: kwok (fake nodes that make pods
+# Ready and Jobs Complete without running anything) and/or a real node (containerd,
+# kubelet, kube-proxy and CoreDNS on this machine, pods really run). No Docker: see
+# docs/control-plane.md.
 #
 #   scripts/control-plane.sh up       # start (idempotent: a second `up` is a no-op)
 #   scripts/control-plane.sh down     # stop every process it started, keep the state
@@ -18,10 +20,31 @@
 #   PHOENIX_CP_KCM_PORT 10257        PHOENIX_CP_SCHEDULER_PORT 10259
 #   PHOENIX_CP_KWOK_PORT 10247       PHOENIX_CP_TIMEOUT 120 (seconds to wait for readiness)
 #   PHOENIX_CP_KCM_QPS 200           PHOENIX_CP_KCM_BURST 400 (kube-controller-manager client limits)
+#   PHOENIX_CP_NODES        kwok (default) | real | real,kwok — which nodes `up` brings; unset, the
+#                           mode the state dir last ran with
+#   PHOENIX_CP_NODE         kwok-node-0 (the fake node's name)
+#   PHOENIX_CP_KWOK_CIDR    10.246.0.0/16 (addresses kwok hands its fake pods; off the real pod subnet)
+#
+# The real node (PHOENIX_CP_NODES=real or real,kwok; root only) is ONE per machine: its bridge,
+# iptables chains, kubelet ports and DNS address are host-wide. A second real node from another
+# state dir is refused naming the state dir that holds it; kwok-only instances run beside it.
+#   PHOENIX_CP_POD_CIDR     10.244.0.0/24 (pod addresses, on the bridge)
+#   PHOENIX_CP_NODE_IP      the pod subnet's first address (10.244.0.1): the bridge's gateway, the
+#                           node's InternalIP, the API server's advertised address and CoreDNS's
+#                           address; host services listening there are reachable from pods
+#   PHOENIX_CP_BRIDGE       phx0 (created by `up`, deleted by `down`)
+#   PHOENIX_CP_REAL_NODE    $(hostname) (the node's name; must resolve locally, for logs/exec)
+#   PHOENIX_CP_KUBELET_PORT 10250  PHOENIX_CP_KUBELET_HEALTHZ_PORT 10248 (both on 127.0.0.1)
+#   PHOENIX_CP_PROXY_HEALTHZ_PORT 10256  PHOENIX_CP_PROXY_METRICS_PORT 10249 (kube-proxy, 127.0.0.1)
+#   PHOENIX_CP_DNS_HEALTH_PORT 10253     PHOENIX_CP_DNS_READY_PORT 10254 (CoreDNS, 127.0.0.1)
+#   PHOENIX_CP_MIRRORED     "ghcr.io docker.io registry.k8s.io" (registries containerd pulls from
+#                           the local registry instead; localhost:PORT and 127.0.0.1:PORT too)
+#   PHOENIX_REGISTRY_PORT   5000 (the local registry, scripts/registry.sh, on 127.0.0.1)
+#   PHOENIX_CP_HOST_DIR     /run/phoenix (the machine-wide owner file of the real node)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-STATE="${PHOENIX_CP_STATE:-$HOME/.cache/phoenix/state/cp}"
+STATE="$(realpath -m "${PHOENIX_CP_STATE:-$HOME/.cache/phoenix/state/cp}")"
 API_PORT="${PHOENIX_CP_APISERVER_PORT:-6443}"
 ETCD_PORT="${PHOENIX_CP_ETCD_PORT:-2379}"
 ETCD_PEER_PORT="${PHOENIX_CP_ETCD_PEER_PORT:-2380}"
@@ -41,12 +64,42 @@ SERVICE_CIDR="10.0.0.0/16"
 KCM_QPS="${PHOENIX_CP_KCM_QPS:-200}"
 KCM_BURST="${PHOENIX_CP_KCM_BURST:-400}"
 NODE_NAME="${PHOENIX_CP_NODE:-kwok-node-0}"
+KWOK_CIDR="${PHOENIX_CP_KWOK_CIDR:-10.246.0.0/16}"
+# Unset: the mode this state dir last ran with (so `status`/`down` need no flag), else kwok.
+NODES="${PHOENIX_CP_NODES:-$(cat "$STATE/nodes" 2>/dev/null || echo kwok)}"
+case "$NODES" in
+  kwok) WANT_KWOK=1 WANT_REAL=0 ;;
+  real) WANT_KWOK=0 WANT_REAL=1 ;;
+  real,kwok | kwok,real) WANT_KWOK=1 WANT_REAL=1 NODES=real,kwok ;;
+  *) echo "[control-plane] ERROR: PHOENIX_CP_NODES must be kwok, real or real,kwok (got '$NODES')" >&2; exit 2 ;;
+esac
+POD_CIDR="${PHOENIX_CP_POD_CIDR:-10.244.0.0/24}"
+read -r POD_PREFIX POD_GATEWAY < <(python3 -c 'import ipaddress, sys; n = ipaddress.ip_network(sys.argv[1]); print(n.prefixlen, n[1])' "$POD_CIDR") \
+  || { echo "[control-plane] ERROR: PHOENIX_CP_POD_CIDR '$POD_CIDR' is not an IPv4 network" >&2; exit 2; }
+NODE_IP="${PHOENIX_CP_NODE_IP:-$POD_GATEWAY}"
+BRIDGE="${PHOENIX_CP_BRIDGE:-phx0}"
+REAL_NODE="${PHOENIX_CP_REAL_NODE:-$(hostname)}"
+KUBELET_PORT="${PHOENIX_CP_KUBELET_PORT:-10250}"
+KUBELET_HEALTHZ_PORT="${PHOENIX_CP_KUBELET_HEALTHZ_PORT:-10248}"
+PROXY_HEALTHZ_PORT="${PHOENIX_CP_PROXY_HEALTHZ_PORT:-10256}"
+PROXY_METRICS_PORT="${PHOENIX_CP_PROXY_METRICS_PORT:-10249}"
+DNS_HEALTH_PORT="${PHOENIX_CP_DNS_HEALTH_PORT:-10253}"
+DNS_READY_PORT="${PHOENIX_CP_DNS_READY_PORT:-10254}"
+MIRRORED="${PHOENIX_CP_MIRRORED:-ghcr.io docker.io registry.k8s.io}"
+REGISTRY="127.0.0.1:${PHOENIX_REGISTRY_PORT:-5000}"
+HOST_DIR="${PHOENIX_CP_HOST_DIR:-/run/phoenix}"
 
 PKI="$STATE/pki"
 LOGS="$STATE/logs"
 PIDS="$STATE/pids"
 KUBECONFIG_FILE="$STATE/kubeconfig"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+CP_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+NODE_COMPONENTS=(containerd kubelet kube-proxy coredns)
+# What this mode runs (checked by `up`, `status` and the waits); `down` stops every recorded one.
+COMPONENTS=("${CP_COMPONENTS[@]}")
+[ "$WANT_KWOK" = 1 ] && COMPONENTS+=(kwok)
+[ "$WANT_REAL" = 1 ] && COMPONENTS+=("${NODE_COMPONENTS[@]}")
+ALL_COMPONENTS=("${CP_COMPONENTS[@]}" kwok "${NODE_COMPONENTS[@]}")
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -64,22 +117,35 @@ need_binaries() {
     [ -x "$BIN/$b" ] || missing+=("$b")
   done
   [ -s "$BIN/kwok-stages.yaml" ] || missing+=("kwok-stages.yaml")
+  if [ "$WANT_REAL" = 1 ]; then
+    for b in kubelet kube-proxy coredns crictl; do [ -x "$BIN/$b" ] || missing+=("$b"); done
+    [ -s "$BIN/pause-image.oci.tar" ] && [ -s "$BIN/pause.ref" ] || missing+=("pause-image.oci.tar")
+  fi
   if [ ${#missing[@]} -gt 0 ]; then
     die "missing in $BIN: ${missing[*]} — run scripts/build-control-plane.sh first"
   fi
 }
 
 pid_of() { [ -s "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
-# Alive = the recorded pid runs AND is still our binary (a pid file left by a reboot may name a
-# recycled pid of an unrelated process, which must be neither trusted nor killed).
-alive() {
-  local p; p="$(pid_of "$1")"
-  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "/$1 "
+# pid_is PID NAME: PID runs and its argv[0] is the binary NAME (a pid file left by a reboot may name
+# a recycled pid of an unrelated process, which must be neither trusted nor killed).
+pid_is() {
+  local argv0
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+  argv0="$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -n1)"
+  [ "${argv0##*/}" = "$2" ]
 }
+alive() { pid_is "$(pid_of "$1")" "$1"; }
 
 port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
 kubectl_() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+# mounts_under DIR: mount points at or below DIR, deepest first.
+mounts_under() {
+  findmnt -rn -o TARGET | awk -v d="$1" '$0 == d || index($0, d "/") == 1 { print length($0) " " $0 }' \
+    | sort -rn | cut -d' ' -f2- | uniq
+}
 
 api_ready() {
   curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
@@ -87,54 +153,68 @@ api_ready() {
 }
 
 # ---------------------------------------------------------------- PKI
-gen_pki() {
-  mkdir -p "$PKI"
-  chmod 700 "$PKI"
-  if [ -s "$PKI/ca.crt" ] && [ -s "$PKI/apiserver.crt" ] && [ -s "$PKI/admin.crt" ] && [ -s "$PKI/sa.pub" ]; then
-    return
-  fi
-  log "generating certificates in $PKI"
+# The API server's serving names: loopback, the `kubernetes` Service (10.0.0.1 and its DNS names) and
+# the node address pods reach it on when a real node runs.
+APISERVER_SANS="IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,IP:$NODE_IP,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+
+# sign_cert NAME SUBJECT EXTRA_EXTENSIONS: $PKI/NAME.key and NAME.crt signed by the local CA.
+sign_cert() {
+  local name="$1" subject="$2" extra="$3"
   (
     cd "$PKI"
-    openssl genrsa -out ca.key 2048 2>/dev/null
-    openssl req -x509 -new -nodes -key ca.key -sha256 -days 3650 -subj "/CN=phoenix-local-ca" -out ca.crt 2>/dev/null
-
-    cat > apiserver.ext <<EXT
-basicConstraints=CA:FALSE
-keyUsage=digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local
-EXT
-    openssl genrsa -out apiserver.key 2048 2>/dev/null
-    openssl req -new -key apiserver.key -subj "/CN=kube-apiserver" -out apiserver.csr 2>/dev/null
-    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
-      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
-
-    cat > client.ext <<EXT
-basicConstraints=CA:FALSE
-keyUsage=digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth
-EXT
-    openssl genrsa -out admin.key 2048 2>/dev/null
-    openssl req -new -key admin.key -subj "/O=system:masters/CN=phoenix-admin" -out admin.csr 2>/dev/null
-    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
-      -extfile client.ext -out admin.crt 2>/dev/null
-
-    openssl genrsa -out sa.key 2048 2>/dev/null
-    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-    rm -f ./*.csr ./*.ext
-    chmod 600 ./*.key
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n%s\n' "$extra" > "$name.ext"
+    openssl genrsa -out "$name.key" 2048 2>/dev/null
+    openssl req -new -key "$name.key" -subj "$subject" -out "$name.csr" 2>/dev/null
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 -sha256 \
+      -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+    rm -f "$name.csr" "$name.ext"
+    chmod 600 "$name.key"
   )
 }
 
-write_kubeconfig() {
-  # Certificates are embedded so the file can be copied or read from anywhere.
-  local ca crt key
+# has_sans CERT: the certificate names every entry of $APISERVER_SANS (state made before the node
+# address was added gets a new serving certificate, same CA).
+has_sans() {
+  local have want
+  have="$(openssl x509 -in "$1" -noout -ext subjectAltName 2>/dev/null | tail -n +2 | tr -d ' ' | sed 's/IPAddress:/IP:/g')"
+  for want in ${APISERVER_SANS//,/ }; do
+    case ",$have," in *",$want,"*) ;; *) return 1 ;; esac
+  done
+}
+
+gen_pki() {
+  mkdir -p "$PKI"
+  chmod 700 "$PKI"
+  if [ ! -s "$PKI/ca.crt" ]; then
+    log "generating certificates in $PKI"
+    (
+      cd "$PKI"
+      openssl genrsa -out ca.key 2048 2>/dev/null
+      openssl req -x509 -new -nodes -key ca.key -sha256 -days 3650 -subj "/CN=phoenix-local-ca" -out ca.crt 2>/dev/null
+      chmod 600 ca.key
+    )
+  fi
+  if [ ! -s "$PKI/apiserver.crt" ] || ! has_sans "$PKI/apiserver.crt"; then
+    [ -s "$PKI/apiserver.crt" ] && log "the API server certificate lacks $NODE_IP: issuing a new one"
+    sign_cert apiserver "/CN=kube-apiserver" "extendedKeyUsage=serverAuth
+subjectAltName=$APISERVER_SANS"
+  fi
+  [ -s "$PKI/admin.crt" ] || sign_cert admin "/O=system:masters/CN=phoenix-admin" "extendedKeyUsage=clientAuth"
+  if [ ! -s "$PKI/sa.pub" ]; then
+    (cd "$PKI" && openssl genrsa -out sa.key 2048 2>/dev/null && openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null && chmod 600 sa.key)
+  fi
+}
+
+# write_kubeconfig_for FILE USER CERT_NAME: a kubeconfig for $PKI/CERT_NAME.{crt,key}.
+# Certificates are embedded so the file can be copied or read from anywhere.
+write_kubeconfig_for() {
+  local file="$1" user="$2" ca crt key
   ca="$(base64 -w0 "$PKI/ca.crt")"
-  crt="$(base64 -w0 "$PKI/admin.crt")"
-  key="$(base64 -w0 "$PKI/admin.key")"
-  umask 077
-  cat > "$KUBECONFIG_FILE.tmp" <<KC
+  crt="$(base64 -w0 "$PKI/$3.crt")"
+  key="$(base64 -w0 "$PKI/$3.key")"
+  (
+    umask 077
+    cat > "$file.tmp" <<KC
 apiVersion: v1
 kind: Config
 clusters:
@@ -143,7 +223,7 @@ clusters:
     server: https://127.0.0.1:$API_PORT
     certificate-authority-data: $ca
 users:
-- name: phoenix-admin
+- name: $user
   user:
     client-certificate-data: $crt
     client-key-data: $key
@@ -151,12 +231,15 @@ contexts:
 - name: phoenix-local
   context:
     cluster: phoenix-local
-    user: phoenix-admin
+    user: $user
     namespace: default
 current-context: phoenix-local
 KC
-  mv "$KUBECONFIG_FILE.tmp" "$KUBECONFIG_FILE"
+    mv "$file.tmp" "$file"
+  )
 }
+
+write_kubeconfig() { write_kubeconfig_for "$KUBECONFIG_FILE" phoenix-admin admin; }
 
 # ---------------------------------------------------------------- processes
 # start NAME PORT CMD...: its own session (process group) so `down` can stop it and
@@ -168,7 +251,16 @@ start() {
   fi
   log "starting $name"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 < /dev/null &
-  echo $! > "$PIDS/$name.pid"
+  local pid=$!
+  echo "$pid" > "$PIDS/$name.pid"
+  # Until setsid has exec'd the binary, /proc/PID/cmdline still names bash or setsid and alive()
+  # would call a starting process dead: wait (5 s at most) for the exec or the exit.
+  local _
+  for _ in $(seq 1 100); do
+    pid_is "$pid" "$name" && return
+    kill -0 "$pid" 2>/dev/null || return
+    sleep 0.05
+  done
 }
 
 # wait_for DESCRIPTION COMMAND...: poll with a deadline, show progress, fail with the logs' tail.
@@ -204,7 +296,10 @@ node_ready() {
   [ "$(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = "True" ]
 }
 
+# Beside a real node, the fake node is tainted: only pods that tolerate it (and ask for it) land there.
 create_node() {
+  local KWOK_TAINTS="[]"
+  [ "$WANT_REAL" = 0 ] || KWOK_TAINTS='[{key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}]'
   kubectl_ apply -f - >/dev/null <<NODE
 apiVersion: v1
 kind: Node
@@ -218,6 +313,8 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     type: kwok
+spec:
+  taints: $KWOK_TAINTS
 status:
   allocatable: {cpu: "256", memory: 1Ti, pods: "1000"}
   capacity: {cpu: "256", memory: 1Ti, pods: "1000"}
@@ -237,29 +334,56 @@ spec:
 CIDR
 }
 
+# shellcheck source-path=SCRIPTDIR source=node/real-node.sh
+. "$HERE/node/real-node.sh"
+
+# All nodes this mode wants are Ready (and the real node's DNS answers).
+nodes_ready() {
+  { [ "$WANT_KWOK" = 0 ] || node_ready; } && { [ "$WANT_REAL" = 0 ] || { real_node_ready && dns_answers; }; }
+}
+
 cmd_up() {
   need_binaries
+  [ "$WANT_REAL" = 0 ] || node_preflight
   mkdir -p "$STATE" "$LOGS" "$PIDS" "$STATE/etcd"
   chmod 700 "$STATE/etcd"
+  # The API server's flags depend on the mode: switching needs a restart.
+  local was_mode
+  was_mode="$(cat "$STATE/nodes" 2>/dev/null || echo kwok)"
+  if [ "$was_mode" != "$NODES" ] && alive kube-apiserver; then
+    die "this control plane ($STATE) runs with PHOENIX_CP_NODES=$was_mode: run \`$0 down\` first to switch to $NODES"
+  fi
   local all=1
   for c in "${COMPONENTS[@]}"; do alive "$c" || all=0; done
-  if [ "$all" = 1 ] && [ -s "$KUBECONFIG_FILE" ] && api_ready && node_ready; then
-    log "already up (https://127.0.0.1:$API_PORT, state $STATE)"
+  if [ "$all" = 1 ] && [ -s "$KUBECONFIG_FILE" ] && api_ready && nodes_ready; then
+    log "already up (https://127.0.0.1:$API_PORT, state $STATE, nodes: $NODES)"
     return
   fi
   local t0=$SECONDS
+  # A pid file whose process is gone (a crash, a reboot) would read as "exited while waiting".
+  for c in "${ALL_COMPONENTS[@]}"; do alive "$c" || rm -f "$PIDS/$c.pid"; done
+  # The real node is one per machine: claim it before anything starts.
+  [ "$WANT_REAL" = 0 ] || node_claim
   # Every port we are about to listen on must be free before anything starts.
-  local spec comp port var
-  for spec in "etcd:$ETCD_PORT:PHOENIX_CP_ETCD_PORT" "etcd:$ETCD_PEER_PORT:PHOENIX_CP_ETCD_PEER_PORT" \
-              "kube-apiserver:$API_PORT:PHOENIX_CP_APISERVER_PORT" "kube-controller-manager:$KCM_PORT:PHOENIX_CP_KCM_PORT" \
-              "kube-scheduler:$SCHED_PORT:PHOENIX_CP_SCHEDULER_PORT" "kwok:$KWOK_PORT:PHOENIX_CP_KWOK_PORT"; do
+  local spec comp port var specs
+  specs=("etcd:$ETCD_PORT:PHOENIX_CP_ETCD_PORT" "etcd:$ETCD_PEER_PORT:PHOENIX_CP_ETCD_PEER_PORT"
+         "kube-apiserver:$API_PORT:PHOENIX_CP_APISERVER_PORT" "kube-controller-manager:$KCM_PORT:PHOENIX_CP_KCM_PORT"
+         "kube-scheduler:$SCHED_PORT:PHOENIX_CP_SCHEDULER_PORT")
+  [ "$WANT_KWOK" = 0 ] || specs+=("kwok:$KWOK_PORT:PHOENIX_CP_KWOK_PORT")
+  [ "$WANT_REAL" = 0 ] || specs+=("kubelet:$KUBELET_PORT:PHOENIX_CP_KUBELET_PORT" "kubelet:$KUBELET_HEALTHZ_PORT:PHOENIX_CP_KUBELET_HEALTHZ_PORT"
+         "kube-proxy:$PROXY_HEALTHZ_PORT:PHOENIX_CP_PROXY_HEALTHZ_PORT" "kube-proxy:$PROXY_METRICS_PORT:PHOENIX_CP_PROXY_METRICS_PORT"
+         "coredns:$DNS_HEALTH_PORT:PHOENIX_CP_DNS_HEALTH_PORT" "coredns:$DNS_READY_PORT:PHOENIX_CP_DNS_READY_PORT")
+  for spec in "${specs[@]}"; do
     IFS=: read -r comp port var <<<"$spec"
     if ! alive "$comp" && port_busy "$port"; then
       die "port $port (for $comp) on 127.0.0.1 is in use by another process: set $var to a free port"
     fi
   done
+  [ "$WANT_REAL" = 0 ] || node_check_dns_port
   gen_pki
+  [ "$WANT_REAL" = 0 ] || node_pki
   write_kubeconfig
+  echo "$NODES" > "$STATE/nodes"
 
   start etcd "$ETCD_PORT" "$BIN/etcd" --name phoenix --data-dir "$STATE/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -268,9 +392,16 @@ cmd_up() {
     --unsafe-no-fsync --log-level warn
   wait_for "etcd" etcd_ready
 
+  # kwok only: loopback, no endpoints (a loopback address may not be one). A real node's pods reach
+  # the API server through the `kubernetes` Service, whose endpoint is the node address.
+  local api_net=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1 --endpoint-reconciler-type=none)
+  if [ "$WANT_REAL" = 1 ]; then
+    api_net=(--bind-address=0.0.0.0 --advertise-address="$NODE_IP" --endpoint-reconciler-type=lease
+      --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key"
+      --kubelet-certificate-authority="$PKI/ca.crt")
+  fi
   start kube-apiserver "$API_PORT" "$BIN/kube-apiserver" \
-    --etcd-servers="http://127.0.0.1:$ETCD_PORT" --bind-address=127.0.0.1 --secure-port="$API_PORT" \
-    --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+    --etcd-servers="http://127.0.0.1:$ETCD_PORT" --secure-port="$API_PORT" "${api_net[@]}" \
     --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc --service-cluster-ip-range="$SERVICE_CIDR" \
@@ -293,16 +424,21 @@ cmd_up() {
   # The heartbeat stage patches node status only every ~10 min; without a node Lease the node
   # lifecycle controller declares the node lost after ~50 s, marks its pods NotReady and taints it.
   # --node-lease-duration-seconds makes kwok renew a Lease like a kubelet does.
-  start kwok "$KWOK_PORT" "$BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$BIN/kwok-stages.yaml" \
-    --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --manage-nodes-with-label-selector= --disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom \
-    --disregard-status-with-label-selector= --cidr=10.244.0.0/16 --node-ip=10.0.0.2 \
-    --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT"
+  if [ "$WANT_KWOK" = 1 ]; then
+    start kwok "$KWOK_PORT" "$BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$BIN/kwok-stages.yaml" \
+      --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+      --manage-nodes-with-label-selector= --disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom \
+      --disregard-status-with-label-selector= --cidr="$KWOK_CIDR" --node-ip=10.0.0.2 \
+      --node-lease-duration-seconds=40 --server-address="127.0.0.1:$KWOK_PORT"
+  fi
 
   wait_for "the default ServiceAccount (controller-manager)" default_sa_ready
-  create_node
-  wait_for "fake node $NODE_NAME Ready (kwok)" node_ready
-  log "up in $((SECONDS - t0))s: https://127.0.0.1:$API_PORT — run: eval \"\$($0 env)\""
+  if [ "$WANT_KWOK" = 1 ]; then
+    create_node
+    wait_for "fake node $NODE_NAME Ready (kwok)" node_ready
+  fi
+  [ "$WANT_REAL" = 0 ] || node_up
+  log "up in $((SECONDS - t0))s: https://127.0.0.1:$API_PORT (nodes: $NODES) — run: eval \"\$($0 env)\""
 }
 
 # stop NAME: TERM its process group, wait up to 10 s, then KILL.
@@ -327,12 +463,23 @@ stop() {
 
 cmd_down() {
   local c i
+  # The real node first (its pods, mounts, bridge, iptables chains), whatever mode is set now.
+  if node_present; then node_down || log "WARNING: the real node's teardown was incomplete (see above)"; fi
   # Reverse order: clients first, etcd last.
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c="${COMPONENTS[$i]}"
+  for ((i = ${#ALL_COMPONENTS[@]} - 1; i >= 0; i--)); do
+    c="${ALL_COMPONENTS[$i]}"
     stop "$c"
   done
   log "down (state kept in $STATE)"
+}
+
+cmd_wipe() {
+  cmd_down
+  local left
+  left="$(mounts_under "$STATE")"
+  [ -z "$left" ] || die "not deleting $STATE: still mounted under it: $left"
+  rm -rf --one-file-system "$STATE"
+  log "wiped $STATE"
 }
 
 cmd_status() {
@@ -342,6 +489,12 @@ cmd_status() {
   done
   if [ -s "$KUBECONFIG_FILE" ] && [ -s "$PKI/admin.crt" ] && api_ready; then
     printf '%-24s ready at https://127.0.0.1:%s\n' "api /readyz" "$API_PORT"
+    if [ "$WANT_REAL" = 1 ]; then
+      if real_node_ready; then printf '%-24s Ready (%s, pods %s, bridge %s)\n' "node $REAL_NODE" "$NODE_IP" "$POD_CIDR" "$BRIDGE"
+      else printf '%-24s not Ready\n' "node $REAL_NODE"; rc=1; fi
+      if dns_answers; then printf '%-24s answering on %s:53\n' "cluster DNS" "$NODE_IP"
+      else printf '%-24s not answering on %s:53\n' "cluster DNS" "$NODE_IP"; rc=1; fi
+    fi
   else
     printf '%-24s not ready\n' "api /readyz"; rc=1
   fi
@@ -360,6 +513,6 @@ case "${1:-}" in
   status) cmd_status ;;
   env) cmd_env ;;
   bin) echo "$BIN" ;;
-  wipe) cmd_down; rm -rf "$STATE"; log "wiped $STATE" ;;
+  wipe) cmd_wipe ;;
   *) echo "usage: $0 up|down|status|env|bin|wipe" >&2; exit 2 ;;
 esac
