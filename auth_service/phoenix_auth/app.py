@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import openapi
+from .addresses import client_address, is_private_untrusted_peer
 from .cache import AuthCache
 from .db import Database
 from .errors import (
@@ -52,16 +53,17 @@ from .invalidation import InvalidationListener
 from .login import LoginService, parse_credentials
 from .logs import configure_logging
 from .metrics import FLUSH_INTERVAL, Metrics
-from .passwords import PasswordHasher
+from .passwords import PasswordHasher, keep_kinds_current
 from .redislink import RedisLink
 from .sessions import Sessions, ValidSession
 from .settings import Settings
-from .throttle import Throttle, client_ip
+from .throttle import Throttle
 
 log = logging.getLogger("phoenix_auth.app")
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 LISTENER_START_WAIT = 3.0  # seconds start-up waits for the LISTEN connection before serving
+HASH_CENSUS_START_WAIT = 30.0  # seconds start-up waits for the users table's hash-kind census
 NO_STORE = {"Cache-Control": "no-store"}
 SESSION_PATH = "/api/auth/session"
 
@@ -118,8 +120,10 @@ def session_token(request: Request, cookie_name: str) -> str | None:
 
 
 def peer_ip(request: Request, settings: Settings) -> str:
+    """The client address for throttling and the session row (X-Forwarded-For from trusted
+    proxies only, every header line read; see addresses.py)."""
     peer = request.client.host if request.client else None
-    return client_ip(peer, request.headers.get("x-forwarded-for"), settings)
+    return client_address(peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxy_networks)
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -133,6 +137,8 @@ async def login_endpoint(request: Request) -> Response:
     except PhoenixError:
         metrics.login("bad_request")
         raise
+    if request.client and is_private_untrusted_peer(request.client.host, settings.trusted_proxy_networks):
+        metrics.untrusted_private_peer_login()
     try:
         result = await state.login.login(creds, peer_ip(request, settings), request.headers.get("user-agent"))
     except PhoenixError as exc:
@@ -327,6 +333,10 @@ async def health_endpoint(request: Request) -> Response:
                 "degraded": degraded,
                 "degradedOperations": s.degraded,
             },
+        },
+        "throttle": {
+            "trustedProxies": len(state.settings.trusted_proxies),
+            "untrustedPrivatePeerLogins": s.untrusted_private_peer_logins,
         },
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
@@ -554,8 +564,12 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
             tasks.append(
                 asyncio.create_task(_periodic(settings.summary_interval, lambda: _summary_line(app)))
             )
+        census_done = asyncio.Event()
+        tasks.append(asyncio.create_task(keep_kinds_current(hasher, db.hash_kinds, census_done)))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), LISTENER_START_WAIT)
+        with contextlib.suppress(TimeoutError):  # failures are held to the slowest hash kind from the start
+            await asyncio.wait_for(census_done.wait(), HASH_CENSUS_START_WAIT)
         log.info(
             "phoenix-auth started",
             extra={
@@ -572,6 +586,7 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
             for task in tasks:
                 task.cancel()
             await listener.stop()
+            await throttle.close()
             await cache.close()
             await redis.close()
             await db.close()

@@ -2,9 +2,13 @@
 
 Enumeration and timing safety: an unknown email, a disabled account, an account without a
 password and a wrong password all end in the same `InvalidCredentials` after the same work —
-one throttle read, one PostgreSQL lookup (a failure against a cached record is confirmed in the
-database), one argon2id verify (a dummy verify against a hash with our parameters when there is
-no usable hash), one throttle write. No fixed sleeps.
+one throttle reservation, one PostgreSQL lookup (a failure against a cached record is confirmed
+in the database), one verify (a dummy argon2id verify with our parameters when there is no usable
+hash), one throttle write — and a failed verify is held as long as the slowest hash kind in the
+table takes (passwords.py), so a legacy bcrypt account does not stand out by its slower verify.
+
+Throttle safety: the attempt is reserved (counted as a failure) before the verify, atomically in
+Redis, so concurrent guesses cannot all pass a check made before any of them is recorded.
 
 Cache safety: the user record may come from L1, but the session INSERT re-checks in PostgreSQL,
 in the same statement, that the user is still enabled and still has the hash we verified
@@ -34,7 +38,7 @@ from .passwords import PasswordHasher
 from .records import UserRecord
 from .sessions import Sessions
 from .settings import Settings
-from .throttle import Throttle
+from .throttle import Reservation, Throttle
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 
@@ -55,7 +59,7 @@ class LoginResult:
     database_ms: float
     verify_ms: float
     cache_hits: int
-    throttle_ms: float = 0.0  # Redis throttle check + the success write
+    throttle_ms: float = 0.0  # the Redis throttle reservation (the refund is not waited for)
     lookup_ms: float = 0.0  # the PostgreSQL user lookups (part of database_ms)
 
     def body(self) -> dict[str, Any]:
@@ -186,39 +190,81 @@ class LoginService:
         generation = self._cache.generation
         record = self._cache.user_by_email_l1(creds.email)
         from_cache = record is not None
-        hits = 1 if from_cache else 0
-        # L1 miss: the PostgreSQL lookup runs while Redis answers the throttle check, one round
-        # trip instead of two in a row (at low load each costs ~0.5 ms of wake-up latency here).
+        # L1 miss: the PostgreSQL lookup runs while Redis answers the throttle reservation, one
+        # round trip instead of two in a row (at low load each costs ~0.5 ms of wake-up latency).
         lookup = None if from_cache else asyncio.ensure_future(self._timed_lookup(creds.email, spans))
         try:
-            state = await self._throttle.check(creds.email, client_ip)
+            ticket = await self._throttle.reserve(creds.email, client_ip)
         except BaseException:
             if lookup is not None:
                 self._detach(lookup)
             raise
         finally:
             spans.throttle += time.perf_counter() - start
-        for attempt in range(2):
-            if attempt == 1:
+        attempt = _Attempt(ticket)
+        try:
+            result = await self._verify_and_open(
+                creds, client_ip, user_agent, attempt, (record, lookup, generation), spans
+            )
+        except InvalidCredentials:
+            raise  # counted by the reservation (and `failed`)
+        except Exception:
+            # No verdict (database down, pool exhausted, a bug): not a failure, unless a wrong
+            # password was already seen in this attempt, which stays counted.
+            if not attempt.wrong_password_seen:
+                await self._throttle.released(ticket)
+            raise
+        t = time.perf_counter()
+        await self._throttle.succeeded(ticket)
+        spans.throttle += time.perf_counter() - t
+        user, token, expires_at = result
+        total = time.perf_counter() - start
+        return LoginResult(
+            user=user,
+            token=token,
+            expires_at=expires_at,
+            security_risk=self._throttle.risk(ticket),
+            total_ms=total * 1000,
+            database_ms=(spans.db + spans.lookup) * 1000,
+            verify_ms=spans.verify * 1000,
+            cache_hits=1 if from_cache else 0,
+            throttle_ms=spans.throttle * 1000,
+            lookup_ms=spans.lookup * 1000,
+        )
+
+    async def _verify_and_open(
+        self,
+        creds: Credentials,
+        client_ip: str,
+        user_agent: str | None,
+        attempt: _Attempt,
+        source: tuple[UserRecord | None, asyncio.Future[UserRecord | None] | None, int],
+        spans: _Spans,
+    ) -> tuple[UserRecord, str, float]:
+        """Verify the password against the L1 record or the overlapped lookup's (`source`: record,
+        lookup, the cache generation taken before either), then open the session.
+        Returns (user, token, expires_at) or raises InvalidCredentials."""
+        record, lookup, generation = source
+        from_cache = record is not None
+        for round_ in range(2):
+            if round_ == 1:
                 generation = self._cache.generation
                 record, from_cache = await self._timed_lookup(creds.email, spans), False
             elif lookup is not None:
                 record = await lookup
             if not from_cache and record is not None and not record.disabled and record.hashed_password:
                 self._cache.fill_login_record(record, generation)
-            usable = record is not None and not record.disabled and bool(record.hashed_password)
-            t = time.perf_counter()
-            ok = await self._hasher.verify_async(record.hashed_password if usable else None, creds.password)
-            spans.verify += time.perf_counter() - t
+            ok = await self._verify(record, creds.password, spans)
             if not ok and from_cache:
+                attempt.wrong_password_seen = True
                 # A failure against a cached hash is confirmed in PostgreSQL: if the hash changed
                 # (a NOTIFY still in flight), verify against the current one. The confirmation
                 # runs while the failure is recorded, so a cached account's failure costs
                 # one Redis round trip + the longer of (lookup, Redis round trip), exactly what
-                # an unknown email's costs with its lookup overlapped with the throttle check.
-                # (If the current hash then matches, that failure stays counted: stricter, rare.)
+                # an unknown email's costs with its lookup overlapped with the throttle reservation.
+                # (If the current hash then matches, the success refunds that failure.)
                 current, _ = await asyncio.gather(
-                    self._timed_lookup(creds.email, spans), self._timed_failure(creds, client_ip, spans)
+                    self._timed_lookup(creds.email, spans), self._timed_failure(attempt, spans)
                 )
                 assert record is not None
                 if current is None or (current.hashed_password, current.disabled) != (
@@ -227,16 +273,13 @@ class LoginService:
                 ):
                     await self._cache.invalidate_user(record.id, creds.email)
                     record = current
-                    usable = record is not None and not record.disabled and bool(record.hashed_password)
-                    if usable:
-                        assert record is not None
-                        t = time.perf_counter()
-                        ok = await self._hasher.verify_async(record.hashed_password, creds.password)
-                        spans.verify += time.perf_counter() - t
+                    if _usable(record):
+                        ok = await self._verify(record, creds.password, spans)
                 if not ok:
                     raise InvalidCredentials()
             elif not ok:
-                await self._timed_failure(creds, client_ip, spans)
+                attempt.wrong_password_seen = True
+                await self._timed_failure(attempt, spans)
                 raise InvalidCredentials()
             assert record is not None and record.hashed_password is not None
             if self._hasher.needs_rehash(record.hashed_password):
@@ -249,33 +292,40 @@ class LoginService:
             created = await self._sessions.create(record, client_ip, user_agent)
             spans.db += time.perf_counter() - t
             if created is not None:
-                break
+                token, expires_at, user = created
+                return user, token, expires_at
             # The record we verified against is stale: drop it and decide again from PostgreSQL.
             await self._cache.invalidate_user(record.id, creds.email)
-        else:
-            await self._timed_failure(creds, client_ip, spans)
-            raise InvalidCredentials()
-        token, expires_at, user = created
-        t = time.perf_counter()
-        await self._throttle.success(creds.email, client_ip, state)
-        spans.throttle += time.perf_counter() - t
-        total = time.perf_counter() - start
-        return LoginResult(
-            user=user,
-            token=token,
-            expires_at=expires_at,
-            security_risk=self._throttle.risk(state),
-            total_ms=total * 1000,
-            database_ms=(spans.db + spans.lookup) * 1000,
-            verify_ms=spans.verify * 1000,
-            cache_hits=hits,
-            throttle_ms=spans.throttle * 1000,
-            lookup_ms=spans.lookup * 1000,
-        )
+        await self._timed_failure(attempt, spans)
+        raise InvalidCredentials()
 
-    async def _timed_failure(self, creds: Credentials, client_ip: str, spans: _Spans) -> None:
+    async def _verify(self, record: UserRecord | None, password: str, spans: _Spans) -> bool:
+        stored = record.hashed_password if record is not None and _usable(record) else None
         t = time.perf_counter()
         try:
-            await self._throttle.failure(creds.email, client_ip)
+            return await self._hasher.verify_async(stored, password)
+        finally:
+            spans.verify += time.perf_counter() - t
+
+    async def _timed_failure(self, attempt: _Attempt, spans: _Spans) -> None:
+        if attempt.failure_recorded:
+            return
+        attempt.failure_recorded = True
+        t = time.perf_counter()
+        try:
+            await self._throttle.failed(attempt.ticket)
         finally:
             spans.throttle += time.perf_counter() - t
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One login's throttle reservation and what happened to it so far."""
+
+    ticket: Reservation
+    wrong_password_seen: bool = False
+    failure_recorded: bool = False
+
+
+def _usable(record: UserRecord | None) -> bool:
+    return record is not None and not record.disabled and bool(record.hashed_password)

@@ -29,6 +29,8 @@ Names (the dashboard and alert rules depend on them, do not rename):
   phoenix_degraded_operations_total{component}                 counter  component=redis|listener
   phoenix_cache_invalidations_total{kind}                      counter  kind=user|session|flush
   phoenix_dependency_up{dependency}                            gauge    dependency=database|redis|listener
+  phoenix_login_untrusted_private_peer_total                   counter  logins whose TCP peer is a private
+                                                      address outside PHOENIX_TRUSTED_PROXIES
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Stats:
     )
     degraded: int = 0
     invalidations: int = 0
+    untrusted_private_peer_logins: int = 0
     lookups_hit: int = 0
     lookups_miss: int = 0
     sessions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SESSION_OUTCOMES, 0))
@@ -193,6 +196,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.untrusted_private_peer = Counter(
+            "phoenix_login_untrusted_private_peer_total",
+            "Logins whose TCP peer is a private address not in PHOENIX_TRUSTED_PROXIES: behind an "
+            "ingress or proxy whose X-Forwarded-For is then ignored, everyone is throttled as one address.",
+            registry=r,
+        )
         # Pre-create label sets so dashboards see zeros instead of absent series.
         for outcome in LOGIN_OUTCOMES:
             self.logins.labels(outcome)
@@ -258,6 +267,10 @@ class Metrics:
             self.stats.logins_ok += 1
         else:
             self.stats.logins_failed += 1
+
+    def untrusted_private_peer_login(self) -> None:
+        self.untrusted_private_peer.inc()
+        self.stats.untrusted_private_peer_logins += 1
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

@@ -1,30 +1,103 @@
 """Password hashing: argon2id for new hashes, bcrypt accepted from existing NextAuth/Prisma tables.
 
-The functions here are synchronous and CPU-bound on purpose: argon2-cffi and bcrypt release the
-GIL, so callers run them in a thread pool sized to the cores (see `PasswordHasher.verify_async`)
+The hashing functions are synchronous and CPU-bound on purpose: argon2-cffi and bcrypt release
+the GIL, so callers run them in a thread pool sized to the cores (`PasswordHasher.verify_async`)
 and one process reaches the machine's hashing limit without blocking the event loop.
+
+Failures cost the same for every account. A verify's time depends on the stored hash's kind:
+bcrypt cost 10 takes ~4x and cost 12 ~20x our argon2id, and an unknown email verifies against a
+dummy argon2id hash. Right after adopting a NextAuth table every real account is bcrypt, so
+timing alone would tell real emails apart. Wrapping legacy hashes (argon2id over the bcrypt
+output) cannot help: checking a password against it still runs bcrypt at its cost first. So a
+*failed* verify is held until the slowest hash kind present in the users table would have
+finished: hold = this verify's run time x (slowest kind's typical run / this kind's typical run)
+- the run time. The ratio is measured here (median of recent runs per kind, one calibration run
+per kind at start-up), so the hold tracks CPU load the way the real work does; no fixed sleep.
+Successful verifies are never held (the caller knew the password). Which kinds are present comes
+from a census of the table (`Database.hash_kinds`, at start-up and hourly) and from every
+hash this process verifies. A correct login upgrades a legacy hash to argon2id (`needs_rehash`),
+so the hold shrinks to nothing as the table converges.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
+import statistics
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.low_level import hash_secret
 
 from .settings import Settings
 
+log = logging.getLogger("phoenix_auth.passwords")
+
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 ARGON2_PREFIX = "$argon2"
+ARGON2_TYPES = {"argon2id": Type.ID, "argon2i": Type.I, "argon2d": Type.D}
+RUN_HISTORY = 32  # recent run times kept per hash kind
+MIN_HOLD = 0.0005  # seconds; shorter holds are not worth a timer
+# Kinds too slow to calibrate at start-up (a real verify of one still measures it).
+MAX_CALIBRATED_BCRYPT_COST = 14
+MAX_CALIBRATED_ARGON2_KIB_PASSES = 1024 * 1024 * 4
+
+
+def hash_kind(stored: str) -> str | None:
+    """`bcrypt$<cost>` or `<variant>$v=<n>$m=..,t=..,p=..` for a hash (or for the census's prefix
+    of one: `$2b$12$`, `$argon2id$v=19$m=19456,t=2,p=1`); None for anything else."""
+    parts = stored.split("$")
+    if stored.startswith(BCRYPT_PREFIXES):
+        if len(parts) >= 3 and parts[2].isascii() and parts[2].isdigit():
+            return f"bcrypt${int(parts[2])}"
+        return None
+    if stored.startswith(ARGON2_PREFIX) and len(parts) >= 3 and parts[1] in ARGON2_TYPES:
+        if parts[2].startswith("v=") and len(parts) >= 4:
+            return f"{parts[1]}${parts[2]}${parts[3]}"
+        return f"{parts[1]}$v=16${parts[2]}"
+    return None
+
+
+def _argon2_params(kind: str) -> tuple[Type, int, int, int, int] | None:
+    """(type, version, memory KiB, time cost, parallelism) of an argon2 kind."""
+    try:
+        variant, version, params = kind.split("$")
+        values = dict(part.split("=", 1) for part in params.split(","))
+        return ARGON2_TYPES[variant], int(version[2:]), int(values["m"]), int(values["t"]), int(values["p"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _sample_hash(kind: str) -> str | None:
+    """A hash of a random password of the given kind, or None when it is not one we calibrate."""
+    secret = secrets.token_bytes(16)
+    if kind.startswith("bcrypt$"):
+        cost = int(kind.split("$")[1])
+        if not 4 <= cost <= MAX_CALIBRATED_BCRYPT_COST:
+            return None
+        return bcrypt.hashpw(secret, bcrypt.gensalt(rounds=cost)).decode("ascii")
+    params = _argon2_params(kind)
+    if params is None:
+        return None
+    type_, version, memory, passes, lanes = params
+    if memory * passes > MAX_CALIBRATED_ARGON2_KIB_PASSES or lanes > 64:
+        return None
+    return hash_secret(
+        secret, secrets.token_bytes(16), passes, memory, lanes, 32, type_, version=version
+    ).decode("ascii")
 
 
 class PasswordHasher:
-    """Hash and verify passwords with the configured argon2id parameters."""
+    """Hash and verify passwords with the configured argon2id parameters; hold failures to the
+    slowest hash kind present (see the module docstring)."""
 
     def __init__(self, settings: Settings) -> None:
         self._argon2 = _Argon2(
@@ -33,31 +106,47 @@ class PasswordHasher:
             parallelism=settings.argon2_parallelism,
             type=Type.ID,
         )
+        self._runs: dict[str, deque[float]] = {}
         # A hash of a random password with our parameters: verifying against it costs exactly
         # what a real verify costs, so an unknown email is indistinguishable by timing.
+        start = time.perf_counter()
         self._dummy_hash = self._argon2.hash(secrets.token_urlsafe(16))
+        self.current_kind = hash_kind(self._dummy_hash) or "argon2id"
+        self._observe(self.current_kind, time.perf_counter() - start)
+        self._present: set[str] = {self.current_kind}
         self._executor = ThreadPoolExecutor(max_workers=settings.hash_threads, thread_name_prefix="hash")
 
+    # --- hashing and verifying (synchronous: run them in the pool) ---
     def hash(self, password: str) -> str:
         return self._argon2.hash(password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
         """True when `password` matches; never raises for a malformed or foreign hash."""
-        if not stored_hash:
-            self.dummy_verify(password)
-            return False
-        if stored_hash.startswith(BCRYPT_PREFIXES):
+        return self._check(stored_hash, password)[0]
+
+    def _check(self, stored_hash: str | None, password: str) -> tuple[bool, str]:
+        """(matches, the kind of hash whose work was done): a hash we cannot use costs a dummy verify."""
+        if stored_hash and stored_hash.startswith(BCRYPT_PREFIXES):
             try:
-                return bcrypt.checkpw(password.encode("utf-8")[:72], stored_hash.encode("ascii"))
-            except ValueError:
-                return False
-        if stored_hash.startswith(ARGON2_PREFIX):
+                return bcrypt.checkpw(password.encode("utf-8")[:72], stored_hash.encode("ascii")), (
+                    hash_kind(stored_hash) or self.current_kind
+                )
+            except ValueError:  # a malformed bcrypt hash: rejected before any work
+                pass
+        elif stored_hash and stored_hash.startswith(ARGON2_PREFIX):
             try:
-                return self._argon2.verify(stored_hash, password)
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                return False
+                return self._argon2.verify(stored_hash, password), hash_kind(stored_hash) or self.current_kind
+            except VerifyMismatchError:
+                return False, hash_kind(stored_hash) or self.current_kind
+            except (VerificationError, InvalidHashError):
+                pass
         self.dummy_verify(password)
-        return False
+        return False, self.current_kind
+
+    def _timed_check(self, stored_hash: str | None, password: str) -> tuple[bool, str, float]:
+        start = time.perf_counter()
+        ok, kind = self._check(stored_hash, password)
+        return ok, kind, time.perf_counter() - start
 
     def dummy_verify(self, password: str) -> None:
         """Spend one verify's worth of work for a user that does not exist."""
@@ -73,13 +162,88 @@ class PasswordHasher:
                 return True
         return True
 
+    # --- async entry points ---
     async def verify_async(self, stored_hash: str | None, password: str) -> bool:
+        """Verify in the pool; a failure returns only after `failure_hold` more seconds."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.verify, stored_hash, password)
+        ok, kind, run = await loop.run_in_executor(self._executor, self._timed_check, stored_hash, password)
+        self._observe(kind, run)
+        if kind not in self._present:
+            self._present.add(kind)
+        if not ok:
+            hold = self.failure_hold(kind, run)
+            if hold > MIN_HOLD:
+                await asyncio.sleep(hold)
+        return ok
 
     async def hash_async(self, password: str) -> str:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.hash, password)
 
+    # --- failure hold ---
+    def _observe(self, kind: str, seconds: float) -> None:
+        runs = self._runs.get(kind)
+        if runs is None:
+            runs = self._runs[kind] = deque(maxlen=RUN_HISTORY)
+        runs.append(seconds)
+
+    def typical_run(self, kind: str) -> float | None:
+        """The median of recent run times of `kind` (None before the first)."""
+        runs = self._runs.get(kind)
+        return statistics.median(runs) if runs else None
+
+    def failure_hold(self, kind: str, run: float) -> float:
+        """Seconds to hold a failed verify of `kind` that ran `run` seconds, so that it ends when
+        a verify of the slowest kind present would have (scaled by the load `run` reflects)."""
+        own = self.typical_run(kind)
+        if not own:
+            return 0.0
+        slowest = max((t for t in map(self.typical_run, self._present) if t), default=own)
+        return run * (slowest / own - 1) if slowest > own else 0.0
+
+    @property
+    def present_kinds(self) -> frozenset[str]:
+        return frozenset(self._present)
+
+    async def set_present_kinds(self, prefixes: Iterable[str]) -> None:
+        """Take the users table's census (hash prefixes) and calibrate any kind not measured yet."""
+        kinds = {k for k in map(hash_kind, prefixes) if k is not None}
+        kinds.add(self.current_kind)
+        loop = asyncio.get_running_loop()
+        for kind in sorted(kinds - self._runs.keys()):
+            start = time.perf_counter()
+            try:
+                sample = await loop.run_in_executor(self._executor, _sample_hash, kind)
+            except ValueError:
+                sample = None
+            if sample is None:
+                log.warning("hash kind not calibrated", extra={"fields": {"kind": kind}})
+                continue
+            self._observe(kind, time.perf_counter() - start)  # hashing is one verify's work
+            _, measured, run = await loop.run_in_executor(self._executor, self._timed_check, sample, "x")
+            self._observe(measured, run)
+        self._present = kinds
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+CENSUS_INTERVAL = 3600.0  # seconds between censuses of the users table's hash kinds
+CENSUS_RETRY = 60.0  # seconds after a failed census
+
+
+async def keep_kinds_current(
+    hasher: PasswordHasher, census: Callable[[], Awaitable[list[str]]], first_done: asyncio.Event
+) -> None:
+    """Run the hash-kind census now and then every CENSUS_INTERVAL (CENSUS_RETRY after a failure);
+    `first_done` is set after the first attempt, whatever its outcome (start-up waits for it)."""
+    while True:
+        try:
+            await hasher.set_present_kinds(await census())
+            delay = CENSUS_INTERVAL
+            log.info("hash kinds", extra={"fields": {"kinds": sorted(hasher.present_kinds)}})
+        except Exception as exc:
+            delay = CENSUS_RETRY
+            log.warning("hash kind census failed", extra={"fields": {"error": type(exc).__name__}})
+        first_done.set()
+        await asyncio.sleep(delay)

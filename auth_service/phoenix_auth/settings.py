@@ -7,13 +7,14 @@ later on the first login. Nothing else in the service reads `os.environ`.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .addresses import Network, parse_network
 
 DEFAULT_DATABASE_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -76,13 +77,17 @@ class Settings(BaseSettings):
     cookie_name: str = "phoenix_session"
     cookie_secure: bool = True
 
-    # --- throttling (failure counters in Redis, PostgreSQL fallback is "no throttle state") ---
+    # --- throttling (throttle.py: counters in Redis, in-process while Redis is unreachable) ---
     throttle_free_failures: int = Field(default=5, ge=1, le=50)  # failures before backoff starts
     throttle_lockout_failures: int = Field(default=20, ge=2, le=99)  # NIST 800-63B: well under 100
     throttle_base_delay: float = Field(default=1.0, gt=0, le=60)  # seconds, doubled per failure
     throttle_max_delay: float = Field(default=900.0, gt=0, le=86400)
     throttle_window: int = Field(default=3600, ge=60, le=86400)  # seconds a failure is remembered
+    # Failures from one address (IPv6: one /64) on accounts not known from it, before backoff.
     throttle_ip_free_failures: int = Field(default=50, ge=1, le=100_000)
+    # Seconds an address stays known for an account after a successful login from it; a known
+    # address is never refused by the per-address limit (0: no address is ever known).
+    throttle_known_address_ttl: int = Field(default=30 * 86400, ge=0, le=400 * 86400)
 
     # --- admin API (revoke all sessions of a user); unset disables the admin routes ---
     admin_token: SecretStr | None = None
@@ -104,9 +109,9 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: list[str]) -> list[str]:
         for cidr in value:
             try:
-                ipaddress.ip_network(cidr, strict=False)
+                parse_network(cidr)
             except ValueError as exc:
-                raise ValueError(f"PHOENIX_TRUSTED_PROXIES: {cidr!r} is not an IP address or CIDR") from exc
+                raise ValueError(f"PHOENIX_TRUSTED_PROXIES: {exc}") from exc
         return value
 
     @field_validator("database_url")
@@ -136,8 +141,8 @@ class Settings(BaseSettings):
         return self
 
     @cached_property
-    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return tuple(parse_network(c) for c in self.trusted_proxies)
 
     @property
     def redis_enabled(self) -> bool:

@@ -45,7 +45,8 @@ async def test_account_backoff_then_unlock(make_settings, make_user):
         assert r.json()["session"]["securityRisk"] == pytest.approx(0.3)
         # The success cleared the account counter.
         r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
-        assert r.json()["session"]["securityRisk"] < 0.3
+        assert r.status_code == 200, r.text
+        assert r.json()["session"]["securityRisk"] < 0.3, r.text
 
 
 async def test_lockout_well_under_100_failures(make_settings, make_user):
@@ -112,9 +113,9 @@ async def test_x_forwarded_for_only_from_trusted_proxies(make_settings):
         assert other.status_code == 401
 
 
-async def test_success_clears_seen_failures_and_never_ones_recorded_after_a_clean_check(make_settings):
-    """A success clears the failures its own check saw; with a clean check it skips the Redis write
-    (one round trip less per login), so a failure recorded meanwhile by another attempt is kept."""
+async def test_success_refunds_what_it_saw_and_keeps_failures_recorded_after_its_reservation(make_settings):
+    """A success gives back its own reservation and the failures it saw; a failure of a
+    concurrent attempt reserved after it stays counted."""
     from phoenix_auth.metrics import Metrics
     from phoenix_auth.redislink import RedisLink
     from phoenix_auth.throttle import Throttle
@@ -124,15 +125,20 @@ async def test_success_clears_seen_failures_and_never_ones_recorded_after_a_clea
     throttle = Throttle(settings, link)
     email, ip = f"t-{time.time_ns()}@x.io", "203.0.113.7"
     try:
-        clean = await throttle.check(email, ip)
-        assert clean.account_failures == 0
-        await throttle.failure(email, ip)  # a concurrent wrong password lands after our check
-        await throttle.success(email, ip, clean)
-        seen = await throttle.check(email, ip)
-        assert seen.account_failures == 1  # kept: never cleared by a login that did not see it
-        await throttle.success(email, ip, seen)
-        assert (await throttle.check(email, ip)).account_failures == 0
-        assert (await throttle.check(email, ip)).ip_failures == 1  # the IP's counter is never cleared
+        first = await throttle.reserve(email, ip)
+        assert first.account_failures == 0
+        other = await throttle.reserve(email, ip)  # a concurrent wrong password, reserved after ours
+        await throttle.failed(other)
+        await throttle.succeeded(first)
+        await throttle.settled()
+        seen = await throttle.reserve(email, ip)
+        assert seen.account_failures == 1  # kept: never refunded by a login that did not see it
+        await throttle.succeeded(seen)
+        await throttle.settled()
+        again = await throttle.reserve(email, ip)
+        assert again.account_failures == 0
+        # The address got back this account's failure from it too (the success proved the typo).
+        assert again.address_failures == 0 and not again.counted_on_address  # now a known address
     finally:
         await link.close()
 

@@ -1,4 +1,4 @@
-"""Unit tests of the pure parts: client IP resolution, backoff schedule, L1 cache, redaction, records."""
+"""Unit tests of the pure parts: backoff schedule, L1 cache, redaction, records."""
 
 from __future__ import annotations
 
@@ -14,37 +14,29 @@ from phoenix_auth.login import parse_credentials
 from phoenix_auth.logs import JsonFormatter, redact
 from phoenix_auth.records import SessionRecord, UserRecord
 from phoenix_auth.settings import Settings
-from phoenix_auth.throttle import Throttle, ThrottleState, client_ip
+from phoenix_auth.throttle import Keys, Policy, Reservation, Throttle
 
 
 def _settings(**kw) -> Settings:
     return Settings(DATABASE_URL="postgresql://u:p@127.0.0.1:1/x", REDIS_URL="", **kw)
 
 
-def test_client_ip_ignores_forwarded_for_from_untrusted_peers():
-    s = _settings()
-    assert client_ip("10.0.0.5", "1.2.3.4", s) == "10.0.0.5"
-
-
-def test_client_ip_walks_trusted_hops_from_the_right():
-    s = _settings(trusted_proxies="10.0.0.0/8, 192.168.1.1")
-    assert client_ip("10.0.0.5", "1.2.3.4", s) == "1.2.3.4"
-    # A client-supplied leftmost value is not trusted: the rightmost untrusted hop is the client.
-    assert client_ip("10.0.0.5", "6.6.6.6, 1.2.3.4, 192.168.1.1", s) == "1.2.3.4"
-    assert client_ip("10.0.0.5", "garbage", s) == "10.0.0.5"
-    assert client_ip("10.0.0.5", None, s) == "10.0.0.5"
-
-
 def test_backoff_doubles_and_caps_and_locks_out_before_100():
     s = _settings(
         throttle_free_failures=5, throttle_lockout_failures=20, throttle_base_delay=1, throttle_max_delay=60
     )
+    p = Policy.from_settings(s)
+    assert [p.account_lock_ms(n) / 1000 for n in (1, 5, 6, 7, 8, 12)] == [0, 0, 1, 2, 4, 60]
+    assert p.account_lock_ms(20) == 60_000
     t = Throttle(s, redis=None)  # type: ignore[arg-type]
-    assert [t.delay(n, 5, 20) for n in (1, 5, 6, 7, 8, 12)] == [0, 0, 1, 2, 4, 60]
-    assert t.delay(20, 5, 20) == 60
-    assert t.risk(ThrottleState(0, 0)) == 0
-    assert t.risk(ThrottleState(10, 0)) == 0.5
-    assert t.risk(ThrottleState(1000, 0)) == 1.0
+    keys = Keys.of("a@b.c", "192.0.2.1")
+
+    def seen(account: int) -> Reservation:  # `account` failures before this attempt
+        return Reservation(keys, account + 1, 1, True, 0.0, local=True)
+
+    assert t.risk(seen(0)) == 0
+    assert t.risk(seen(10)) == 0.5
+    assert t.risk(seen(1000)) == 1.0
 
 
 def test_settings_reject_lockout_at_or_above_100():
