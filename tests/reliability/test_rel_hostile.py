@@ -486,7 +486,8 @@ def test_credential_stuffing_from_one_ip_is_throttled_and_xff_is_ignored(throttl
             statuses.append(r.status_code)
         assert statuses[:6] == [401] * 6
         assert set(statuses[6:]) == {429}
-        # The IP is blocked for every account, even with valid credentials.
+        # The address is blocked for every account that has not logged in from it, even with
+        # valid credentials (test_rel_throttle.py: accounts that have are never refused).
         _, email, password = victims[11]
         r = c.post(
             LOGIN, json={"email": email, "password": password}, headers={"X-Forwarded-For": "192.0.2.1"}
