@@ -5,7 +5,7 @@
 #   bash scripts/demo.sh down     # stop everything `up` started
 #   bash scripts/demo.sh status   # what runs
 #
-# `up` does, showing progress: Python package (pip install -e .) if missing → PostgreSQL + Redis
+# `up` does, showing progress: Python venv (scripts/venv.sh) → PostgreSQL + Redis
 # (scripts/services.sh) → control-plane binaries (scripts/build-control-plane.sh; ~12 min the first
 # time, < 1 min after) → local Kubernetes control plane (scripts/control-plane.sh) → `helm install`
 # of the operator chart (CRDs, RBAC) → the operator as a local process with the chart's
@@ -74,11 +74,6 @@ stop_bg() {
   rm -f "$STATE/$name.pid"
 }
 
-python_bin() {
-  local venv="${PHOENIX_VENV:-$ROOT/.venv}"
-  if [ -x "$venv/bin/python" ]; then echo "$venv/bin/python"; else command -v python3; fi
-}
-
 cmd_up() {
   mkdir -p "$STATE"
   local t_start=$SECONDS
@@ -87,15 +82,11 @@ cmd_up() {
   if ! command -v openssl >/dev/null || ! command -v curl >/dev/null || ! command -v ss >/dev/null; then
     bash scripts/install-deps.sh
   fi
-  local py; py="$(python_bin)"
-  if ! "$py" -c 'import phoenix_auth.cli, phoenix_operator.cli' 2>/dev/null; then
-    # A venv, like scripts/test.sh: Debian's system Python refuses pip installs (PEP 668).
-    local venv="${PHOENIX_VENV:-$ROOT/.venv}"
-    [ -x "$venv/bin/python" ] || { info "creating $venv"; python3 -m venv "$venv"; }
-    py="$venv/bin/python"
-    info "pip install -e . into $venv"
-    "$py" -m pip install -q -e "$ROOT" || die "pip install -e . failed"
-  fi
+  # The venv of scripts/test.sh (Debian's system Python refuses pip installs, PEP 668): the dev lock
+  # and the products editable; nothing to do when warm.
+  local venv="${PHOENIX_VENV:-$ROOT/.venv}" py
+  bash scripts/venv.sh "$venv" || die "scripts/venv.sh (Python environment) failed"
+  py="$venv/bin/python"
   export PATH="$(dirname "$py"):$PATH"
   command -v phoenix-auth >/dev/null && command -v phoenix-operator >/dev/null \
     || die "phoenix-auth / phoenix-operator not on PATH after installing"

@@ -15,9 +15,7 @@ bash scripts/install-deps.sh
 
 step "Python environment"
 VENV="${PHOENIX_VENV:-$ROOT/.venv}"
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -e ".[test]"
+bash scripts/venv.sh "$VENV"  # requirements-dev.lock (hash-checked) + the three distributions editable
 export PATH="$VENV/bin:$PATH"
 
 step "PostgreSQL and Redis"
@@ -27,8 +25,8 @@ step "Kubernetes control plane binaries (cached outside the repo; cold build ~12
 bash scripts/build-control-plane.sh >/dev/null
 
 step "lint (ruff)"
-ruff check auth_service operator tests scripts
-ruff format --check auth_service operator tests scripts
+ruff check auth_service operator tools tests scripts
+ruff format --check auth_service operator tools tests scripts
 
 step "tests"
 mkdir -p "$ROOT/.phoenix"

@@ -16,9 +16,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from phoenix_operator import __version__
 from phoenix_operator.errors import SpecInvalid
 
-DEFAULT_AUTH_IMAGE = "ghcr.io/phoenix-dev/phoenix-auth:0.1.0"
+DEFAULT_AUTH_IMAGE = f"ghcr.io/phoenix-dev/phoenix-auth:{__version__}"
 DEFAULT_REDIS_IMAGE = "docker.io/library/redis:7.4-alpine"
 
 # Env names the operator sets itself; extraEnv may not override them (CEL rejects it too).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from e2e_kube import ControlPlane
 
-from phoenix_auth.bench.operator_scale import render, run_all
+from phoenix_bench.operator_scale import render, run_all
 
 
 def test_operator_scale_harness_measures_ready_time_reconciles_and_rss(control_plane: ControlPlane) -> None:

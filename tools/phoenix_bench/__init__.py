@@ -1,5 +1,6 @@
 """Benchmarks of the auth service: the seed's before/after table, physical limits, the operator at scale.
 
-Run with `scripts/bench` (or `python -m phoenix_auth.bench`). Nothing here is imported by the
-service itself; the package only drives the service from outside, in separate processes.
+Run with `scripts/bench` (or `python -m phoenix_bench`). Dev tooling, shipped in the
+`phoenix-dev-tools` distribution (tools/pyproject.toml), never in the phoenix-auth or
+phoenix-operator wheels or images: it drives the products from outside, in separate processes.
 """

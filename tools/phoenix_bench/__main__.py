@@ -1,4 +1,4 @@
-"""`python -m phoenix_auth.bench`: the benchmark runner (see runner.py)."""
+"""`python -m phoenix_bench`: the benchmark runner (see runner.py)."""
 
 from .runner import main
 

@@ -53,7 +53,7 @@ def _run_cli(args: Sequence[str], env: Mapping[str, str], timeout: float) -> str
             check=False,
         )
     except FileNotFoundError as exc:
-        raise SetupError("phoenix-auth is not installed (pip install -e .)") from exc
+        raise SetupError("phoenix-auth is not installed (bash scripts/test.sh sets up .venv)") from exc
     except subprocess.TimeoutExpired as exc:
         raise SetupError(f"phoenix-auth {' '.join(args)} did not finish within {timeout:.0f} s") from exc
     if proc.returncode != 0:
@@ -161,7 +161,7 @@ def prepare_naive_tables(url: str, log) -> None:
 
 def email_at_rank(rank: int) -> str:
     """Email of the demo user at Zipf rank `rank` (0 = most popular): user1, user2, ... in order."""
-    from ..seed_demo import demo_email
+    from phoenix_auth.seed_demo import demo_email
 
     return demo_email(rank + 1)
 

@@ -37,7 +37,7 @@ class WithNoop:
 
 def create_phoenix_app() -> ASGIApp:
     """uvicorn factory: the service's app built from environment settings, wrapped with /noop."""
-    from ..app import create_app
-    from ..settings import Settings
+    from phoenix_auth.app import create_app
+    from phoenix_auth.settings import Settings
 
     return WithNoop(create_app(Settings()))

@@ -1,4 +1,4 @@
-"""`python -m phoenix_auth.bench.login_limits`: table 2's two login rows, fast and repeatable.
+"""`python -m phoenix_bench.login_limits`: table 2's two login rows, fast and repeatable.
 
 The full benchmark takes ~10 minutes per run; this measures only what the login rows need, in
 one process run, so a change to the login path can be judged in a minute: one argon2id verify
@@ -149,7 +149,7 @@ class PairedVerify:
     def __init__(self, env: dict[str, str], interval: float = 0.25) -> None:
         import threading
 
-        from ..passwords import PasswordHasher
+        from phoenix_auth.passwords import PasswordHasher
 
         self._hasher = PasswordHasher(_settings_from(env))
         self._stored = self._hasher.hash("paired-verify")
@@ -279,7 +279,7 @@ def _median_tree(items: Sequence[Any]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m phoenix_auth.bench.login_limits", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m phoenix_bench.login_limits", description=__doc__)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--users", type=int, default=1_000_000, help="the seeded benchmark database's size")
     p.add_argument("--database", default="phoenix_bench")

@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..passwords import PasswordHasher
-from ..settings import Settings
+from phoenix_auth.passwords import PasswordHasher
+from phoenix_auth.settings import Settings
 
 USERS_TABLE = "bench_naive_users"
 SESSIONS_TABLE = "bench_naive_sessions"

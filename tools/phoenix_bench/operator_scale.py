@@ -11,7 +11,7 @@ Progress is followed with one watch (a polling `kubectl get` every 0.5 s cost th
 a process start and a full LIST each time, competing with what is measured).
 
     scripts/control-plane.sh up
-    python -m phoenix_auth.bench.operator_scale [--counts 1,50,200] [--timeout 120]
+    python -m phoenix_bench.operator_scale [--counts 1,50,200] [--timeout 120]
 
 Needs `kubectl` and the kubeconfig from `scripts/control-plane.sh env`, and `phoenix-operator`.
 Each step is bounded by --timeout; the operator is stopped and the namespace deleted after it.
@@ -40,7 +40,7 @@ from .errors import BenchError
 from .report import machine_facts, markdown_table, verdict, write_json
 from .servers import Process, free_port
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]  # a source checkout: tools/phoenix_bench/ -> the repo
 CRD_DIR = REPO / "crds"
 GROUP_PLURAL = "phoenixauths.auth.phoenix.dev"
 TARGET_READY_S = {200: 60.0}
@@ -417,7 +417,7 @@ def run_all(env: Mapping[str, str], counts: Sequence[int], timeout: float, log) 
     if not binary:
         raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
     if not shutil.which("phoenix-operator"):
-        raise BenchError("phoenix-operator is not installed (pip install -e .)")
+        raise BenchError("phoenix-operator is not installed (bash scripts/test.sh sets up .venv)")
     kubectl = Kubectl(env["KUBECONFIG"], binary)
     # install the CRD only when absent: never take over one a Helm release owns
     if kubectl.run("get", "crd", GROUP_PLURAL, "--ignore-not-found", "-o", "name").strip() == "":
@@ -430,7 +430,7 @@ def run_all(env: Mapping[str, str], counts: Sequence[int], timeout: float, log) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m phoenix_auth.bench.operator_scale", description=__doc__.splitlines()[0]
+        prog="python -m phoenix_bench.operator_scale", description=__doc__.splitlines()[0]
     )
     p.add_argument("--counts", default="1,50,200", help="comma-separated N (default 1,50,200)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all Ready, per N")

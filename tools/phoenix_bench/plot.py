@@ -1,7 +1,7 @@
 """PNG of latency percentiles against offered load, naive vs Phoenix, for login and session checks.
 
 Drawn from a results document (`results.json`, medians over runs); matplotlib is an optional
-dependency (`pip install -e .[bench]`), imported only here.
+dependency (the `plot` extra of phoenix-dev-tools, in requirements-dev.lock), imported only here.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ def plot_latency(results: Mapping[str, Any], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m phoenix_auth.bench.plot results.json out.png`: redraw from saved results."""
+    """`python -m phoenix_bench.plot results.json out.png`: redraw from saved results."""
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 2:
-        print("usage: python -m phoenix_auth.bench.plot RESULTS.json OUT.png", file=sys.stderr)
+        print("usage: python -m phoenix_bench.plot RESULTS.json OUT.png", file=sys.stderr)
         return 2
     plot_latency(json.loads(Path(args[0]).read_text()), Path(args[1]))
     return 0

@@ -1,4 +1,4 @@
-"""`scripts/bench` / `python -m phoenix_auth.bench`: set up data, start servers, drive load, print tables.
+"""`scripts/bench` / `python -m phoenix_bench`: set up data, start servers, drive load, print tables.
 
 One run measures, for the naive app and for Phoenix (same uvicorn settings, same hashing):
 login latency at several offered loads (open loop, Zipf user mix), login throughput (closed
@@ -150,7 +150,7 @@ def session_request(token: str) -> bytes:
 
 
 def _settings_from(env: dict[str, str]):
-    from ..settings import Settings
+    from phoenix_auth.settings import Settings
 
     saved = dict(os.environ)
     try:
@@ -170,7 +170,7 @@ def measure_verify(env: dict[str, str], count: int = 20, parallel_s: float = 3.0
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from ..passwords import PasswordHasher
+    from phoenix_auth.passwords import PasswordHasher
 
     hasher = PasswordHasher(_settings_from(env))
     password = "benchmark-password"  # noqa: S105 - a throwaway password hashed here only
@@ -755,7 +755,7 @@ def run_benchmark(cfg: Config) -> dict[str, Any]:
         png = plot_latency(results, cfg.out_dir / "latency-vs-load.png")
         log(f"plot written: {png}")
     except ImportError:
-        log("matplotlib not installed (pip install -e .[bench]); no plot")
+        log("matplotlib not installed (phoenix-dev-tools[plot]); no plot")
     log(f"results: {cfg.out_dir / 'results.json'}, {cfg.out_dir / 'tables.md'}; server logs in {log_dir}")
     return results
 

@@ -1,4 +1,4 @@
-"""Start one server under test: `python -m phoenix_auth.bench.serve phoenix|naive --port P`.
+"""Start one server under test: `python -m phoenix_bench.serve phoenix|naive --port P`.
 
 Both apps run with the same uvicorn settings (workers, event loop, HTTP parser, no access log),
 so naive vs Phoenix and session vs no-op compare data paths, not server stacks. Settings come
@@ -12,13 +12,13 @@ import argparse
 import uvicorn
 
 FACTORIES = {
-    "phoenix": "phoenix_auth.bench.harness:create_phoenix_app",
-    "naive": "phoenix_auth.bench.naive:create_naive_app",
+    "phoenix": "phoenix_bench.harness:create_phoenix_app",
+    "naive": "phoenix_bench.naive:create_naive_app",
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m phoenix_auth.bench.serve")
+    parser = argparse.ArgumentParser(prog="python -m phoenix_bench.serve")
     parser.add_argument("app", choices=sorted(FACTORIES))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

@@ -85,7 +85,7 @@ def start_app(app: str, port: int, workers: int, env: Mapping[str, str], log_dir
     cmd = [
         sys.executable,
         "-m",
-        "phoenix_auth.bench.serve",
+        "phoenix_bench.serve",
         app,
         "--port",
         str(port),

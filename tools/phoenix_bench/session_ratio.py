@@ -1,6 +1,6 @@
 """Table 2's session row on its own: session validation vs the no-op, closed loop, same server.
 
-`python -m phoenix_auth.bench.session_ratio [--rounds 3] [--seconds 5] [--profile DIR]` starts
+`python -m phoenix_bench.session_ratio [--rounds 3] [--seconds 5] [--profile DIR]` starts
 the Phoenix app exactly as `scripts/bench` does (bench.serve, same uvicorn settings, 2 workers,
 a private Redis, the seeded bench database), logs in `--sessions` demo users, then alternates
 wrk closed-loop rounds against GET /api/auth/session (Bearer, Zipf mix of the tokens) and /noop,
@@ -81,7 +81,7 @@ def _measured(pid: int, run) -> tuple[wrk.WrkResult, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m phoenix_auth.bench.session_ratio")
+    p = argparse.ArgumentParser(prog="python -m phoenix_bench.session_ratio")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--sessions", type=int, default=200)

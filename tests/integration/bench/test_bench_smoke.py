@@ -29,7 +29,7 @@ def test_smoke_pass_measures_both_apps(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "phoenix_auth.bench",
+                "phoenix_bench",
                 "--smoke",
                 "--database",
                 database,

@@ -5,8 +5,8 @@ import contextlib
 
 import pytest
 
-from phoenix_auth.bench import loadgen
-from phoenix_auth.bench.loadgen import Sample, corrected_latency, intended_times, parse_head, service_time
+from phoenix_bench import loadgen
+from phoenix_bench.loadgen import Sample, corrected_latency, intended_times, parse_head, service_time
 
 
 def test_encode_request_has_length_and_host():

@@ -2,7 +2,7 @@
 
 import os
 
-from phoenix_auth.bench.operator_scale import (
+from phoenix_bench.operator_scale import (
     ScaleResult,
     count_ready,
     median_results,

@@ -1,6 +1,6 @@
 """Summaries of py-spy's collapsed stacks: self time by leaf, inclusive time of project frames."""
 
-from phoenix_auth.bench.profile import summarize
+from phoenix_bench.profile import summarize
 
 _P = 'process 1:"python -m x";main (/a/uvicorn/main.py:1);handler (/a/phoenix_auth/app.py:10)'
 COLLAPSED = (

@@ -2,9 +2,9 @@
 
 import pytest
 
-from phoenix_auth.bench.report import fmt_ms, fmt_pct, markdown_table, median_tree
-from phoenix_auth.bench.runner import cache_delta, perfect_cache_ratio
-from phoenix_auth.bench.tables import limits, nearest_point, render_all
+from phoenix_bench.report import fmt_ms, fmt_pct, markdown_table, median_tree
+from phoenix_bench.runner import cache_delta, perfect_cache_ratio
+from phoenix_bench.tables import limits, nearest_point, render_all
 
 
 def test_median_tree_takes_medians_leaf_by_leaf():
@@ -117,7 +117,7 @@ def test_nearest_point():
 
 
 def test_server_timing_parsing():
-    from phoenix_auth.bench.runner import server_timing_ms
+    from phoenix_bench.runner import server_timing_ms
 
     header = 'db;dur=0.42, verify;dur=31.20, cache;desc="hits=1", total;dur=33.00'
     assert server_timing_ms(header, "verify") == 31.2
@@ -127,8 +127,8 @@ def test_server_timing_parsing():
 
 
 def test_served_from_cache_share_counts_logins_not_lookups():
-    from phoenix_auth.bench.loadgen import Sample
-    from phoenix_auth.bench.runner import served_from_cache_share
+    from phoenix_bench.loadgen import Sample
+    from phoenix_bench.runner import served_from_cache_share
 
     def s(body):
         return Sample(0, 0, 1, 200, body)
@@ -139,8 +139,8 @@ def test_served_from_cache_share_counts_logins_not_lookups():
 
 
 def test_saturation_stops_the_sweep_and_table1_uses_a_load_both_sustain():
-    from phoenix_auth.bench.runner import saturated, skipped_point
-    from phoenix_auth.bench.tables import common_point, table_sweep
+    from phoenix_bench.runner import saturated, skipped_point
+    from phoenix_bench.tables import common_point, table_sweep
 
     ok = {"offered_rate": 50, "achieved_rate": 50, "unfinished": 0, "latency": {"p50_ms": 5}}
     behind = {"offered_rate": 100, "achieved_rate": 80, "unfinished": 0, "latency": {"p50_ms": 200}}
@@ -165,7 +165,7 @@ def test_cache_delta_prefers_logical_lookups():
 
 
 def test_published_config_has_no_database_password():
-    from phoenix_auth.bench.runner import redact_url
+    from phoenix_bench.runner import redact_url
 
     assert (
         redact_url("postgresql://phoenix:s3cr@t@127.0.0.1:5432/x")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from phoenix_auth.bench.stats import median_summary, percentile, ratio, summarize_ms
+from phoenix_bench.stats import median_summary, percentile, ratio, summarize_ms
 
 
 def test_nearest_rank_percentiles_of_1_to_100():

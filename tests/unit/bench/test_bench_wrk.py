@@ -2,8 +2,8 @@
 
 import pytest
 
-from phoenix_auth.bench.errors import LoadError
-from phoenix_auth.bench.wrk import WrkRequest, lua_script, lua_string, parse_output
+from phoenix_bench.errors import LoadError
+from phoenix_bench.wrk import WrkRequest, lua_script, lua_string, parse_output
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8000
   1 threads and 16 connections

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from phoenix_auth.bench.zipf import ZipfSampler, expected_hit_ratio
+from phoenix_bench.zipf import ZipfSampler, expected_hit_ratio
 
 
 def test_probabilities_sum_to_one_and_follow_the_power_law():
@@ -48,7 +48,7 @@ def test_expected_hit_ratio_grows_with_sequence_length():
 
 
 def test_ttl_steady_state_ceiling():
-    from phoenix_auth.bench.runner import ttl_steady_state_ratio
+    from phoenix_bench.runner import ttl_steady_state_ratio
 
     z = ZipfSampler(10_000, s=1.1)
     low, high = ttl_steady_state_ratio(z, 1.0, 300), ttl_steady_state_ratio(z, 1000.0, 300)
