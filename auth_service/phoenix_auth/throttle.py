@@ -21,8 +21,8 @@ Policy (numbers are the defaults, `PHOENIX_THROTTLE_*`):
   arrive at once, at most `free + 1` are verified before an account is locked (and then one per
   lock period). A success refunds its reservation (and the failures it saw); so does an attempt
   that ended without a verdict (503). A clean login's refund is not waited for (it is off the
-  critical path: the reservation costs the one Redis round trip the check used to); after earlier
-  failures it is, so the lock this attempt set is lifted before the answer. The other side of the
+  critical path: the reservation is the login's one Redis round trip); after earlier failures
+  it is, so the lock this attempt set is lifted before the answer. The other side of the
   coin: at most `free + 1` logins of one account can be in progress at once (a 7th within the
   same moment gets 429 with `Retry-After: 1`).
 
