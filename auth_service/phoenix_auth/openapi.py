@@ -314,6 +314,15 @@ def document(settings: Settings) -> dict[str, Any]:
                             "required": ["metrics", "stats"],
                             "properties": {"metrics": {"type": "object"}, "stats": {"type": "object"}},
                         },
+                        "throttle": {
+                            "type": "object",
+                            "description": "Trusted proxy ranges set, and this worker's logins from "
+                            "private peers outside them (a proxy whose X-Forwarded-For is ignored).",
+                            "properties": {
+                                "trustedProxies": {"type": "integer"},
+                                "untrustedPrivatePeerLogins": {"type": "integer"},
+                            },
+                        },
                         "timestamp": {"type": "string", "format": "date-time"},
                     },
                 },
