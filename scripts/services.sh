@@ -4,6 +4,11 @@
 #   scripts/services.sh down      stop both
 #   scripts/services.sh status    print what is running
 #   scripts/services.sh restart-redis | stop-redis | start-redis | restart-postgres | stop-postgres | start-postgres
+#   scripts/services.sh pod-access ADDR CIDR
+#                                 PostgreSQL also listens on ADDR (the real node's bridge address, which
+#                                 must exist) and accepts password logins from pods in CIDR; restarts it
+#                                 only when that changes. Nothing else is opened: other addresses of the
+#                                 machine stay closed.
 # Environment: PHOENIX_PG_PORT (5432), PHOENIX_REDIS_PORT (6379), PHOENIX_STATE (~/.cache/phoenix/state).
 set -euo pipefail
 
@@ -85,6 +90,31 @@ stop_postgres() {
   log "PostgreSQL stopped"
 }
 
+# PostgreSQL for pods of the local real node: one more listen address and one pg_hba line, both in
+# files of ours (a conf.d drop-in read after phoenix.conf; a marked block in pg_hba.conf).
+pod_access() {
+  local addr="$1" cidr="$2" conf="/etc/postgresql/$PG_VERSION/main/conf.d/phoenix-pods.conf"
+  local hba="/etc/postgresql/$PG_VERSION/main/pg_hba.conf" want line changed=0
+  [ -n "$addr" ] && [ -n "$cidr" ] || { echo "usage: $0 pod-access ADDR CIDR" >&2; exit 2; }
+  ip -o addr show | grep -q " inet $addr/" || { log "no interface has $addr (start the real node first)"; exit 1; }
+  want="$(printf "listen_addresses = '127.0.0.1,%s'\n" "$addr")"
+  if [ "$(as_root cat "$conf" 2>/dev/null)" != "$want" ]; then
+    printf '%s\n' "$want" | as_root tee "$conf" >/dev/null; changed=1
+  fi
+  line="host all all $cidr scram-sha-256  # phoenix: pods of the local node"
+  if ! as_root grep -qxF "$line" "$hba"; then
+    as_root sed -i '/# phoenix: pods of the local node$/d' "$hba"
+    printf '%s\n' "$line" | as_root tee -a "$hba" >/dev/null; changed=1
+  fi
+  if [ "$changed" = 1 ] || ! pg_isready -q -h "$addr" -p "$PG_PORT" 2>/dev/null; then
+    log "PostgreSQL: listening on $addr:$PG_PORT for pods in $cidr (restart)"
+    as_root pg_ctlcluster "$PG_VERSION" main restart -m fast
+    for _ in $(seq 1 60); do pg_isready -q -h "$addr" -p "$PG_PORT" 2>/dev/null && break; sleep 0.5; done
+  fi
+  pg_isready -q -h "$addr" -p "$PG_PORT" || { log "PostgreSQL does not answer on $addr:$PG_PORT"; exit 1; }
+  echo "DATABASE_URL=postgresql://$DB_USER:$DB_PASSWORD@$addr:$PG_PORT/phoenix"
+}
+
 case "${1:-up}" in
   up)
     install_missing; start_postgres; ensure_databases; start_redis
@@ -100,5 +130,6 @@ case "${1:-up}" in
   start-postgres) start_postgres ;;
   stop-postgres) stop_postgres ;;
   restart-postgres) stop_postgres; start_postgres ;;
-  *) echo "usage: $0 up|down|status|start-redis|stop-redis|restart-redis|start-postgres|stop-postgres|restart-postgres" >&2; exit 2 ;;
+  pod-access) pod_access "${2:-}" "${3:-}" ;;
+  *) echo "usage: $0 up|down|status|start-redis|stop-redis|restart-redis|start-postgres|stop-postgres|restart-postgres|pod-access ADDR CIDR" >&2; exit 2 ;;
 esac
