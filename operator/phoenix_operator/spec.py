@@ -20,7 +20,7 @@ from phoenix_operator import __version__
 from phoenix_operator.errors import SpecInvalid
 
 DEFAULT_AUTH_IMAGE = f"ghcr.io/phoenix-dev/phoenix-auth:{__version__}"
-DEFAULT_REDIS_IMAGE = "docker.io/library/redis:7.4-alpine"
+DEFAULT_REDIS_IMAGE = f"ghcr.io/phoenix-dev/phoenix-redis:{__version__}"
 
 # Env names the operator sets itself; extraEnv may not override them (CEL rejects it too).
 RESERVED_ENV = frozenset(
