@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from .addresses import throttle_bucket
 from .settings import Settings
 
-LOCAL_MAX_KEYS = 100_000  # entries of each in-process table (LRU beyond)
+# In-process table sizes (LRU beyond): ~300 bytes per counter, ~200 per known mark, so at most
+# ~15 + 4 MB per worker. Clean logins leave no counter here, only their known mark.
+LOCAL_MAX_COUNTERS = 50_000
+LOCAL_MAX_KNOWN = 20_000
 KNOWN_MAX_ADDRESSES = 16  # known addresses kept per account (the oldest is forgotten)
 
 
@@ -116,7 +119,7 @@ class LocalTable:
     def __init__(self, policy: Policy) -> None:
         self._p = policy
         self._counts: OrderedDict[str, list[float]] = OrderedDict()  # key: [count, expires, locked until]
-        self._known: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._known: OrderedDict[tuple[str, str], float] = OrderedDict()  # (known key, bucket): last success
 
     def _entry(self, key: str, now: float) -> list[float]:
         entry = self._counts.get(key)
@@ -124,7 +127,7 @@ class LocalTable:
             entry = self._counts[key] = [0, 0.0, 0.0]
         else:
             self._counts.move_to_end(key)
-        while len(self._counts) > LOCAL_MAX_KEYS:
+        while len(self._counts) > LOCAL_MAX_COUNTERS:
             self._counts.popitem(last=False)
         return entry
 
@@ -143,7 +146,7 @@ class LocalTable:
             entry[2] = now + _lock_ms(lock_ms) / 1000
 
     def known_at(self, keys: Keys) -> float:
-        return self._known.get(keys.known, {}).get(keys.bucket, 0.0)
+        return self._known.get((keys.known, keys.bucket), 0.0)
 
     def reserve(self, keys: Keys, now: float) -> Reservation | float:
         """A reservation, or the seconds to wait."""
@@ -165,11 +168,14 @@ class LocalTable:
         return Reservation(keys, a, i, not known, known_at, local=True)
 
     def mirror(self, reservation: Reservation, now: float) -> None:
-        """Take the counts (and the locks they imply) Redis just reported."""
+        """Take the counts (and the locks they imply) Redis just reported: those with failures
+        behind them, or already held here (a clean attempt's count is refunded at once)."""
         r = reservation
-        self._set(r.keys.account, r.account_count, self._p.account_lock_ms(r.account_count), now)
-        lock = self._p.address_lock_ms(r.address_count) if r.counted_on_address else 0.0
-        self._set(r.keys.address, r.address_count, lock, now)
+        if r.account_count > 1 or r.keys.account in self._counts:
+            self._set(r.keys.account, r.account_count, self._p.account_lock_ms(r.account_count), now)
+        if r.address_count > 1 or r.keys.address in self._counts:
+            lock = self._p.address_lock_ms(r.address_count) if r.counted_on_address else 0.0
+            self._set(r.keys.address, r.address_count, lock, now)
         if r.known_at:
             self._mark(r.keys, r.known_at)
 
@@ -201,10 +207,8 @@ class LocalTable:
             entry[2] = 0.0
 
     def _mark(self, keys: Keys, at: float) -> None:
-        known = self._known.setdefault(keys.known, {})
-        self._known.move_to_end(keys.known)
-        known[keys.bucket] = max(at, known.get(keys.bucket, 0.0))
-        if len(known) > KNOWN_MAX_ADDRESSES:
-            del known[min(known, key=known.__getitem__)]
-        while len(self._known) > LOCAL_MAX_KEYS:
+        pair = (keys.known, keys.bucket)
+        self._known[pair] = max(at, self._known.get(pair, 0.0))
+        self._known.move_to_end(pair)
+        while len(self._known) > LOCAL_MAX_KNOWN:
             self._known.popitem(last=False)

@@ -106,3 +106,25 @@ def test_l2_encoding_never_contains_the_hash():
     assert back.hashed_password is None and back.email == "a@b.c" and back.password_changed_at == 1.5
     s = SessionRecord("id1", 123.5, False)
     assert SessionRecord.from_l2(s.to_l2()) == s
+
+
+def test_the_in_process_throttle_table_keeps_only_what_an_outage_would_need():
+    """Mirrored from Redis on every login, it must stay small: a clean login leaves only its
+    known mark, counts with failures behind them are kept, both tables are bounded."""
+    from phoenix_auth import throttle_state
+    from phoenix_auth.throttle_state import LocalTable
+
+    p = Policy.from_settings(_settings(throttle_free_failures=2))
+    table = LocalTable(p)
+    now = time.time()
+    clean = Reservation(Keys.of("a@b.c", "192.0.2.1"), 1, 1, True, 0.0, local=False)
+    table.mirror(clean, now)
+    table.settle(clean, 1, 2, True, now)
+    assert len(table._counts) == 0 and table.known_at(clean.keys) == pytest.approx(now)
+    failing = Reservation(Keys.of("x@b.c", "192.0.2.1"), 3, 9, True, 0.0, local=False)
+    table.mirror(failing, now)
+    assert table._count(failing.keys.account, now) == 3
+    assert table._wait(failing.keys.account, now) > 0  # 3 > 2 free: the lock Redis set is held here too
+    for i in range(throttle_state.LOCAL_MAX_KNOWN + 10):
+        table._mark(Keys.of(f"u{i}@b.c", "192.0.2.1"), now)
+    assert len(table._known) == throttle_state.LOCAL_MAX_KNOWN
