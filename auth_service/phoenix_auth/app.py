@@ -3,6 +3,13 @@
 `create_app(settings)` builds an app whose lifespan opens the PostgreSQL pool, the Redis client,
 the invalidation listener and the password hasher, stores them on `app.state`, and closes them on
 shutdown. Nothing connects at import time. `app_from_env()` is the factory uvicorn workers import.
+
+Two listeners, one app: server.py binds PHOENIX_PORT (public) and PHOENIX_ADMIN_PORT (admin) and
+hands both sockets to the same workers; `PhoenixApp` sends a request to the admin routes when it
+arrived on the admin port (the connection's local port, `scope["server"]`), else to the public
+routes. The admin API and /metrics exist on the admin port only (the public port answers 404
+for them), so they can stay off the Service users reach; the probes and the seed's health JSON
+are served on both.
 """
 
 from __future__ import annotations
@@ -62,6 +69,11 @@ from .throttle import Throttle
 log = logging.getLogger("phoenix_auth.app")
 
 KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+# An unread request body is drained (read and discarded) before the response, up to this much
+# and this long, so a client that writes its whole body before reading gets our answer instead
+# of a TCP reset; past either bound the response says `Connection: close`.
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+DRAIN_SECONDS = 2.0
 LISTENER_START_WAIT = 3.0  # seconds start-up waits for the LISTEN connection before serving
 HASH_CENSUS_START_WAIT = 30.0  # seconds start-up waits for the users table's hash-kind census
 NO_STORE = {"Cache-Control": "no-store"}
@@ -69,13 +81,29 @@ SESSION_PATH = "/api/auth/session"
 
 
 # --------------------------------------------------------------------------- request helpers
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_json(media: str) -> bool:
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def declares_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The request announces a body: a non-zero Content-Length, or any Transfer-Encoding."""
+    for key, value in headers:
+        if key == b"content-length":
+            if value.strip() not in (b"0", b""):
+                return True
+        elif key == b"transfer-encoding":
+            return True
+    return False
+
+
 async def read_json_object(request: Request, max_bytes: int, read_timeout: float = 10.0) -> dict[str, Any]:
     """The body as a JSON object, or a typed 4xx: wrong type, too large, not UTF-8 JSON, not an object,
     or not received within `read_timeout` seconds (408: a trickling client cannot hold a request forever)."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json" and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
+    if not is_json(media_type(request)):
         raise UnsupportedMediaType()
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -154,7 +182,7 @@ async def login_endpoint(request: Request) -> Response:
     metrics.login("success")
     response = JSONResponse(result.body(), headers={**NO_STORE, "Server-Timing": result.server_timing()})
     response.set_cookie(
-        settings.cookie_name,
+        settings.session_cookie_name,  # __Host-: Secure, Path=/ and no Domain, as set here
         result.token,
         max_age=settings.session_ttl,
         path="/",
@@ -221,7 +249,7 @@ async def session_body(state: Any, token: str | None) -> bytes:
 
 async def session_endpoint(request: Request) -> Response:
     state = request.app.state
-    body = await session_body(state, session_token(request, state.settings.cookie_name))
+    body = await session_body(state, session_token(request, state.settings.session_cookie_name))
     return Response(body, headers=NO_STORE, media_type="application/json")
 
 
@@ -250,15 +278,21 @@ def scope_session_token(headers: list[tuple[bytes, bytes]], cookie_name: str) ->
 
 
 async def logout_endpoint(request: Request) -> Response:
+    """Revoke the session. Only requests with no body, or a JSON one, are accepted: a cross-site
+    HTML form (urlencoded, multipart, text/plain) cannot log anyone out, since a browser sends
+    a JSON Content-Type cross-origin only after a CORS preflight, which this service never grants."""
     state = request.app.state
     settings: Settings = state.settings
-    token = session_token(request, settings.cookie_name)
+    media = media_type(request)
+    if (media and not is_json(media)) or (not media and declares_body(request.scope["headers"])):
+        raise UnsupportedMediaType("Logout takes no body, or a JSON one (Content-Type: application/json).")
+    token = session_token(request, settings.session_cookie_name)
     if token is None:
         raise SessionRequired()
     revoked = await state.sessions.revoke(token)
     response = JSONResponse({"revoked": revoked}, headers=NO_STORE)
     response.delete_cookie(
-        settings.cookie_name, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
+        settings.session_cookie_name, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
     )
     return response
 
@@ -320,6 +354,7 @@ async def health_endpoint(request: Request) -> Response:
                 "l2Hits": s.cache["l2_hit"],
                 "l2Misses": s.cache["l2_miss"],
                 "l2Errors": s.cache["l2_error"],
+                "l2Rejected": s.l2_rejected,
                 "hitRatio": s.hit_ratio(),
             },
             "stats": {
@@ -378,7 +413,11 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(openapi.document(request.app.state.settings))
+    return JSONResponse(openapi_document(request.app.state.settings, "public"))
+
+
+async def admin_openapi_endpoint(request: Request) -> Response:
+    return JSONResponse(openapi_document(request.app.state.settings, "admin"))
 
 
 # --------------------------------------------------------------------------- errors and metrics
@@ -434,27 +473,95 @@ class MetricsMiddleware:
             self.metrics.request(route, method, status, time.perf_counter() - start)
 
 
+class DrainUnreadBody:
+    """Reads what is left of an unread request body before the response starts (bounded).
+
+    uvicorn closes the connection after the response when the client asked for it
+    (`Connection: close`, HTTP/1.0) or the response says so, and closing a socket with unread
+    data makes the kernel send a TCP reset: a client that writes its whole body before reading
+    (a 5 MiB upload answered 400 BODY_TOO_LARGE, a form posted to logout answered 415) got
+    "connection reset" instead of our answer. So the rest of the body is read and discarded, up
+    to DRAIN_MAX_BYTES within DRAIN_SECONDS; past either (or when the declared length is already
+    past it) the response carries `Connection: close` and the client may see a reset. A response
+    that closes anyway (408 for a trickling client) is sent without draining.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not declares_body(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        body_done = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal body_done
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal body_done
+            if message["type"] == "http.response.start" and not body_done:
+                body_done = True
+                headers = list(message.get("headers", []))
+                closing = any(k.lower() == b"connection" and b"close" in v.lower() for k, v in headers)
+                if not closing and not await self._drain(scope, receive):
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive_wrapper, send_wrapper)
+
+    @staticmethod
+    async def _drain(scope: Scope, receive: Receive) -> bool:
+        """True when the whole body was read within the bounds."""
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.strip().isdigit() and int(value) > DRAIN_MAX_BYTES:
+                return False
+        read = 0
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while read <= DRAIN_MAX_BYTES:
+                    message = await receive()
+                    if message["type"] != "http.request" or not message.get("more_body", False):
+                        return True
+                    read += len(message.get("body", b""))
+        except TimeoutError:
+            pass
+        return False
+
+
 class PhoenixApp(Starlette):
-    """The Starlette app, plus a direct path for the hot route: GET /api/auth/session.
+    """The public app, plus the dispatch to the admin app by port and a direct path for the hot
+    route, GET /api/auth/session.
+
+    A request whose connection came in on PHOENIX_ADMIN_PORT goes to `admin_app` (its own routes,
+    middlewares and error handlers, the same `state`); every other one stays here.
 
     Session checks are most of the service's traffic and each one is a few microseconds of our
     own work; Starlette's per-request machinery (three middlewares, routing through every route,
     a Request object, the response object) cost more than the check itself. For exactly
-    `GET /api/auth/session` (no root path) this class answers directly: the same core
-    (`session_body`), the same headers in the same order, the same error rendering
+    `GET /api/auth/session` (no root path) on the public port this class answers directly: the
+    same core (`session_body`), the same headers in the same order, the same error rendering
     (`error_response`), the same unexpected-error handling and request metrics as
     `MetricsMiddleware` + the route. Everything else, HEAD included, goes through Starlette.
     """
 
+    admin_app: ASGIApp
+    admin_port: int
+    session_cookie: str
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"] == SESSION_PATH
-            and scope["method"] == "GET"
-            and not scope.get("root_path")
-        ):
-            await self._session(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            server = scope.get("server")
+            if server is not None and server[1] == self.admin_port:
+                await self.admin_app(scope, receive, send)
+                return
+            if scope["path"] == SESSION_PATH and scope["method"] == "GET" and not scope.get("root_path"):
+                await self._session(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
     async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -464,9 +571,7 @@ class PhoenixApp(Starlette):
         started = False
         try:
             try:
-                body = await session_body(
-                    state, scope_session_token(scope["headers"], state.settings.cookie_name)
-                )
+                body = await session_body(state, scope_session_token(scope["headers"], self.session_cookie))
             except PhoenixError as exc:
                 response = error_response(exc)
                 status, started = response.status_code, True
@@ -566,6 +671,11 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
             )
         census_done = asyncio.Event()
         tasks.append(asyncio.create_task(keep_kinds_current(hasher, db.hash_kinds, census_done)))
+        if cache.l2_off_reason is not None and settings.enable_query_cache and redis.configured:
+            log.warning(
+                "L2 user/session cache off: PHOENIX_CACHE_SIGNING_KEY is not set (Redis holds only "
+                "throttle counters; set a key of at least 32 bytes to cache in Redis)"
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), LISTENER_START_WAIT)
         with contextlib.suppress(TimeoutError):  # failures are held to the slowest hash kind from the start
@@ -576,6 +686,10 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
                 "fields": {
                     "pool_max": settings.max_db_connections,
                     "redis": redis.configured,
+                    "l2": cache.l2_enabled,
+                    "port": settings.port,
+                    "admin_port": settings.admin_port,
+                    "admin_api": settings.admin_token is not None,
                     "listener": listener.connected.is_set(),
                 }
             },
@@ -597,33 +711,59 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
 
 
 # --------------------------------------------------------------------------- factory
-ROUTES: tuple[tuple[str, Callable[[Request], Awaitable[Response]], list[str]], ...] = (
-    ("/api/auth/phoenix", login_endpoint, ["POST"]),
-    ("/api/auth/login", login_alias_endpoint, ["POST"]),
-    (SESSION_PATH, session_endpoint, ["GET"]),
-    ("/api/auth/logout", logout_endpoint, ["POST"]),
-    ("/api/auth/admin/users/{user_id}/revoke-sessions", revoke_user_sessions_endpoint, ["POST"]),
+RouteSpec = tuple[str, Callable[[Request], Awaitable[Response]], list[str]]
+_PROBES: tuple[RouteSpec, ...] = (
     ("/api/phoenix/health", health_endpoint, ["GET"]),
     ("/healthz", healthz_endpoint, ["GET"]),
     ("/readyz", readyz_endpoint, ["GET"]),
-    ("/metrics", metrics_endpoint, ["GET"]),
-    ("/openapi.json", openapi_endpoint, ["GET"]),
 )
+# Which route is served on which port: the one source for the apps below and the OpenAPI documents.
+ROUTES: dict[str, tuple[RouteSpec, ...]] = {
+    "public": (
+        ("/api/auth/phoenix", login_endpoint, ["POST"]),
+        ("/api/auth/login", login_alias_endpoint, ["POST"]),
+        (SESSION_PATH, session_endpoint, ["GET"]),
+        ("/api/auth/logout", logout_endpoint, ["POST"]),
+        *_PROBES,
+        ("/openapi.json", openapi_endpoint, ["GET"]),
+    ),
+    "admin": (
+        ("/api/auth/admin/users/{user_id}/revoke-sessions", revoke_user_sessions_endpoint, ["POST"]),
+        ("/metrics", metrics_endpoint, ["GET"]),
+        *_PROBES,
+        ("/openapi.json", admin_openapi_endpoint, ["GET"]),
+    ),
+}
+
+
+def openapi_document(settings: Settings, listener: str) -> dict[str, Any]:
+    """The OpenAPI document served on `listener`'s /openapi.json: exactly its routes."""
+    return openapi.document(settings, listener, [path for path, _, _ in ROUTES[listener]])
+
+
+def _starlette(cls: type[Starlette], listener: str, metrics: Metrics, **kwargs: Any) -> Starlette:
+    app = cls(
+        routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES[listener]],
+        exception_handlers={PhoenixError: _phoenix_error_handler, HTTPException: _http_exception_handler},
+        **kwargs,
+    )
+    route_names: dict[Callable[..., Any], str] = {endpoint: path for path, endpoint, _ in ROUTES[listener]}
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=route_names)
+    app.add_middleware(DrainUnreadBody)
+    return app
 
 
 def create_app(settings: Settings | None = None) -> PhoenixApp:
-    """Build the ASGI app; resources are opened by its lifespan, not here."""
+    """Build the ASGI app (public and admin listeners); resources are opened by its lifespan."""
     settings = settings or Settings()
     configure_logging(settings)
     metrics = Metrics()
-    routes = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES]
-    route_names: dict[Callable[..., Any], str] = {endpoint: path for path, endpoint, _ in ROUTES}
-    app = PhoenixApp(
-        routes=routes,
-        exception_handlers={PhoenixError: _phoenix_error_handler, HTTPException: _http_exception_handler},
-        lifespan=_make_lifespan(settings),
-    )
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=route_names)
+    app = _starlette(PhoenixApp, "public", metrics, lifespan=_make_lifespan(settings))
+    assert isinstance(app, PhoenixApp)
+    admin = _starlette(Starlette, "admin", metrics)
+    admin.state = app.state  # one set of resources, opened by the public app's lifespan
+    app.admin_app, app.admin_port = admin, settings.admin_port
+    app.session_cookie = settings.session_cookie_name
     app.state.settings = settings
     app.state.metrics = metrics
     return app

@@ -3,8 +3,11 @@
 What lives where, and why:
 - L1 keys `e:<lower email>` (user record WITH its password hash, for login), `u:<id>` (user
   record, for session checks) and `s:<sha256 hex>` (session record). An L1 hit does no I/O.
-- L2 keys `phoenix:u:<id>` and `phoenix:s:<sha256 hex>`, compact JSON arrays. L2 never holds a
-  password hash: login only needs the hash on an L1 miss, and then one index-only lookup in
+- L2 keys `phoenix:c:u:<id>` and `phoenix:c:s:<sha256 hex>`, compact JSON arrays sealed with an
+  HMAC and a signed expiry (signing.py): a value that does not verify for its key is refused,
+  counted (`phoenix_cache_l2_rejected_total`) and looked up in PostgreSQL. Without
+  `PHOENIX_CACHE_SIGNING_KEY` L2 is off (Redis then only holds throttle counters). L2 never holds
+  a password hash: login only needs the hash on an L1 miss, and then one index-only lookup in
   PostgreSQL (~0.2 ms) is noise next to the argon2id verify (~16 ms), so keeping hashes out of
   Redis costs nothing measurable while a Redis dump or a shared Redis leaks no hashes.
   The hot path (session validation) never needs a hash and uses L1 -> L2 -> PostgreSQL.
@@ -16,6 +19,11 @@ Correctness under outside writes (see invalidation.py):
 - The caches are used only while the LISTEN connection is up (`listening`). While it is down,
   every lookup goes to PostgreSQL (counted as degraded) and nothing is filled; on (re)connect L1 is
   cleared and this process's L2 namespace is swept before L2 is used again.
+- An L2 delete that fails (Redis unreachable or paused) leaves a value that may be stale (a
+  logged-out session, a disabled user) in Redis for up to its TTL. So a failed delete makes this
+  process stop reading L2 at once, and sweep the whole L2 namespace again (retried every second
+  until one full pass succeeds) before it reads L2 again: a revoked session is never served from
+  Redis, on any replica, since every replica runs its own delete on the NOTIFY.
 """
 
 from __future__ import annotations
@@ -31,10 +39,16 @@ from .metrics import Metrics
 from .records import SessionRecord, UserRecord
 from .redislink import UNAVAILABLE, RedisLink
 from .settings import Settings
+from .signing import L2Signer, Refused
 
 log = logging.getLogger("phoenix_auth.cache")
 
-L2_PREFIX = "phoenix:"
+# `c:` keeps sealed values apart from the unsealed `phoenix:[us]:*` of earlier versions, which a
+# replica still running during a rolling upgrade may write and read (they expire by their TTL).
+L2_PREFIX = "phoenix:c:"
+L2_SWEEP_PATTERN = L2_PREFIX + "[us]:*"
+SWEEP_RETRY_SECONDS = 1.0  # the Redis breaker's interval: a retry sooner would not reach Redis
+REJECT_LOG_INTERVAL = 10.0  # seconds between two warnings about refused L2 values
 
 _R = TypeVar("_R", UserRecord, SessionRecord)
 
@@ -86,11 +100,23 @@ class AuthCache:
         self.l1 = L1Cache(settings.l1_max_entries if settings.enable_auth_cache else 0)
         self.ttl = float(settings.cache_ttl)
         self.l1_enabled = settings.enable_auth_cache and settings.l1_max_entries > 0
-        self.l2_enabled = settings.enable_query_cache and redis.configured
+        key = settings.cache_signing_key
+        self._signer = L2Signer(key.get_secret_value().encode("utf-8", "surrogatepass")) if key else None
+        self.l2_off_reason: str | None = None
+        if not settings.enable_query_cache:
+            self.l2_off_reason = "PHOENIX_ENABLE_QUERY_CACHE=false"
+        elif not redis.configured:
+            self.l2_off_reason = "REDIS_URL is empty"
+        elif self._signer is None:
+            self.l2_off_reason = "PHOENIX_CACHE_SIGNING_KEY is not set"
+        self.l2_enabled = self.l2_off_reason is None
         self.generation = 0
         self.listening = False  # set by the invalidation listener
-        self._l2_swept = False  # L2 is used only after a sweep following the latest (re)connect
+        # L2 is read only after a full sweep that followed the latest (re)connect or failed delete.
+        self._l2_swept = False
+        self._sweeps_wanted = 0  # bumped by every reason to sweep; a pass counts if it did not move
         self._sweep_task: asyncio.Task[None] | None = None
+        self._last_reject_log = -REJECT_LOG_INTERVAL
 
     # --- gates ---
     @property
@@ -132,14 +158,44 @@ class AuthCache:
             elif raw is None:
                 self._metrics.cache("l2", "miss")
             else:
-                self._metrics.cache("l2", "hit")
-                decoded = decode(raw)
-                if self.use_l1 and generation == self.generation:
-                    self.l1.set(key, decoded, l1_ttl(decoded))
-                self._metrics.lookup(True)
-                return decoded, 1
+                decoded = await self._open(key, raw, decode)
+                if decoded is not None:
+                    self._metrics.cache("l2", "hit")
+                    if self.use_l1 and generation == self.generation:
+                        self.l1.set(key, decoded, l1_ttl(decoded))
+                    self._metrics.lookup(True)
+                    return decoded, 1
+                self._metrics.cache("l2", "miss")
         self._metrics.lookup(False)
         return None, 0
+
+    async def _open(self, key: str, raw: bytes, decode: Callable[[Any], _R]) -> _R | None:
+        """The record in an L2 value, or None (counted, logged at most every 10 s, and the value
+        deleted) when its seal does not verify or it does not decode."""
+        assert self._signer is not None  # L2 is enabled only with a key
+        try:
+            return decode(self._signer.open(L2_PREFIX + key, raw))
+        except Refused as exc:
+            reason = exc.reason
+        except (ValueError, TypeError, IndexError):
+            reason = "malformed"
+        kind = "session" if key.startswith("s:") else "user"
+        self._metrics.l2_reject(kind, reason)
+        now = time.monotonic()
+        if now - self._last_reject_log >= REJECT_LOG_INTERVAL:
+            self._last_reject_log = now
+            log.warning(
+                "L2 value refused, served from PostgreSQL",
+                extra={
+                    "fields": {
+                        "kind": kind,
+                        "reason": reason,
+                        "refused_total": self._metrics.stats.l2_rejected,
+                    }
+                },
+            )
+        await self._redis.call(lambda c: c.unlink(L2_PREFIX + key))
+        return None
 
     # --- users ---
     def user_by_email_l1(self, email: str) -> UserRecord | None:
@@ -173,8 +229,10 @@ class AuthCache:
         if self.use_l1 and generation == self.generation:
             self.l1.set("u:" + record.id, stripped, self.ttl)
         if self.use_l2 and generation == self.generation:
-            payload = stripped.to_l2()
-            await self._redis.call(lambda c: c.set(L2_PREFIX + "u:" + record.id, payload, ex=int(self.ttl)))
+            assert self._signer is not None
+            key = L2_PREFIX + "u:" + record.id
+            payload = self._signer.seal(key, stripped.to_l2(), self.ttl)
+            await self._redis.call(lambda c: c.set(key, payload, ex=int(self.ttl)))
 
     # --- sessions ---
     def session_l1(self, hex_hash: str) -> SessionRecord | None:
@@ -195,8 +253,10 @@ class AuthCache:
         if self.use_l1 and generation == self.generation:
             self.l1.set("s:" + hex_hash, record, ttl)
         if self.use_l2 and generation == self.generation:
-            payload = record.to_l2()
-            await self._redis.call(lambda c: c.set(L2_PREFIX + "s:" + hex_hash, payload, ex=max(1, int(ttl))))
+            assert self._signer is not None
+            key = L2_PREFIX + "s:" + hex_hash
+            payload = self._signer.seal(key, record.to_l2(), ttl)
+            await self._redis.call(lambda c: c.set(key, payload, ex=max(1, int(ttl))))
 
     # --- invalidation ---
     def drop_user_l1(self, user_id: str | None, email: str | None) -> list[str]:
@@ -216,7 +276,10 @@ class AuthCache:
 
     async def delete_l2(self, keys: list[str]) -> None:
         if keys:
-            await self._redis.call(lambda c: c.unlink(*keys))
+            if await self._redis.call(lambda c: c.unlink(*keys)) is UNAVAILABLE:
+                # The invalidated values may still be in Redis: read no L2 until all are swept.
+                log.warning("L2 delete failed, L2 unused until swept", extra={"fields": {"keys": len(keys)}})
+                self.require_sweep()
             # A lookup that read L2 before this delete landed may have refilled L1 with the stale
             # value meanwhile (its generation was taken after the drop): drop those L1 keys again,
             # and bump the generation so lookups still in flight do not fill either.
@@ -242,31 +305,43 @@ class AuthCache:
         self.l1.clear()
         self.listening = True
         if self.l2_enabled:
-            if self._sweep_task is None or self._sweep_task.done():
-                self._sweep_task = asyncio.create_task(self._sweep_l2(), name="phoenix-l2-sweep")
+            self.require_sweep()
         else:
             self._l2_swept = True
 
-    async def _sweep_l2(self) -> None:
-        """Delete our L2 keys (they may have missed invalidations while nobody listened).
+    def require_sweep(self) -> None:
+        """Stop reading L2 now; read it again once a full sweep has run after this call."""
+        self._l2_swept = False
+        self._sweeps_wanted += 1
+        if self.listening and (self._sweep_task is None or self._sweep_task.done()):
+            self._sweep_task = asyncio.create_task(self._sweep_l2(), name="phoenix-l2-sweep")
 
-        Runs until one full SCAN pass succeeds; a Redis outage restarts the pass a second later.
-        Until then this process does not read L2 (it serves from PostgreSQL)."""
+    async def _sweep_l2(self) -> None:
+        """Delete our L2 keys (they may have missed invalidations while nobody listened, or a
+        delete failed).
+
+        Runs until one full SCAN pass succeeds with no new reason to sweep having come up during
+        it; a Redis outage retries a second later. Until then this process does not read L2 (it
+        serves from PostgreSQL)."""
         while self.listening:
+            wanted = self._sweeps_wanted
             deleted = await self._sweep_pass()
-            if deleted is not None:
-                self._metrics.invalidations.labels("flush").inc()
-                log.info("L2 swept after listener connect", extra={"fields": {"deleted": deleted}})
-                self._l2_swept = self.listening
-                return
-            await asyncio.sleep(1.0)
+            if deleted is None:
+                await asyncio.sleep(SWEEP_RETRY_SECONDS)
+                continue
+            if wanted != self._sweeps_wanted:
+                continue
+            self._metrics.invalidations.labels("flush").inc()
+            log.info("L2 swept", extra={"fields": {"deleted": deleted}})
+            self._l2_swept = self.listening
+            return
 
     async def _sweep_pass(self) -> int | None:
         cursor: Any = 0
         deleted = 0
         while True:
             result = await self._redis.call(
-                lambda c, cursor=cursor: c.scan(cursor, match=L2_PREFIX + "[us]:*", count=1000)
+                lambda c, cursor=cursor: c.scan(cursor, match=L2_SWEEP_PATTERN, count=1000)
             )
             if result is UNAVAILABLE:
                 return None
@@ -288,6 +363,7 @@ class AuthCache:
             "l1MaxEntries": self.l1.max_entries,
             "l1Enabled": self.l1_enabled,
             "l2Enabled": self.l2_enabled,
+            "l2DisabledReason": self.l2_off_reason,
             "ttlSeconds": self.ttl,
             "listening": self.listening,
             "l2Ready": self._l2_swept,

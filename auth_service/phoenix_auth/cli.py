@@ -43,7 +43,7 @@ EXIT_NOT_FOUND = 7
 EXIT_EXISTS = 8
 
 PASSWORD_ENV = "PHOENIX_NEW_PASSWORD"  # noqa: S105 - a variable name, not a secret
-_SECRET_FIELDS = {"database_url", "redis_url", "admin_token"}
+_SECRET_FIELDS = {"database_url", "redis_url", "admin_token", "cache_signing_key"}
 
 # Most specific first: the first matching class decides the exit code.
 _EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (

@@ -32,6 +32,17 @@ BACKOFF_MAX = 5.0
 KEEPALIVE_SECONDS = 10.0  # a silent connection is probed this often, so a dead one is noticed
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` and wait until it is done, cancelling again if it carries on: on Python 3.11
+    `asyncio.wait_for` (which redis-py uses to send a command) swallows a cancellation that lands
+    as the command completes, and a single cancel then left shutdown waiting forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.1)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
+
+
 class InvalidationListener:
     """Background task owning one LISTEN connection."""
 
@@ -53,9 +64,7 @@ class InvalidationListener:
     async def stop(self) -> None:
         for task in (self._task, self._drain_task):
             if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await _cancel(task)
 
     async def _run(self) -> None:
         delay = BACKOFF_START

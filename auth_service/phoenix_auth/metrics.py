@@ -29,6 +29,8 @@ Names (the dashboard and alert rules depend on them, do not rename):
   phoenix_degraded_operations_total{component}                 counter  component=redis|listener
   phoenix_cache_invalidations_total{kind}                      counter  kind=user|session|flush
   phoenix_dependency_up{dependency}                            gauge    dependency=database|redis|listener
+  phoenix_cache_l2_rejected_total{kind,reason}                 counter  kind=user|session,
+                                                      reason=signature|expired|malformed (signing.py)
   phoenix_login_untrusted_private_peer_total                   counter  logins whose TCP peer is a private
                                                       address outside PHOENIX_TRUSTED_PROXIES
 """
@@ -57,6 +59,7 @@ DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 
 LOGIN_OUTCOMES = ("success", "invalid_credentials", "throttled", "bad_request", "unavailable", "error")
 SESSION_OUTCOMES = ("valid", "invalid", "missing", "unavailable")
 CACHE_KEYS = ("l1_hit", "l1_miss", "l2_hit", "l2_miss", "l2_error")
+L2_REJECT_REASONS = ("signature", "expired", "malformed")
 FLUSH_INTERVAL = 0.5  # seconds: the most a scrape can lag behind another worker's deferred counts
 
 
@@ -83,6 +86,7 @@ class Stats:
     )
     degraded: int = 0
     invalidations: int = 0
+    l2_rejected: int = 0
     untrusted_private_peer_logins: int = 0
     lookups_hit: int = 0
     lookups_miss: int = 0
@@ -202,7 +206,19 @@ class Metrics:
             "ingress or proxy whose X-Forwarded-For is then ignored, everyone is throttled as one address.",
             registry=r,
         )
+        self.l2_rejected = Counter(
+            "phoenix_cache_l2_rejected_total",
+            "L2 (Redis) values refused and looked up in PostgreSQL instead: signature missing or wrong "
+            "(written by something without PHOENIX_CACHE_SIGNING_KEY, or moved to another key), "
+            "signed expiry passed, or not decodable. Above zero outside a key rotation: someone else "
+            "writes to Redis.",
+            ("kind", "reason"),
+            registry=r,
+        )
         # Pre-create label sets so dashboards see zeros instead of absent series.
+        for kind in ("user", "session"):
+            for reason in L2_REJECT_REASONS:
+                self.l2_rejected.labels(kind, reason)
         for outcome in LOGIN_OUTCOMES:
             self.logins.labels(outcome)
         for outcome in SESSION_OUTCOMES:
@@ -256,6 +272,10 @@ class Metrics:
 
     def session(self, outcome: str) -> None:
         self.stats.sessions[outcome] += 1
+
+    def l2_reject(self, kind: str, reason: str) -> None:
+        self.l2_rejected.labels(kind, reason).inc()
+        self.stats.l2_rejected += 1
 
     def degrade(self, component: str) -> None:
         self.degraded.labels(component).inc()

@@ -1,11 +1,14 @@
-"""The OpenAPI 3.1 document served at /openapi.json, written by hand to match app.py exactly.
+"""The OpenAPI 3.1 documents served at /openapi.json, written by hand to match app.py exactly.
 
 Every route, request body and response (including each error code a route can return) is listed,
-so a property-based fuzzer (schemathesis) can check responses against it.
+so a property-based fuzzer (schemathesis) can check responses against it. Each listener (public
+port, admin port) serves a document of exactly its own routes; which route is on which port is
+decided by `app.ROUTES`, which passes the paths in (`app.openapi_document`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .errors import ALL_ERRORS
@@ -31,7 +34,17 @@ def _error(description: str, codes: list[str], retry_after: bool = False) -> dic
     return response
 
 
-def document(settings: Settings) -> dict[str, Any]:
+LISTENER_DESCRIPTIONS = {
+    "public": "The public listener (PHOENIX_PORT): login, sessions, logout, health and probes.",
+    "admin": (
+        "The admin listener (PHOENIX_ADMIN_PORT): the admin API, Prometheus metrics, health and probes. "
+        "Keep it off the network users reach."
+    ),
+}
+
+
+def document(settings: Settings, listener: str, paths: Iterable[str]) -> dict[str, Any]:
+    """The document of one listener, listing exactly `paths` (a KeyError names an undocumented one)."""
     bad_request = _error(
         "The request is malformed.",
         [
@@ -56,7 +69,8 @@ def document(settings: Settings) -> dict[str, Any]:
         "summary": "Log in with email and password",
         "description": (
             "Unknown email, wrong password and disabled account return the same 401. On success a "
-            "session cookie (HttpOnly, SameSite=Lax) is set and a Server-Timing header is returned."
+            "session cookie (HttpOnly, SameSite=Lax; Secure and named __Host-<PHOENIX_COOKIE_NAME> "
+            "unless PHOENIX_COOKIE_SECURE=false) is set and a Server-Timing header is returned."
         ),
         "requestBody": {
             "required": True,
@@ -81,7 +95,7 @@ def document(settings: Settings) -> dict[str, Any]:
         },
     }
     json_ok = {"type": "object"}
-    paths: dict[str, Any] = {
+    operations: dict[str, Any] = {
         "/api/auth/phoenix": {"post": {**login_op, "operationId": "loginPhoenix"}},
         "/api/auth/login": {"post": {**login_op, "operationId": "login"}},
         "/api/auth/session": {
@@ -108,6 +122,7 @@ def document(settings: Settings) -> dict[str, Any]:
             "post": {
                 "operationId": "logout",
                 "summary": "Revoke the current session (idempotent) and clear the cookie",
+                "description": "No body, or a JSON one; any other Content-Type is refused with 415.",
                 "security": session_auth,
                 "responses": {
                     "200": {
@@ -123,6 +138,10 @@ def document(settings: Settings) -> dict[str, Any]:
                         },
                     },
                     "401": _error("No token was sent.", ["SESSION_REQUIRED"]),
+                    "415": _error(
+                        "A body that is not JSON (an HTML form cannot log anyone out).",
+                        ["UNSUPPORTED_MEDIA_TYPE"],
+                    ),
                     "503": unavailable,
                     "500": internal,
                 },
@@ -242,10 +261,11 @@ def document(settings: Settings) -> dict[str, Any]:
         "info": {
             "title": "Phoenix auth service",
             "version": "0.1.0",
-            "description": "Cached, pooled login and session validation on PostgreSQL and Redis.",
+            "description": "Cached, pooled login and session validation on PostgreSQL and Redis. "
+            + LISTENER_DESCRIPTIONS[listener],
         },
         "servers": [{"url": "/"}],
-        "paths": paths,
+        "paths": {path: operations[path] for path in paths},
         "components": {
             "schemas": {
                 "LoginRequest": {
@@ -340,7 +360,7 @@ def document(settings: Settings) -> dict[str, Any]:
             },
             "securitySchemes": {
                 "bearerSession": {"type": "http", "scheme": "bearer", "description": "The session token."},
-                "cookieSession": {"type": "apiKey", "in": "cookie", "name": settings.cookie_name},
+                "cookieSession": {"type": "apiKey", "in": "cookie", "name": settings.session_cookie_name},
                 "adminToken": {"type": "http", "scheme": "bearer", "description": "PHOENIX_ADMIN_TOKEN."},
             },
         },

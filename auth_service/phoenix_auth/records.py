@@ -1,6 +1,7 @@
 """The two records the service caches: a user's auth data and a session, with compact encodings.
 
-L2 (Redis) stores them as short JSON arrays (positional, no key names) to keep entries small.
+L2 (Redis) stores them as short JSON arrays (positional, no key names) to keep entries small,
+sealed by signing.py before they are written (`from_l2` is only ever given a verified payload).
 The L2 user encoding deliberately leaves out `hashed_password`: see cache.py for why.
 """
 
@@ -83,10 +84,7 @@ class SessionRecord:
 
     @classmethod
     def from_l2(cls, raw: bytes) -> SessionRecord:
-        user_id, expires_at, revoked, *rest = json.loads(raw)  # entries from before created_at: 3 items
+        user_id, expires_at, revoked, created_at = json.loads(raw)
         return cls(
-            user_id=user_id,
-            expires_at=float(expires_at),
-            revoked=bool(revoked),
-            created_at=float(rest[0]) if rest else 0.0,
+            user_id=user_id, expires_at=float(expires_at), revoked=bool(revoked), created_at=float(created_at)
         )

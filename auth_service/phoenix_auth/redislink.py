@@ -4,6 +4,11 @@ Every Redis call goes through `RedisLink.call`, bounded by short socket timeouts
 retries. After a failure the link stays open-circuit for `BREAK_SECONDS`, during which calls
 return `UNAVAILABLE` immediately (no connect attempt per request), then one call probes again.
 Callers treat `UNAVAILABLE` as "serve from PostgreSQL" and count the operation as degraded.
+
+TLS: a `rediss://` REDIS_URL connects with TLS and verifies the server's certificate and host
+name (redis-py's defaults for rediss); `PHOENIX_REDIS_CA_FILE` (or the URL's `ssl_ca_certs`
+option) names the CA that signed it, else the system's trusted CAs are used. A certificate that
+does not verify is a Redis error like any other: the breaker opens and PostgreSQL answers.
 """
 
 from __future__ import annotations
@@ -49,8 +54,12 @@ class RedisLink:
         self.failures = 0
         self.client: aioredis.Redis | None = None
         if settings.redis_enabled:
+            tls: dict[str, Any] = {}
+            if settings.redis_ca_file is not None:  # settings allow it with rediss:// only
+                tls["ssl_ca_certs"] = settings.redis_ca_file
             self.client = aioredis.Redis.from_url(
                 settings.redis_url.get_secret_value(),
+                **tls,
                 socket_timeout=SOCKET_TIMEOUT,
                 socket_connect_timeout=SOCKET_TIMEOUT,
                 retry=Retry(NoBackoff(), 0),

@@ -8,22 +8,30 @@ later on the first login. Nothing else in the service reads `os.environ`.
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .addresses import Network, parse_network
 
 DEFAULT_DATABASE_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MIN_SECRET_BYTES = 32  # PHOENIX_ADMIN_TOKEN and PHOENIX_CACHE_SIGNING_KEY: 256 bits
+SECRET_PURPOSE = {"admin_token": "the admin API", "cache_signing_key": "L2 user/session caching"}
+_COOKIE_NAME_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 
 
 class Settings(BaseSettings):
     """Validated configuration of one auth-service process."""
 
-    model_config = SettingsConfigDict(env_prefix="PHOENIX_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a traceback never prints a rejected value (a short admin token or signing
+    # key, a URL with a password); `phoenix-auth` shows non-secret ones itself (cli.format_settings_error).
+    model_config = SettingsConfigDict(
+        env_prefix="PHOENIX_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # --- connections (the seed's names, no prefix) ---
     database_url: SecretStr = Field(
@@ -33,6 +41,12 @@ class Settings(BaseSettings):
     redis_url: SecretStr = Field(
         default=SecretStr(DEFAULT_REDIS_URL), validation_alias=AliasChoices("REDIS_URL")
     )
+    # CA bundle that signs the Redis server's certificate, for a rediss:// REDIS_URL (the standard
+    # redis-py `ssl_ca_certs` URL option works too); unset: the system's trusted CAs.
+    redis_ca_file: str | None = None
+    # HMAC-SHA256 key for every value the L2 cache writes to Redis (>= 32 bytes, never stored in
+    # Redis): a value that does not verify is refused. Unset: L2 user/session caching is off.
+    cache_signing_key: SecretStr | None = None
 
     # --- the seed's PHOENIX_* switches ---
     enable_query_cache: bool = True  # L2 (Redis) cache of user auth records
@@ -45,6 +59,9 @@ class Settings(BaseSettings):
     # --- HTTP server ---
     host: str = "127.0.0.1"
     port: int = Field(default=3007, ge=1, le=65535)
+    # The admin listener (admin API, /metrics), bound on `host` like the public one; the public
+    # port answers 404 for those routes.
+    admin_port: int = Field(default=3008, ge=1, le=65535)
     workers: int = Field(default=2, ge=1, le=64)
     max_body_bytes: int = Field(default=16 * 1024, ge=256, le=1024 * 1024)
     # uvicorn has no request-body timeout: a client trickling its body would hold a request open forever.
@@ -74,7 +91,7 @@ class Settings(BaseSettings):
 
     # --- sessions ---
     session_ttl: int = Field(default=12 * 3600, ge=60, le=90 * 86400)  # seconds
-    cookie_name: str = "phoenix_session"
+    cookie_name: str = "phoenix_session"  # sent as __Host-<name> while Secure: see session_cookie_name
     cookie_secure: bool = True
 
     # --- throttling (throttle.py: counters in Redis, in-process while Redis is unreachable) ---
@@ -90,7 +107,7 @@ class Settings(BaseSettings):
     throttle_known_address_ttl: int = Field(default=30 * 86400, ge=0, le=400 * 86400)
 
     # --- admin API (revoke all sessions of a user); unset disables the admin routes ---
-    admin_token: SecretStr | None = None
+    admin_token: SecretStr | None = None  # >= 32 bytes; served on admin_port only
 
     # --- logs ---
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -112,6 +129,35 @@ class Settings(BaseSettings):
                 parse_network(cidr)
             except ValueError as exc:
                 raise ValueError(f"PHOENIX_TRUSTED_PROXIES: {exc}") from exc
+        return value
+
+    @field_validator("admin_token", "cache_signing_key")
+    @classmethod
+    def _check_secret_length(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Set means at least 32 bytes: an empty or short value is a mistake, never "off" (unset is off)."""
+        if value is not None:
+            size = len(value.get_secret_value().encode("utf-8", "surrogatepass"))
+            if size < MIN_SECRET_BYTES:
+                name = f"PHOENIX_{(info.field_name or '').upper()}"
+                purpose = SECRET_PURPOSE[info.field_name or ""]
+                raise ValueError(
+                    f"{name} must be at least {MIN_SECRET_BYTES} bytes (it has {size}); generate one "
+                    f"with `openssl rand -base64 32`, or unset {name} to turn {purpose} off"
+                )
+        return value
+
+    @field_validator("cookie_name")
+    @classmethod
+    def _check_cookie_name(cls, value: str) -> str:
+        if not _COOKIE_NAME_RE.match(value):
+            raise ValueError("PHOENIX_COOKIE_NAME must be a cookie token (letters, digits, !#$%&'*+-.^_`|~)")
+        return value
+
+    @field_validator("redis_ca_file")
+    @classmethod
+    def _check_ca_file(cls, value: str | None) -> str | None:
+        if value is not None and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+            raise ValueError(f"PHOENIX_REDIS_CA_FILE: {value!r} is not a readable file")
         return value
 
     @field_validator("database_url")
@@ -138,11 +184,26 @@ class Settings(BaseSettings):
             )
         if self.throttle_free_failures >= self.throttle_lockout_failures:
             raise ValueError("PHOENIX_THROTTLE_FREE_FAILURES must be < PHOENIX_THROTTLE_LOCKOUT_FAILURES")
+        if self.admin_port == self.port:
+            raise ValueError(f"PHOENIX_ADMIN_PORT must differ from PHOENIX_PORT (both are {self.port})")
+        if self.redis_ca_file is not None and not self.redis_url.get_secret_value().startswith("rediss://"):
+            raise ValueError("PHOENIX_REDIS_CA_FILE is set but REDIS_URL does not start with rediss:// (TLS)")
+        if not self.cookie_secure and self.cookie_name.startswith(("__Host-", "__Secure-")):
+            raise ValueError("PHOENIX_COOKIE_NAME: browsers drop __Host-/__Secure- cookies without Secure")
         return self
 
     @cached_property
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return tuple(parse_network(c) for c in self.trusted_proxies)
+
+    @cached_property
+    def session_cookie_name(self) -> str:
+        """The cookie's name on the wire: `__Host-` + PHOENIX_COOKIE_NAME while the cookie is Secure,
+        so browsers refuse it unless it is Secure, host-only (no Domain) and Path=/: a sibling
+        subdomain or a plain-HTTP page cannot plant or overwrite it."""
+        if self.cookie_secure and not self.cookie_name.startswith("__Host-"):
+            return "__Host-" + self.cookie_name
+        return self.cookie_name
 
     @property
     def redis_enabled(self) -> bool:

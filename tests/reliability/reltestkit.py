@@ -39,7 +39,7 @@ AUTH_TESTS = Path(__file__).resolve().parents[1] / "integration" / "auth"
 if str(AUTH_TESTS) not in sys.path:
     sys.path.insert(0, str(AUTH_TESTS))
 
-from authtestkit import FAST_ARGON2, RedisServer, _migrate, fast_hash, free_port  # noqa: E402
+from authtestkit import FAST_ARGON2, TEST_SIGNING_KEY, RedisServer, _migrate, fast_hash, free_port  # noqa: E402
 
 __all__ = [
     "CLIENT_LIMITS",
@@ -217,6 +217,7 @@ def base_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
         "PHOENIX_SUMMARY_INTERVAL": "0",
         "PHOENIX_LOG_FORMAT": "json",
         "PHOENIX_WORKERS": "1",
+        "PHOENIX_CACHE_SIGNING_KEY": TEST_SIGNING_KEY,
     }
     env.update(extra)
     return env
@@ -271,11 +272,19 @@ class PhoenixServer:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = dict(env)  # what the test configured (DATABASE_URL, PHOENIX_ADMIN_TOKEN, ...)
         self.port = free_port()
+        self.admin_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"  # admin API, /metrics
         fd, name = tempfile.mkstemp(prefix="phoenix-rel-", suffix=".log")
         os.close(fd)
         self.log_path = Path(name)
-        full_env = {**os.environ, **env, "PHOENIX_PORT": str(self.port), "PHOENIX_HOST": "127.0.0.1"}
+        full_env = {
+            **os.environ,
+            **env,
+            "PHOENIX_PORT": str(self.port),
+            "PHOENIX_ADMIN_PORT": str(self.admin_port),
+            "PHOENIX_HOST": "127.0.0.1",
+        }
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         exe = shutil.which("phoenix-auth")
         cmd = (

@@ -82,7 +82,7 @@ async def test_redis_killed_under_load_serves_from_postgresql_and_refills(
         workers = [asyncio.create_task(_drive(client, rec, users, tokens, stop, w)) for w in range(6)]
         try:
             await asyncio.sleep(2.0)
-            before = (await client.get("/metrics")).text
+            before = (await client.get(server.admin_url + "/metrics")).text
             l2_hits_before_kill = metric_value(
                 before, "phoenix_cache_requests_total", layer="l2", result="hit"
             )
@@ -91,7 +91,7 @@ async def test_redis_killed_under_load_serves_from_postgresql_and_refills(
             await asyncio.sleep(3.0)
             health_down = (await client.get("/api/phoenix/health")).json()
             ready_down = await client.get("/readyz")
-            down_metrics = (await client.get("/metrics")).text
+            down_metrics = (await client.get(server.admin_url + "/metrics")).text
             t_back = time.monotonic()
             private_redis.start()  # empty: no persistence
             # Load goes on; health must turn "healthy" again by itself (at most 10 s).
@@ -109,7 +109,7 @@ async def test_redis_killed_under_load_serves_from_postgresql_and_refills(
         finally:
             stop.set()
             await asyncio.gather(*workers)
-        after = (await client.get("/metrics")).text
+        after = (await client.get(server.admin_url + "/metrics")).text
         health_after = (await client.get("/api/phoenix/health")).json()
 
         # Nobody noticed: every login and session check succeeded before, during and after.
@@ -269,7 +269,7 @@ async def test_pool_exhausted_gives_bounded_503_pool_exhausted_never_a_hang(
                 for _, e, p in users[2:]  # 18 concurrent logins for 2 connections
             ]
             await asyncio.sleep(0.3)
-            during = (await client.get("/metrics")).text
+            during = (await client.get(server.admin_url + "/metrics")).text
             health = (await client.get("/api/phoenix/health")).json()
             await asyncio.sleep(1.5)
             locker.rollback()  # release the lock
@@ -314,7 +314,7 @@ async def test_statement_timeout_is_a_clear_503_and_does_not_mark_the_database_d
         with psycopg.connect(pg_database) as locker:
             locker.execute("LOCK TABLE phoenix_sessions IN ACCESS EXCLUSIVE MODE")
             assert await _login(client, rec, users[1][1], users[1][2]) is None
-            during = (await client.get("/metrics")).text
+            during = (await client.get(server.admin_url + "/metrics")).text
             ready = await client.get("/readyz")
             locker.rollback()
         assert await _login(client, rec, users[2][1], users[2][2])

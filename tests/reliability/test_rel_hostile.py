@@ -262,7 +262,7 @@ def test_header_injection_is_refused_by_the_http_parser(server, client):
     attacks = [
         (
             b"GET /api/auth/session HTTP/1.1\r\nHost: x\r\n"
-            b"Cookie: phoenix_session=a\rSet-Cookie: evil=1\r\n\r\n",
+            b"Cookie: __Host-phoenix_session=a\rSet-Cookie: evil=1\r\n\r\n",
             True,
         ),
         (b"GET /api/auth/session HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\nX-Evil: 1\r\n\r\n", False),
@@ -292,7 +292,7 @@ def test_header_injection_is_refused_by_the_http_parser(server, client):
         headers = rest.partition(b"\r\n\r\n")[0].lower()
         assert b"evil" not in headers and b"set-cookie" not in headers, data
     # Values the parser accepts are data, not headers: a weird cookie is just an invalid session.
-    r = client.get(SESSION, headers={"Cookie": "phoenix_session=%0d%0aSet-Cookie:%20evil=1"})
+    r = client.get(SESSION, headers={"Cookie": "__Host-phoenix_session=%0d%0aSet-Cookie:%20evil=1"})
     assert_error(r, 401, "INVALID_SESSION")
     assert "evil" not in str(r.headers).lower()
     assert client.get("/healthz").status_code == 200
@@ -393,14 +393,15 @@ def test_admin_route_with_hostile_user_ids(server, client):
         "..%2F..%2Fetc%2Fpasswd",
         "%E2%80%AE",
     ):
-        r = client.post(f"/api/auth/admin/users/{user_id}/revoke-sessions", headers=headers)
+        r = client.post(f"{server.admin_url}/api/auth/admin/users/{user_id}/revoke-sessions", headers=headers)
         assert_error(r, 404, {"USER_NOT_FOUND", "NOT_FOUND"})
     r = client.post(
-        "/api/auth/admin/users/x/revoke-sessions", headers={"Authorization": "Bearer " + admin[:-1]}
+        f"{server.admin_url}/api/auth/admin/users/x/revoke-sessions",
+        headers={"Authorization": "Bearer " + admin[:-1]},
     )
     assert_error(r, 401, "ADMIN_UNAUTHORIZED")
     r = client.post(
-        "/api/auth/admin/users/x/revoke-sessions",
+        f"{server.admin_url}/api/auth/admin/users/x/revoke-sessions",
         headers={"Authorization": ("Bearer " + "\u00e9" * 3).encode()},
     )
     assert r.status_code in (400, 401)
@@ -508,7 +509,7 @@ def test_tokens_replayed_after_logout_or_expiry_and_forged_tokens_are_rejected(t
         assert c.post("/api/auth/logout", headers=bearer).json() == {"revoked": True}
         for _ in range(3):  # replay after logout: bearer and cookie
             assert_error(c.get(SESSION, headers=bearer), 401, "INVALID_SESSION")
-            cookie = {"Cookie": f"phoenix_session={token}"}
+            cookie = {"Cookie": f"__Host-phoenix_session={token}"}
             assert_error(c.get(SESSION, headers=cookie), 401, "INVALID_SESSION")
         assert c.post("/api/auth/logout", headers=bearer).json() == {"revoked": False}
         # Expiry: the row's expires_at passes (written by another app); the cached copy obeys it too.

@@ -1,11 +1,12 @@
 """Planted secrets never leak: not in the service's logs, /metrics, health JSON, or Redis.
 
-We plant unique values — the database password (inside DATABASE_URL), PHOENIX_ADMIN_TOKEN, a
-user's password, a wrong password an attacker tries, a forged admin token, and the session tokens
-the service hands out — then drive every code path that logs: logins good and bad, oversized
-passwords, session checks by header and cookie, logout, admin revoke with good and bad tokens,
-Redis killed and back, PostgreSQL crashed and back, at DEBUG log level with two workers. Then we
-grep everything the service wrote or serves for each secret.
+We plant unique values — the database password (inside DATABASE_URL), PHOENIX_ADMIN_TOKEN,
+PHOENIX_CACHE_SIGNING_KEY, a user's password, a wrong password an attacker tries, a forged admin
+token, and the session tokens the service hands out — then drive every code path that logs:
+logins good and bad, oversized passwords, session checks by header and cookie, logout, admin
+revoke with good and bad tokens, Redis killed and back, PostgreSQL crashed and back, at DEBUG
+log level with two workers. Then we grep everything the service wrote or serves (on both
+listeners) for each secret.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ async def test_planted_secrets_never_appear_in_logs_metrics_health_or_redis(
     admin_token = "planted-admin-" + secrets.token_hex(16)
     forged_admin = "planted-forged-" + secrets.token_hex(16)
     wrong_password = "planted-wrong-" + secrets.token_hex(8)
+    signing_key = "planted-l2-key-" + secrets.token_hex(16)
     server = start_server(
         base_env(
             pg_database,
             private_redis.url,
             PHOENIX_ADMIN_TOKEN=admin_token,
+            PHOENIX_CACHE_SIGNING_KEY=signing_key,
             PHOENIX_LOG_LEVEL="DEBUG",
             PHOENIX_WORKERS="2",
             PHOENIX_SUMMARY_INTERVAL="1",
@@ -63,6 +66,7 @@ async def test_planted_secrets_never_appear_in_logs_metrics_health_or_redis(
     planted = {
         "database password": private_pg.password,
         "admin token": admin_token,
+        "L2 signing key": signing_key,
         "forged admin token": forged_admin,
         "user password": password,
         "second user password": password2,
@@ -74,8 +78,9 @@ async def test_planted_secrets_never_appear_in_logs_metrics_health_or_redis(
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10, limits=CLIENT_LIMITS) as c:
 
         async def scrape() -> None:
-            for path in ("/metrics", "/api/phoenix/health", "/readyz", "/healthz", "/openapi.json"):
-                scraped.append((await c.get(path)).text)
+            for base in (server.base_url, server.admin_url):  # both listeners
+                for path in ("/metrics", "/api/phoenix/health", "/readyz", "/healthz", "/openapi.json"):
+                    scraped.append((await c.get(base + path)).text)
 
         tokens = []
         for _ in range(3):
@@ -97,15 +102,16 @@ async def test_planted_secrets_never_appear_in_logs_metrics_health_or_redis(
         )  # truncated JSON
         for token in tokens:
             assert (await c.get(SESSION, headers={"Authorization": f"Bearer {token}"})).status_code == 200
-            assert (await c.get(SESSION, headers={"Cookie": f"phoenix_session={token}"})).status_code == 200
+            cookie = {"Cookie": f"__Host-phoenix_session={token}"}
+            assert (await c.get(SESSION, headers=cookie)).status_code == 200
         await c.get(SESSION, headers={"Authorization": f"Bearer {forged_admin}"})
         r = await c.post(
-            f"/api/auth/admin/users/{uid2}/revoke-sessions",
+            f"{server.admin_url}/api/auth/admin/users/{uid2}/revoke-sessions",
             headers={"Authorization": f"Bearer {forged_admin}"},
         )
         assert r.status_code == 401
         r = await c.post(
-            f"/api/auth/admin/users/{uid2}/revoke-sessions",
+            f"{server.admin_url}/api/auth/admin/users/{uid2}/revoke-sessions",
             headers={"Authorization": f"Bearer {admin_token}"},
         )
         assert r.status_code == 200
@@ -148,6 +154,7 @@ async def test_planted_secrets_never_appear_in_logs_metrics_health_or_redis(
     redis_dumps.append(_dump_redis(private_redis.url))
     redis_dump = "\n".join(redis_dumps)
     assert redis_dumps[0].count("\n") >= 3  # the cache and the throttle counters were in Redis
+    assert "phoenix:c:s:" in redis_dumps[0]  # sealed L2 values were there to leak the key
     assert uid2 in logs  # the workers' logs were captured (the admin revoke logs the user id)
     places = {"service logs": logs, "scraped endpoints": "\n".join(scraped), "redis": redis_dump}
     leaks = [

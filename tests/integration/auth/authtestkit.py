@@ -6,7 +6,8 @@ Shared fixtures for the auth service's integration tests: real PostgreSQL, real 
   schema (and the seed's indexes when `migrations.run_migrate` is available), dropped at the end.
 - `redis_url`: a private `redis-server` on a free loopback port (never the shared 6379).
 - `make_settings(**overrides)`: Settings pointing at both, with cheap argon2 parameters.
-- `running_app(settings)`: an app with its lifespan running, driven by httpx + ASGITransport.
+- `running_app(settings)`: an app with its lifespan running, driven by httpx + ASGITransport
+  (requests to the public port); `admin_client(app)`: a client of the same app's admin port.
 - `start_service(settings_env)`: a real uvicorn subprocess on a free port (for cross-process tests).
 - `make_user(...)`: insert a user straight into the database (as another app would).
 """
@@ -42,6 +43,8 @@ ADMIN_URL = os.environ.get(
 )
 SCHEMA = Path(__file__).resolve().parents[3] / "auth_service" / "phoenix_auth" / "sql" / "schema.sql"
 FAST_ARGON2 = {"argon2_memory_kib": 8 * 1024, "argon2_time_cost": 1, "argon2_parallelism": 1}
+# The L2 signing key every test service gets unless a test says otherwise (unset, L2 is off).
+TEST_SIGNING_KEY = "test-l2-key-" + secrets.token_urlsafe(32)
 _fast_hasher = Argon2(time_cost=1, memory_cost=8 * 1024, parallelism=1, type=Type.ID)
 
 
@@ -151,6 +154,24 @@ async def running_app(
             yield app, client
 
 
+@contextlib.asynccontextmanager
+async def admin_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of `app`'s admin listener: ASGITransport puts the URL's port in scope["server"],
+    which is how the app tells its two listeners apart."""
+    transport = httpx.ASGITransport(app=app, client=("10.255.0.1", 40000))
+    base_url = f"http://testserver:{app.state.settings.admin_port}"
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        yield client
+
+
+async def scrape(app: Any) -> str:
+    """The app's /metrics text, from its admin listener (the public port answers 404)."""
+    async with admin_client(app) as admin:
+        response = await admin.get("/metrics")
+        assert response.status_code == 200, response.text
+        return response.text
+
+
 def fast_hash(password: str) -> str:
     return _fast_hasher.hash(password)
 
@@ -171,8 +192,15 @@ class ServiceProcess:
 
     def __init__(self, env: dict[str, str], workers: int = 1) -> None:
         self.port = free_port()
+        self.admin_port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="phoenix-svc-", suffix=".log", delete=False)  # noqa: SIM115
-        full_env = {**os.environ, **env, "PHOENIX_PORT": str(self.port), "PHOENIX_WORKERS": str(workers)}
+        full_env = {
+            **os.environ,
+            **env,
+            "PHOENIX_PORT": str(self.port),
+            "PHOENIX_ADMIN_PORT": str(self.admin_port),
+            "PHOENIX_WORKERS": str(workers),
+        }
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.proc = subprocess.Popen(
             [
@@ -186,6 +214,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.admin_url = f"http://127.0.0.1:{self.admin_port}"
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -230,6 +259,7 @@ def settings_env(database_url: str, redis_url: str, **extra: str) -> dict[str, s
         "PHOENIX_MIN_DB_CONNECTIONS": "1",
         "PHOENIX_SUMMARY_INTERVAL": "0",
         "PHOENIX_LOG_FORMAT": "json",
+        "PHOENIX_CACHE_SIGNING_KEY": TEST_SIGNING_KEY,
     }
     env.update(extra)
     return env

@@ -13,6 +13,7 @@ import pytest
 from authtestkit import (
     ADMIN_URL,
     FAST_ARGON2,
+    TEST_SIGNING_KEY,
     AuthUser,
     RedisServer,
     ServiceProcess,
@@ -63,6 +64,7 @@ def make_settings(database_url: str, redis_server: RedisServer) -> Callable[...,
             "max_db_connections": 4,
             "min_db_connections": 1,
             "log_level": "INFO",
+            "cache_signing_key": TEST_SIGNING_KEY,
             **FAST_ARGON2,
         }
         for alias, name in (("DATABASE_URL", "database_url"), ("REDIS_URL", "redis_url")):

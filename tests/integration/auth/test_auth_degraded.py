@@ -7,7 +7,7 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from authtestkit import TcpProxy, free_port, running_app
+from authtestkit import TcpProxy, free_port, running_app, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ async def test_redis_killed_logins_and_sessions_continue_from_postgresql(
         assert health["cache"]["stats"]["redis"] == {"configured": True, "healthy": False}
         assert health["cache"]["stats"]["degraded"] is True
         assert health["cache"]["stats"]["degradedOperations"] > 0
-        metrics = (await client.get("/metrics")).text
+        metrics = await scrape(app)
         assert 'phoenix_degraded_operations_total{component="redis"}' in metrics
         assert 'phoenix_dependency_up{dependency="redis"} 0.0' in metrics
         # Redis comes back: the breaker closes and health turns healthy again.
@@ -137,7 +137,7 @@ async def test_pool_exhausted_gives_503_with_retry_after_quickly(make_settings, 
             assert r.json()["error"] == "POOL_EXHAUSTED"
             assert int(r.headers["retry-after"]) >= 1
             assert 0.25 <= elapsed < 1.5
-            metrics = (await client.get("/metrics")).text
+            metrics = await scrape(app)
             assert 'phoenix_db_pool_connections{state="in_use"} 1.0' in metrics
             # A saturated pool is not a reason to leave the load balancer.
             start = time.monotonic()

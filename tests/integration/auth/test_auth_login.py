@@ -9,7 +9,7 @@ import statistics
 import time
 
 import pytest
-from authtestkit import bcrypt_hash, fast_hash, running_app
+from authtestkit import bcrypt_hash, fast_hash, running_app, scrape
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +39,10 @@ async def test_login_returns_seed_shape_cookie_and_server_timing(app_client, mak
     assert perf["totalTime"] >= perf["databaseTime"] >= 0
     assert "total;dur=" in r.headers["server-timing"]
     cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"phoenix_session={session['sessionId']};")
+    # __Host-: browsers take it only with Secure, Path=/ and no Domain (no subdomain can plant it).
+    assert cookie.startswith(f"__Host-phoenix_session={session['sessionId']};")
     assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=lax" in cookie
+    assert "Path=/;" in cookie + ";" and "domain" not in cookie.lower()
     assert r.headers["cache-control"] == "no-store"
     # The alias route behaves the same, and email matching is case-insensitive.
     r2 = await client.post("/api/auth/login", json={"email": user.email.upper(), "password": user.password})
@@ -236,7 +238,7 @@ async def test_a_login_flood_is_shed_with_503_not_queued_without_bound(make_sett
         hash_threads=1, max_pending_logins=2, argon2_memory_kib=19 * 1024, argon2_time_cost=2
     )
     users = [make_user(password="pw-" + str(i)) for i in range(10)]
-    async with running_app(settings) as (_, client):
+    async with running_app(settings) as (app, client):
         results = await asyncio.gather(
             *(
                 client.post(LOGIN, json={"email": u.email, "password": "pw-" + str(i)})
@@ -255,4 +257,4 @@ async def test_a_login_flood_is_shed_with_503_not_queued_without_bound(make_sett
             if results[i].status_code == 503:
                 r = await client.post(LOGIN, json={"email": u.email, "password": "pw-" + str(i)})
                 assert r.status_code == 200
-        assert 'phoenix_login_attempts_total{outcome="unavailable"}' in (await client.get("/metrics")).text
+        assert 'phoenix_login_attempts_total{outcome="unavailable"}' in await scrape(app)

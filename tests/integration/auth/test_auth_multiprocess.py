@@ -40,7 +40,9 @@ def _within(deadline: float, check: Callable[[], bool]) -> float:
 
 @pytest.fixture
 def two_replicas(database_url, redis_server, start_service):
-    env = settings_env(database_url, redis_server.url, PHOENIX_ADMIN_TOKEN="adm1n-t0ken-f0r-tests-xyz")
+    env = settings_env(
+        database_url, redis_server.url, PHOENIX_ADMIN_TOKEN="adm1n-t0ken-f0r-tests-xyz-0123456789"
+    )
     a = start_service(env)
     b = start_service(env)
     return a, b
@@ -94,8 +96,8 @@ def test_logout_on_one_replica_is_seen_by_the_other_within_one_second(two_replic
     t1 = _login(a.base_url, user.email, user.password).json()["session"]["sessionId"]
     assert _session(a.base_url, t1).status_code == 200
     r = httpx.post(
-        b.base_url + f"/api/auth/admin/users/{user.id}/revoke-sessions",
-        headers={"Authorization": "Bearer adm1n-t0ken-f0r-tests-xyz"},
+        b.admin_url + f"/api/auth/admin/users/{user.id}/revoke-sessions",
+        headers={"Authorization": "Bearer adm1n-t0ken-f0r-tests-xyz-0123456789"},
     )
     assert r.status_code == 200 and r.json()["revoked"] == 1
     _within(DEADLINE, lambda: _session(a.base_url, t1).status_code == 401)
@@ -109,7 +111,7 @@ def test_seed_curl_verbatim_and_secrets_never_logged(
     env = settings_env(
         database_url,
         redis_server.url,
-        PHOENIX_ADMIN_TOKEN="planted-admin-secret-123",
+        PHOENIX_ADMIN_TOKEN="planted-admin-secret-123-0123456789",
         PHOENIX_LOG_LEVEL="DEBUG",
     )
     svc = start_service(env)
@@ -138,8 +140,8 @@ def test_seed_curl_verbatim_and_secrets_never_logged(
     _session(svc.base_url, token)
     _login(svc.base_url, user.email, "a-wrong-password")
     httpx.post(
-        svc.base_url + f"/api/auth/admin/users/{user.id}/revoke-sessions",
-        headers={"Authorization": "Bearer planted-admin-secret-123"},
+        svc.admin_url + f"/api/auth/admin/users/{user.id}/revoke-sessions",
+        headers={"Authorization": "Bearer planted-admin-secret-123-0123456789"},
     )
     httpx.post(svc.base_url + "/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
     (stored_hash,) = sql("SELECT hashed_password FROM users WHERE id = %s", (user.id,))[0]
@@ -152,7 +154,7 @@ def test_seed_curl_verbatim_and_secrets_never_logged(
         "a-wrong-password",
         token,
         stored_hash,
-        "planted-admin-secret-123",
+        "planted-admin-secret-123-0123456789",
         "phoenix:phoenix@",
     ):
         assert secret not in logs, f"secret leaked into logs: {secret[:6]}..."
@@ -168,9 +170,9 @@ def test_two_workers_aggregate_metrics_and_log_a_summary(
         assert _login(svc.base_url, user.email, user.password).status_code == 200
     # Whichever worker answers the scrape, it reports both workers' logins.
     for _ in range(4):
-        text = httpx.get(svc.base_url + "/metrics", timeout=5).text
+        text = httpx.get(svc.admin_url + "/metrics", timeout=5).text
         m = re.search(r'^phoenix_login_attempts_total\{outcome="success"\} (\S+)$', text, re.M)
         assert m and float(m.group(1)) == 6.0, text[:2000]
         with httpx.Client() as fresh:  # a new connection may land on the other worker
-            fresh.get(svc.base_url + "/healthz")
+            fresh.get(svc.admin_url + "/healthz")
     _within(5.0, lambda: "phoenix summary" in svc.output())

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from authtestkit import admin_client
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
@@ -38,13 +39,15 @@ async def _exercise(client, user) -> str:
 
 
 async def test_metrics_names_and_labels(app_client, make_user, sql):
-    _, client = app_client
+    app, client = app_client
     user = make_user()
     await _exercise(client, user)
     sql("UPDATE users SET name = 'x' WHERE id = %s", (user.id,))
     await asyncio.sleep(0.3)  # let the NOTIFY arrive
     await client.get("/no/such/route")
-    r = await client.get("/metrics")
+    assert (await client.get("/metrics")).status_code == 404  # the public port has no /metrics
+    async with admin_client(app) as admin:
+        r = await admin.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     text = r.text
     for name in EXPORTED:
@@ -86,14 +89,23 @@ async def test_health_has_the_seed_shape(app_client, make_user):
 
 
 async def test_openapi_is_valid_lists_every_route_and_matches_responses(app_client, make_user):
-    _, client = app_client
-    r = await client.get("/openapi.json")
-    assert r.status_code == 200
-    doc = r.json()
-    validate(doc)
-    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
-    served = {(path.replace("{user_id}", "{user_id}"), m) for path, _, methods in ROUTES for m in methods}
-    assert documented == served
+    app, client = app_client
+    async with admin_client(app) as admin:
+        docs = {}
+        for listener, c in (("public", client), ("admin", admin)):
+            r = await c.get("/openapi.json")
+            assert r.status_code == 200
+            docs[listener] = doc = r.json()
+            validate(doc)
+            documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+            assert documented == {(path, m) for path, _, methods in ROUTES[listener] for m in methods}
+            # Every documented route answers on this listener; the other listener's do not.
+            other = "admin" if listener == "public" else "public"
+            for path, _, methods in ROUTES[listener] + ROUTES[other]:
+                r = await c.request(methods[0], path.replace("{user_id}", "x"))
+                served = r.status_code != 404 or r.json()["error"] != "NOT_FOUND"
+                assert served == (path in doc["paths"]), (listener, path, r.status_code)
+    doc = docs["public"]
     schemas = doc["components"]["schemas"]
 
     def check(instance, name):

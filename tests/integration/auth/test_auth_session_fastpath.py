@@ -10,13 +10,14 @@ import time
 
 import httpx
 import pytest
-from authtestkit import settings_env
+from authtestkit import scrape, settings_env
 from starlette.applications import Starlette
 
 pytestmark = pytest.mark.integration
 
 LOGIN = "/api/auth/phoenix"
 SESSION = "/api/auth/session"
+COOKIE = "__Host-phoenix_session"  # PHOENIX_COOKIE_NAME with the __Host- prefix (Secure)
 
 
 def _starlette_client(app, client: httpx.AsyncClient) -> httpx.AsyncClient:
@@ -51,8 +52,8 @@ async def test_direct_path_answers_exactly_like_the_starlette_route(app_client, 
         requests: list[tuple[dict[str, str], dict[str, str]]] = [
             ({"Authorization": f"Bearer {token}"}, {}),
             ({"Authorization": f"bearer   {token}  "}, {}),
-            ({}, {"phoenix_session": token}),
-            ({"Authorization": "Basic dXNlcjpwYXNz"}, {"phoenix_session": token}),  # falls back to the cookie
+            ({}, {COOKIE: token}),
+            ({"Authorization": "Basic dXNlcjpwYXNz"}, {COOKIE: token}),  # falls back to the cookie
             ({}, {}),
             ({"Authorization": "Bearer "}, {}),
             ({"Authorization": "Bearer not-a-token"}, {}),
@@ -106,13 +107,13 @@ async def test_unexpected_error_is_a_logged_500_on_both_paths(app_client, make_u
 
 
 async def test_direct_path_counts_requests_and_outcomes(app_client, make_user):
-    _, client = app_client
+    app, client = app_client
     token = await _login(client, make_user())
     for _ in range(5):
         assert (await client.get(SESSION, headers={"Authorization": f"Bearer {token}"})).status_code == 200
     for _ in range(2):
         assert (await client.get(SESSION)).status_code == 401
-    text = (await client.get("/metrics")).text
+    text = await scrape(app)
 
     def value(pattern: str) -> float:
         m = re.search(pattern, text, re.M)
@@ -154,10 +155,11 @@ def test_a_scrape_includes_the_other_workers_deferred_counts_within_a_second(
             assert a.get(base + SESSION, timeout=10).status_code == 200
         hits_a = _l1_hits(a, base)
         assert hits_a >= 38
-        # Find a connection served by the other worker (its own L1 hit count differs).
+        # Find an admin-port connection served by the other worker (its own L1 hit count differs).
+        admin = svc.admin_url
         for _ in range(100):
             b = httpx.Client()
-            if _l1_hits(b, base) != hits_a:
+            if _l1_hits(b, admin) != hits_a:
                 break
             b.close()
         else:
@@ -165,13 +167,13 @@ def test_a_scrape_includes_the_other_workers_deferred_counts_within_a_second(
         try:
             deadline = time.monotonic() + 1.2
             while True:
-                text = b.get(base + "/metrics", timeout=5).text
+                text = b.get(admin + "/metrics", timeout=5).text
                 counts = (float(valid.search(text).group(1)), float(http.search(text).group(1)))
                 assert counts[0] <= 20 and counts[1] <= 20
                 if counts == (20, 20) or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
             assert counts == (20, 20)
-            assert _l1_hits(b, base) != _l1_hits(a, base)  # still the other worker
+            assert _l1_hits(b, admin) != _l1_hits(a, base)  # still the other worker
         finally:
             b.close()

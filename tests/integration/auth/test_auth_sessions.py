@@ -7,12 +7,13 @@ import hashlib
 
 import pytest
 import redis
-from authtestkit import running_app
+from authtestkit import admin_client, running_app
 
 pytestmark = pytest.mark.integration
 
 LOGIN = "/api/auth/phoenix"
 SESSION = "/api/auth/session"
+ADMIN_TOKEN = "s3cret-admin-token-value-of-32-bytes+"
 
 
 async def _login(client, user) -> str:
@@ -36,7 +37,7 @@ async def test_session_by_bearer_and_by_cookie_then_served_from_l1(app_client, m
     assert r.status_code == 200, r.text
     assert r.json()["user"]["role"] == "editor" and r.json()["user"]["id"] == user.id
     # The login response set the cookie on the client: a cookie-only request works too.
-    assert client.cookies.get("phoenix_session") == token
+    assert client.cookies.get("__Host-phoenix_session") == token
     r = await client.get(SESSION)
     assert r.status_code == 200
     client.cookies.clear()
@@ -74,7 +75,8 @@ async def test_logout_revokes_and_clears_cookie(app_client, make_user):
     assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
     r = await client.post("/api/auth/logout", headers=_bearer(token))
     assert r.status_code == 200 and r.json() == {"revoked": True}
-    assert 'phoenix_session=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
+    cleared = r.headers["set-cookie"]
+    assert cleared.startswith("__Host-phoenix_session=") and ('=""' in cleared or "Max-Age=0" in cleared)
     r = await client.get(SESSION, headers=_bearer(token))
     assert r.status_code == 401 and r.json()["error"] == "INVALID_SESSION"
     # Replaying the logout is harmless.
@@ -114,20 +116,23 @@ async def test_session_survives_redis_flushall(make_settings, make_user, private
 
 
 async def test_admin_revokes_all_sessions_of_a_user(make_settings, make_user):
-    settings = make_settings(admin_token="s3cret-admin-token-value")
-    async with running_app(settings) as (_, client):
+    settings = make_settings(admin_token=ADMIN_TOKEN)
+    async with running_app(settings) as (app, client), admin_client(app) as admin:
         user = make_user()
         tokens = [await _login(client, user) for _ in range(3)]
         path = f"/api/auth/admin/users/{user.id}/revoke-sessions"
-        r = await client.post(path)
+        r = await admin.post(path)
         assert r.status_code == 401 and r.json()["error"] == "ADMIN_UNAUTHORIZED"
-        r = await client.post(path, headers=_bearer("s3cret-admin-token-valuX"))
+        r = await admin.post(path, headers=_bearer(ADMIN_TOKEN[:-1] + "X"))
         assert r.status_code == 401
-        r = await client.post(
-            "/api/auth/admin/users/no-such-user/revoke-sessions", headers=_bearer("s3cret-admin-token-value")
+        r = await admin.post(
+            "/api/auth/admin/users/no-such-user/revoke-sessions", headers=_bearer(ADMIN_TOKEN)
         )
         assert r.status_code == 404 and r.json()["error"] == "USER_NOT_FOUND"
-        r = await client.post(path, headers=_bearer("s3cret-admin-token-value"))
+        # The public port does not serve the admin API, even with the right token.
+        r = await client.post(path, headers=_bearer(ADMIN_TOKEN))
+        assert r.status_code == 404 and r.json()["error"] == "NOT_FOUND"
+        r = await admin.post(path, headers=_bearer(ADMIN_TOKEN))
         assert r.status_code == 200 and r.json() == {"userId": user.id, "revoked": 3}
         await asyncio.sleep(0.3)
         for token in tokens:
@@ -136,8 +141,9 @@ async def test_admin_revokes_all_sessions_of_a_user(make_settings, make_user):
 
 
 async def test_admin_api_disabled_without_token(app_client):
-    _, client = app_client
-    r = await client.post("/api/auth/admin/users/x/revoke-sessions", headers=_bearer("anything"))
+    app, _ = app_client
+    async with admin_client(app) as admin:
+        r = await admin.post("/api/auth/admin/users/x/revoke-sessions", headers=_bearer("anything"))
     assert r.status_code == 403 and r.json()["error"] == "ADMIN_API_DISABLED"
 
 
