@@ -33,6 +33,26 @@ T = TypeVar("T")
 BREAK_SECONDS = 1.0
 SOCKET_TIMEOUT = 0.25
 
+# Everything the service sends to Redis, as the rule of a Redis ACL user (managed Redis, or one
+# shared with other apps): keys under `phoenix:` only (cache `phoenix:c:*`, throttle
+# `phoenix:t:*`), no pub/sub. Connection set-up: CLIENT SETNAME (and SELECT for a database other
+# than 0; CLIENT SETINFO is not sent); the cache: GET, SET, UNLINK, SCAN; the throttle: its Lua
+# scripts by EVALSHA (SCRIPT LOAD when Redis does not know them yet) and the commands they call,
+# and a pipeline of INCRBY (redis-py's `incr`) + EXPIRE; health: PING. A test runs the service
+# under exactly this rule and checks Redis's ACL LOG stays empty; docs/auth-service.md shows it.
+ACL_COMMANDS = (
+    "ping", "client|setname", "select",
+    "get", "set", "unlink", "scan",
+    "evalsha", "script|load", "incr", "incrby", "decrby", "expire", "pttl", "del",
+    "hget", "hset", "hdel", "hlen", "hgetall",
+)  # fmt: skip
+ACL_KEYS = "~phoenix:*"
+
+
+def acl_rule() -> str:
+    """The `ACL SETUSER <user> on ><password> ...` rule, without the user and password."""
+    return f"resetkeys {ACL_KEYS} resetchannels -@all " + " ".join("+" + c for c in ACL_COMMANDS)
+
 
 class _Unavailable:
     """Sentinel: Redis was not asked or did not answer; fall back to PostgreSQL."""
@@ -67,6 +87,7 @@ class RedisLink:
                 health_check_interval=0,
                 max_connections=256,
                 client_name="phoenix-auth",
+                driver_info=None,  # no CLIENT SETINFO: one command fewer for an ACL (Redis < 7.2 lacks it)
             )
 
     @property
