@@ -77,8 +77,11 @@ def build(binary: Path, path_in_image: str, name: str, out: Path, args: list[str
                     "mediaType": OCI_MANIFEST,
                     "digest": _sha256(manifest),
                     "size": len(manifest),
-                    # containerd's importer names the image from the first, skopeo's oci-archive from the second.
-                    "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag},
+                    # containerd's importer names the image from the first, skopeo's oci-archive by the 2nd.
+                    "annotations": {
+                        "io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": tag,
+                    },
                 }
             ],
         },

@@ -6,6 +6,11 @@ Environment:
                         instead of a private one; it is left running if it was running before.
   PHOENIX_KEEP_CP=1     do not stop the control plane at the end (prints its kubeconfig).
   CI                    when set, a control plane that cannot start FAILS the tests instead of skipping.
+
+`control_plane` has kwok's fake nodes (pods never run); `real_control_plane` has this machine as a
+real node (containerd, kubelet, kube-proxy, CoreDNS: pods run), with `probe_image` and
+`real_namespace` for its tests (see e2e_node.py). PHOENIX_E2E_NODE_WAIT (seconds, default 600): how long
+`real_control_plane` waits while another session holds the machine's one real node.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +41,7 @@ from e2e_kube import (
     unavailable,
     wait_until,
 )
+from e2e_node import build_probe_image, registry
 
 
 def _build_binaries() -> Path:
@@ -81,6 +88,7 @@ def control_plane() -> Iterator[ControlPlane]:
         tmp_state = Path(tempfile.mkdtemp(prefix="phoenix-cp-"))
         api, etcd, peer, kcm, sched, kwok = free_ports(6)
         env.update(
+            PHOENIX_CP_NODES="kwok",
             PHOENIX_CP_STATE=str(tmp_state),
             PHOENIX_CP_APISERVER_PORT=str(api),
             PHOENIX_CP_ETCD_PORT=str(etcd),
@@ -105,6 +113,96 @@ def control_plane() -> Iterator[ControlPlane]:
             _script("down", env)
             if tmp_state is not None:
                 shutil.rmtree(tmp_state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def real_control_plane() -> Iterator[ControlPlane]:
+    """A control plane whose node is THIS machine (`PHOENIX_CP_NODES=real`): pods really run.
+
+    Private state dir and free ports for etcd and the control-plane processes; the node itself
+    (bridge, kubelet, kube-proxy, CoreDNS on the node address) is one per machine, so `up` fails,
+    naming the state dir that holds it, while another control plane runs it. PHOENIX_E2E_SHARED=1
+    uses the default state dir instead.
+    """
+    if os.geteuid() != 0:
+        unavailable("the real node needs root (containerd, bridge, iptables, cgroups)")
+    try:
+        bin_dir = _build_binaries()
+    except ControlPlaneUnavailable as exc:
+        unavailable(str(exc))
+    shared = os.environ.get("PHOENIX_E2E_SHARED") == "1"
+    env = {**os.environ, "PHOENIX_CP_BIN": str(bin_dir), "PHOENIX_CP_NODES": "real"}
+    private = not shared
+    if private:
+        # Short: containerd's socket lives under it (a unix socket path has at most 108 bytes).
+        state = Path(tempfile.mkdtemp(prefix="phx-node-", dir="/tmp"))
+        api, etcd, peer, kcm, sched = free_ports(5)
+        env.update(
+            PHOENIX_CP_STATE=str(state),
+            PHOENIX_CP_APISERVER_PORT=str(api),
+            PHOENIX_CP_ETCD_PORT=str(etcd),
+            PHOENIX_CP_ETCD_PEER_PORT=str(peer),
+            PHOENIX_CP_KCM_PORT=str(kcm),
+            PHOENIX_CP_SCHEDULER_PORT=str(sched),
+        )
+    was_running = shared and _script("status", env).returncode == 0
+    up = _script("up", env, timeout=300)
+    # The node is one per machine: wait for another session's to be released (it says who holds it).
+    deadline = time.monotonic() + float(os.environ.get("PHOENIX_E2E_NODE_WAIT", "600"))
+    held = "belongs to the control plane in"
+    while up.returncode != 0 and held in up.stderr and time.monotonic() < deadline:
+        time.sleep(5)
+        up = _script("up", env, timeout=300)
+    if up.returncode != 0:
+        _script("wipe" if private else "down", env)
+        unavailable(
+            f"scripts/control-plane.sh up (real node) failed (exit {up.returncode}):\n{up.stderr[-4000:]}"
+        )
+    state = Path(env.get("PHOENIX_CP_STATE", Path.home() / ".cache/phoenix/state/cp"))
+    cp = ControlPlane(kubeconfig=state / "kubeconfig", bin_dir=bin_dir, state=state, script_env=env)
+    try:
+        yield cp
+    finally:
+        if os.environ.get("PHOENIX_KEEP_CP") == "1" or was_running:
+            print(
+                f"\nreal-node control plane left running: export KUBECONFIG={cp.kubeconfig}", file=sys.stderr
+            )
+        else:
+            # wipe = down (pods, mounts, bridge, iptables chains) + delete the private state dir.
+            _script("wipe" if private else "down", env)
+
+
+@pytest.fixture(scope="session")
+def probe_image(real_control_plane: ControlPlane) -> Iterator[str]:
+    """The tests' probe image (tests/e2e/probe/main.go) in the local registry, named as pods pull it
+    through containerd's ghcr.io mirror. Starts scripts/registry.sh if needed (and stops it after)."""
+    was_running = registry("status").returncode == 0
+    up = registry("up")
+    if up.returncode != 0:
+        unavailable(f"scripts/registry.sh up failed (exit {up.returncode}):\n{up.stderr[-2000:]}")
+    try:
+        image = build_probe_image(registry("addr").stdout.strip())
+    except ControlPlaneUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        yield image
+    finally:
+        if not was_running and os.environ.get("PHOENIX_KEEP_CP") != "1":
+            registry("down")
+
+
+@pytest.fixture
+def real_namespace(real_control_plane: ControlPlane) -> Iterator[str]:
+    """A fresh namespace on the real-node cluster, deleted afterwards (its pods stop with it)."""
+    name = f"node-{uuid.uuid4().hex[:8]}"
+    real_control_plane.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: real_control_plane.exists("serviceaccount", "default", name),
+        30,
+        f"default ServiceAccount in {name}",
+    )
+    yield name
+    real_control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 @pytest.fixture
