@@ -36,6 +36,7 @@ from . import openapi
 from .addresses import client_address, is_private_untrusted_peer
 from .cache import AuthCache
 from .db import Database
+from .drain import Drain, closing
 from .errors import (
     AdminDisabled,
     AdminUnauthorized,
@@ -388,17 +389,19 @@ async def healthz_endpoint(request: Request) -> Response:
 
 
 async def readyz_endpoint(request: Request) -> Response:
-    """Readiness: PostgreSQL answers. Redis and the listener are reported but never make us unready
-    (we serve from PostgreSQL without them)."""
+    """Readiness: PostgreSQL answers and the pod is not draining before shutdown (drain.py). Redis and
+    the listener are reported but never make us unready (we serve from PostgreSQL without them)."""
     state = request.app.state
     db_ok = await state.db.reachable(1.0)
+    draining = state.drain.active
     body = {
-        "ready": db_ok,
+        "ready": db_ok and not draining,
+        "draining": draining,
         "database": db_ok,
         "redis": state.redis.healthy if state.redis.configured else None,
         "listener": state.listener.connected.is_set(),
     }
-    return JSONResponse(body, status_code=200 if db_ok else 503, headers=NO_STORE)
+    return JSONResponse(body, status_code=200 if body["ready"] else 503, headers=NO_STORE)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -538,7 +541,8 @@ class PhoenixApp(Starlette):
     route, GET /api/auth/session.
 
     A request whose connection came in on PHOENIX_ADMIN_PORT goes to `admin_app` (its own routes,
-    middlewares and error handlers, the same `state`); every other one stays here.
+    middlewares and error handlers, the same `state`); every other one stays here. While the pod
+    drains before shutdown (drain.py), every response on either port asks the client to close.
 
     Session checks are most of the service's traffic and each one is a few microseconds of our
     own work; Starlette's per-request machinery (three middlewares, routing through every route,
@@ -552,9 +556,12 @@ class PhoenixApp(Starlette):
     admin_app: ASGIApp
     admin_port: int
     session_cookie: str
+    drain: Drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if self.drain.active:
+                send = closing(send)
             server = scope.get("server")
             if server is not None and server[1] == self.admin_port:
                 await self.admin_app(scope, receive, send)
@@ -664,6 +671,7 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
                 )
             ),
             asyncio.create_task(_periodic(FLUSH_INTERVAL, metrics.flush)),
+            asyncio.create_task(state.drain.watch()),
         ]
         if settings.enable_monitoring and settings.summary_interval > 0:
             tasks.append(
@@ -764,6 +772,7 @@ def create_app(settings: Settings | None = None) -> PhoenixApp:
     admin.state = app.state  # one set of resources, opened by the public app's lifespan
     app.admin_app, app.admin_port = admin, settings.admin_port
     app.session_cookie = settings.session_cookie_name
+    app.drain = app.state.drain = Drain()
     app.state.settings = settings
     app.state.metrics = metrics
     return app

@@ -173,6 +173,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_drain(args: argparse.Namespace, settings: Settings) -> int:
+    from .drain import drain
+
+    drain(args.seconds)
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     options = migrations.MigrateOptions(
         index_set=args.index_set,
@@ -318,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the HTTP service (settings from the environment)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "drain",
+        help="before shutdown (a pod's preStop hook): every response of the running server asks its "
+        "client to close the connection, /readyz answers 503; returns after --seconds",
+    )
+    p.add_argument("--seconds", type=float, default=5.0, help="how long to hold off SIGTERM (default 5)")
+    p.set_defaults(func=cmd_drain)
 
     p = sub.add_parser(
         "migrate", help="apply the schema and build the seed's indexes CONCURRENTLY, then verify"

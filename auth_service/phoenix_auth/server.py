@@ -27,6 +27,7 @@ import tempfile
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from . import drain
 from .settings import Settings
 
 FACTORY = "phoenix_auth.app:app_from_env"
@@ -70,6 +71,7 @@ def run(settings: Settings, factory: str = FACTORY) -> None:
         "timeout_graceful_shutdown": 10,
         "backlog": 2048,
     }
+    drain.clear()  # a mark left in the pod's /tmp by a previous container of the pod
     sockets = [
         bind(settings.host, settings.port, "PHOENIX_PORT"),
         bind(settings.host, settings.admin_port, "PHOENIX_ADMIN_PORT"),
