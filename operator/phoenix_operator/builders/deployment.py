@@ -17,6 +17,10 @@ from phoenix_operator.builders.configmap import auth_env
 from phoenix_operator.pool_sizing import PoolSize
 from phoenix_operator.spec import PhoenixAuthSpec
 
+# Seconds a terminating auth pod keeps serving before SIGTERM (kube-proxy's endpoint update lags the
+# deletion by ~1 s here; a busy cluster's by more).
+PRE_STOP_SECONDS = 5
+
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
@@ -73,6 +77,13 @@ def build_deployment(
             "failureThreshold": 30,
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - read-only root FS needs a tmp
+        # A terminating pod leaves the Service's endpoints at once, but kube-proxy on every node takes
+        # a moment to stop sending it NEW connections, and open keep-alive connections keep coming:
+        # `phoenix-auth drain` keeps serving for PRE_STOP_SECONDS while every response asks its client
+        # to reconnect (elsewhere), then SIGTERM ends in-flight requests and the process.
+        "lifecycle": {
+            "preStop": {"exec": {"command": ["phoenix-auth", "drain", "--seconds", str(PRE_STOP_SECONDS)]}}
+        },
     }
     return {
         "apiVersion": "apps/v1",

@@ -142,6 +142,18 @@ def test_deployment_env_probes_and_security(owner):
     assert sel.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_auth_pods_drain_before_sigterm_within_the_grace_period(owner):
+    """A terminating auth pod keeps serving while kube-proxy catches up, with every response asking
+    its client to reconnect elsewhere (phoenix-auth drain), and SIGTERM still ends it in time."""
+    pod = deployment(owner)["spec"]["template"]["spec"]
+    command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["phoenix-auth", "drain"]
+    seconds = float(command[command.index("--seconds") + 1])
+    assert 1 <= seconds
+    # the drain, then uvicorn's graceful shutdown (10 s), fit in the grace period
+    assert seconds + 10 < pod["terminationGracePeriodSeconds"]
+
+
 def test_no_secret_value_in_deployment(owner):
     dep = deployment(owner)
     text = repr(dep)
