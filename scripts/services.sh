@@ -93,10 +93,10 @@ stop_postgres() {
 # PostgreSQL for pods of the local real node: one more listen address and one pg_hba line, both in
 # files of ours (a conf.d drop-in read after phoenix.conf; a marked block in pg_hba.conf).
 pod_access() {
-  local addr="$1" cidr="$2" conf="/etc/postgresql/$PG_VERSION/main/conf.d/phoenix-pods.conf"
+  local addr="$1" cidr="$2" conf="/etc/postgresql/$PG_VERSION/main/conf.d/phoenix.pods.conf"  # read after phoenix.conf: conf.d is read in name order
   local hba="/etc/postgresql/$PG_VERSION/main/pg_hba.conf" want line changed=0
   [ -n "$addr" ] && [ -n "$cidr" ] || { echo "usage: $0 pod-access ADDR CIDR" >&2; exit 2; }
-  ip -o addr show | grep -q " inet $addr/" || { log "no interface has $addr (start the real node first)"; exit 1; }
+  case "$(ip -o -4 addr show)" in *" inet $addr/"*) ;; *) log "no interface has $addr (start the real node first)"; exit 1 ;; esac
   want="$(printf "listen_addresses = '127.0.0.1,%s'\n" "$addr")"
   if [ "$(as_root cat "$conf" 2>/dev/null)" != "$want" ]; then
     printf '%s\n' "$want" | as_root tee "$conf" >/dev/null; changed=1
