@@ -33,6 +33,7 @@ from e2e_kube import (
     RELEASE,
     SCRIPTS,
     SERVICE_ACCOUNT,
+    CommandFailed,
     ControlPlane,
     ControlPlaneUnavailable,
     OperatorProcess,
@@ -42,6 +43,7 @@ from e2e_kube import (
     wait_until,
 )
 from e2e_node import build_probe_image, registry
+from e2e_pods import PodDatabase, build_images, drop_database, open_database_to_pods, push_images
 
 
 def _build_binaries() -> Path:
@@ -295,3 +297,86 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/tests/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def built_images() -> list[str]:
+    """Phoenix's three images, built by `scripts/images.sh build`; their references."""
+    try:
+        return build_images()
+    except ControlPlaneUnavailable as exc:
+        unavailable(str(exc))
+        raise
+
+
+@pytest.fixture(scope="session")
+def phoenix_images(real_control_plane: ControlPlane, built_images: list[str]) -> Iterator[list[str]]:
+    """The images pushed to the local registry, where the node's mirrors find them under their
+    default names (ghcr.io/phoenix-dev/...:<VERSION>)."""
+    was_running = registry("status").returncode == 0
+    up = registry("up")
+    if up.returncode != 0:
+        unavailable(f"scripts/registry.sh up failed (exit {up.returncode}):\n{up.stderr[-2000:]}")
+    try:
+        push_images(registry("addr").stdout.strip())
+    except ControlPlaneUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        yield built_images
+    finally:
+        if not was_running and os.environ.get("PHOENIX_KEEP_CP") != "1":
+            registry("down")
+
+
+@pytest.fixture(scope="session")
+def pods_database(real_control_plane: ControlPlane) -> Iterator[PodDatabase]:
+    """A database and role of their own on the host's PostgreSQL, opened to the node's pods."""
+    node = real_control_plane.get("nodes")["items"][0]
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    try:
+        db = open_database_to_pods(node_ip)
+    except ControlPlaneUnavailable as exc:
+        unavailable(str(exc))
+    yield db
+    drop_database(db)
+
+
+@pytest.fixture(scope="session")
+def pods_release(real_control_plane: ControlPlane, phoenix_images: list[str]) -> ControlPlane:
+    """`helm install` of the chart with its default values: the operator pod runs the real image."""
+    cp = real_control_plane
+    try:
+        cp.helm(
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(CHART),
+            "--namespace",
+            OPERATOR_NS,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "180s",
+            timeout=240,
+        )
+    except CommandFailed as exc:
+        pods = cp.kubectl("describe", "pods", "-n", OPERATOR_NS, check=False).stdout
+        raise AssertionError(
+            f"helm install with the real operator image failed: {exc}\n{pods[-3000:]}"
+        ) from None
+    wait_until(lambda: crd_established(cp), 60, "the PhoenixAuth CRD to be Established")
+    return cp
+
+
+@pytest.fixture(scope="module")
+def real_namespace_module(real_control_plane: ControlPlane) -> Iterator[str]:
+    """A namespace on the real-node cluster for one test module (its pods stop with it)."""
+    name = f"pods-{uuid.uuid4().hex[:8]}"
+    real_control_plane.kubectl("create", "namespace", name)
+    wait_until(
+        lambda: real_control_plane.exists("serviceaccount", "default", name),
+        30,
+        f"default ServiceAccount in {name}",
+    )
+    yield name
+    real_control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
