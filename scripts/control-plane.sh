@@ -132,7 +132,7 @@ pid_of() { [ -s "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
 pid_is() {
   local argv0
   [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
-  argv0="$(tr '\0' '\n' < "/proc/$1/cmdline" 2>/dev/null | head -n1)"
+  argv0="$(tr '\0' '\n' 2>/dev/null < "/proc/$1/cmdline" | head -n1)"
   [ "${argv0##*/}" = "$2" ]
 }
 alive() { pid_is "$(pid_of "$1")" "$1"; }
@@ -442,34 +442,40 @@ cmd_up() {
 }
 
 # stop NAME: TERM its process group, wait up to 10 s, then KILL.
+# stop NAME...: TERM each one's process group at once (they shut down in parallel), wait up to 10 s
+# for all, then KILL what is left.
 stop() {
-  local name="$1" pid
-  pid="$(pid_of "$name")"
-  if [ -z "$pid" ]; then return; fi
-  if alive "$name"; then
-    log "stopping $name (pid $pid)"
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.25
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "$name did not stop in 10s; killing"
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  local name pid pids=() names=()
+  for name in "$@"; do
+    pid="$(pid_of "$name")"
+    if [ -n "$pid" ] && alive "$name"; then
+      log "stopping $name (pid $pid)"
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid") names+=("$name")
     fi
-  fi
-  rm -f "$PIDS/$name.pid"
+  done
+  local i left
+  for _ in $(seq 1 100); do
+    left=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+    [ "$left" = 0 ] && break
+    sleep 0.1
+  done
+  for i in "${!pids[@]}"; do
+    if kill -0 "${pids[$i]}" 2>/dev/null; then
+      log "${names[$i]} did not stop in 10s; killing"
+      kill -KILL -- "-${pids[$i]}" 2>/dev/null || kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+  done
+  for name in "$@"; do rm -f "$PIDS/$name.pid"; done
 }
 
 cmd_down() {
-  local c i
   # The real node first (its pods, mounts, bridge, iptables chains), whatever mode is set now.
   if node_present; then node_down || log "WARNING: the real node's teardown was incomplete (see above)"; fi
-  # Reverse order: clients first, etcd last.
-  for ((i = ${#ALL_COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c="${ALL_COMPONENTS[$i]}"
-    stop "$c"
-  done
+  # The API server's clients and the API server together, etcd last.
+  stop kwok kube-scheduler kube-controller-manager kube-apiserver
+  stop etcd
   log "down (state kept in $STATE)"
 }
 

@@ -379,7 +379,7 @@ node_remove_pods() {
 node_kill_shims() {
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -q -- "containerd-shim.* -address $CTRD_SOCK " || continue
+    tr '\0' ' ' 2>/dev/null < "$p/cmdline" | grep -q -- "containerd-shim.* -address $CTRD_SOCK " || continue
     log "killing leftover shim ${p#/proc/}"
     kill -KILL "${p#/proc/}" 2>/dev/null || true
   done
@@ -436,9 +436,7 @@ node_down() {
   local host=0
   # Host-wide leftovers (bridge, chains, netns, cgroups) are ours to clean only if we own the node.
   if node_owned_here || [ ! -s "$OWNER_FILE" ]; then host=1; fi
-  stop coredns
-  stop kube-proxy
-  stop kubelet
+  stop coredns kube-proxy kubelet
   if alive containerd; then node_remove_pods; fi
   stop containerd
   node_kill_shims
