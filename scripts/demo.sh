@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
-# The README's main job: the whole Phoenix stack on this machine, then one login with the seed's curl.
+# The README's main job: Phoenix running on this machine the way a platform team runs it, then one
+# login with the seed's curl.
 #
-#   bash scripts/demo.sh up       # install what is missing, start everything, apply a PhoenixAuth, log in
-#   bash scripts/demo.sh down     # stop everything `up` started
-#   bash scripts/demo.sh status   # what runs
+#   bash scripts/demo.sh up           # pods on a real local node (the default)
+#   bash scripts/demo.sh up --local   # no node: operator and auth service as local processes, kwok fakes the pods
+#   bash scripts/demo.sh down         # stop everything `up` started
+#   bash scripts/demo.sh status       # what runs
 #
-# `up` does, showing progress: Python venv (scripts/venv.sh) → PostgreSQL + Redis
-# (scripts/services.sh) → control-plane binaries (scripts/build-control-plane.sh; ~12 min the first
-# time, < 1 min after) → local Kubernetes control plane (scripts/control-plane.sh) → `helm install`
-# of the operator chart (CRDs, RBAC) → the operator as a local process with the chart's
-# ServiceAccount token → `phoenix-auth migrate`, `seed-demo 1000`, `serve` on 127.0.0.1:3007 →
-# a PhoenixAuth in namespace phoenix-demo, until Ready → `kubectl get pxa` → the seed's curl.
+# `up` (pods) does, showing progress: Python venv (scripts/venv.sh) → PostgreSQL + Redis
+# (scripts/services.sh) → control-plane and node binaries (scripts/build-control-plane.sh; ~10 min
+# the first time, < 1 s after) → Phoenix's images (scripts/images.sh build; ~1.5 min the first time)
+# → the local registry + push → the control plane with this machine as its real node
+# (PHOENIX_CP_NODES=real: containerd, kubelet, kube-proxy, CoreDNS) → PostgreSQL opened to the pods
+# on the node address → `helm install` of the chart (the operator runs in a pod from its image) → a
+# PhoenixAuth (its migration Job, managed Redis and auth pods run) → seed users with
+# `phoenix-auth seed-demo` inside an auth pod → `kubectl port-forward` of the auth Service to
+# localhost:$PHOENIX_PORT → the seed's curl, answered by an auth pod.
+# `up --local` is the former demo for machines that cannot run a node (no root, no containerd):
+# kwok marks the pods Ready, and the login is answered by a local `phoenix-auth serve`.
 #
 # Environment (defaults work): PHOENIX_DEMO_STATE (~/.cache/phoenix/state/demo), PHOENIX_PORT (3007),
-# DATABASE_URL (postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix), REDIS_URL (redis://127.0.0.1:6379/0),
-# PHOENIX_DEMO_USERS (1000), PHOENIX_DEMO_NAMESPACE (phoenix-demo), PHOENIX_DEMO_TIMEOUT (120 s), PHOENIX_VENV (.venv),
+# DATABASE_URL (postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix; in pods mode its host is
+# replaced by the node address), REDIS_URL (local mode), PHOENIX_DEMO_USERS (1000),
+# PHOENIX_DEMO_NAMESPACE (phoenix-demo), PHOENIX_DEMO_TIMEOUT (240 s), PHOENIX_VENV (.venv),
 # plus everything scripts/control-plane.sh reads (PHOENIX_CP_*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +34,7 @@ export DATABASE_URL="${DATABASE_URL:-postgresql://phoenix:phoenix@127.0.0.1:5432
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 USERS="${PHOENIX_DEMO_USERS:-1000}"
 NS="${PHOENIX_DEMO_NAMESPACE:-phoenix-demo}"
-TIMEOUT="${PHOENIX_DEMO_TIMEOUT:-120}"
+TIMEOUT="${PHOENIX_DEMO_TIMEOUT:-240}"
 OPERATOR_NS=phoenix-system
 RELEASE=phoenix-operator
 
@@ -35,10 +43,12 @@ step() { step_no=$((step_no + 1)); printf '\n\033[1m[demo %d] %s\033[0m\n' "$ste
 info() { printf '[demo]   %s\n' "$*" >&2; }
 die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# Alive = the recorded pid runs and is still phoenix-<name> (never trust or kill a recycled pid).
+# Alive = the recorded pid runs and is still ours (phoenix-<name>, or kubectl port-forward): never trust or kill a recycled pid.
 alive() {
-  local p; [ -s "$STATE/$1.pid" ] && p="$(cat "$STATE/$1.pid")" || return 1
-  kill -0 "$p" 2>/dev/null && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "phoenix-$1"
+  local p want="phoenix-$1"
+  [ "$1" != port-forward ] || want="port-forward"
+  [ -s "$STATE/$1.pid" ] && p="$(cat "$STATE/$1.pid")" || return 1
+  kill -0 "$p" 2>/dev/null && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$want"
 }
 
 # wait_for SECONDS DESCRIPTION COMMAND...: poll with a deadline and a progress line every 5 s.
@@ -74,10 +84,8 @@ stop_bg() {
   rm -f "$STATE/$name.pid"
 }
 
-cmd_up() {
-  mkdir -p "$STATE"
-  local t_start=$SECONDS
-
+# Steps both modes share: tools, venv, PostgreSQL + Redis, the control-plane binaries (on PATH).
+prepare() {
   step "tools and Python package (phoenix-auth, phoenix-operator)"
   if ! command -v openssl >/dev/null || ! command -v curl >/dev/null || ! command -v ss >/dev/null; then
     bash scripts/install-deps.sh
@@ -103,12 +111,17 @@ cmd_up() {
   bin="$(bash scripts/build-control-plane.sh | tail -n 1)" || die "scripts/build-control-plane.sh failed (see above)"
   export PATH="$bin:$PATH"
   info "binaries in $bin"
+  export HELM_CACHE_HOME="$STATE/helm/cache" HELM_CONFIG_HOME="$STATE/helm/config" HELM_DATA_HOME="$STATE/helm/data"
+}
+
+cmd_up_local() {
+  local t_start=$SECONDS py="${PHOENIX_VENV:-$ROOT/.venv}/bin/python"
+  echo local > "$STATE/mode"
+  prepare
 
   step "Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
-  bash scripts/control-plane.sh up
+  PHOENIX_CP_NODES=kwok bash scripts/control-plane.sh up
   eval "$(bash scripts/control-plane.sh env)"
-  local cp_state; cp_state="$(dirname "$KUBECONFIG")"
-  export HELM_CACHE_HOME="$STATE/helm/cache" HELM_CONFIG_HOME="$STATE/helm/config" HELM_DATA_HOME="$STATE/helm/data"
 
   step "helm upgrade --install $RELEASE (CRDs, RBAC, Grafana dashboard)"
   helm upgrade --install "$RELEASE" helm/phoenix-operator --namespace "$OPERATOR_NS" --create-namespace \
@@ -168,22 +181,110 @@ PY
   kubectl -n "$NS" get deploy,svc,job,hpa,pdb
 
   step "login with the seed's curl"
+  seed_curl
+  printf '\n[demo] up in %ss (local mode: the login above was answered by a local phoenix-auth process). Try:\n  eval "$(bash scripts/control-plane.sh env)"; kubectl get pxa -A; kubectl describe pxa -n %s phoenix\n  bash scripts/demo.sh down\n' \
+    "$((SECONDS - t_start))" "$NS" >&2
+}
+
+seed_curl() {  # URL BASE: the seed's curl, verbatim but for the port
   echo "+ curl -X POST http://localhost:$PORT/api/auth/phoenix -H \"Content-Type: application/json\" -d '{\"email\": \"test@example.com\", \"password\": \"testpassword\"}'"
-  curl -sS -X POST "http://localhost:$PORT/api/auth/phoenix" \
+  curl -sS --fail-with-body -X POST "http://localhost:$PORT/api/auth/phoenix" \
     -H "Content-Type: application/json" \
     -d '{"email": "test@example.com", "password": "testpassword"}'
   echo
-  printf '\n[demo] up in %ss. Try:\n  eval "$(bash scripts/control-plane.sh env)"; kubectl get pxa -A; kubectl describe pxa -n %s phoenix\n  bash scripts/demo.sh down\n' \
-    "$((SECONDS - t_start))" "$NS" >&2
+}
+
+cmd_up_pods() {
+  local t_start=$SECONDS t
+  echo pods > "$STATE/mode"
+  [ "$(id -u)" = 0 ] || die "a real node needs root (containerd, a bridge, iptables); try: bash scripts/demo.sh up --local"
+  prepare
+
+  step "Phoenix's images (scripts/images.sh build: operator, auth, managed Redis; ~1.5 min the first time)"
+  t=$SECONDS
+  bash scripts/images.sh build || die "scripts/images.sh build failed"
+  info "images ready in $((SECONDS - t))s"
+
+  step "local registry (scripts/registry.sh) and push"
+  if bash scripts/registry.sh status >/dev/null 2>&1; then :; else touch "$STATE/registry-started-by-demo"; fi
+  bash scripts/registry.sh up >&2
+  bash scripts/images.sh push "$(bash scripts/registry.sh addr)" >&2 || die "scripts/images.sh push failed"
+
+  step "Kubernetes control plane with this machine as a real node (containerd, kubelet, kube-proxy, CoreDNS)"
+  t=$SECONDS
+  PHOENIX_CP_NODES=real bash scripts/control-plane.sh up
+  eval "$(bash scripts/control-plane.sh env)"
+  info "control plane and node up in $((SECONDS - t))s"
+  local node_ip pod_cidr db_url
+  node_ip="$(kubectl get nodes -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+  [ -n "$node_ip" ] || die "the node has no InternalIP"
+  # The pods' subnet: the network of the bridge that carries the node address.
+  pod_cidr="$(ip -o -4 addr show | awk -v ip="$node_ip" '{split($4, a, "/"); if (a[1] == ip) print $4}' \
+    | python3 -c 'import ipaddress, sys; print(ipaddress.ip_interface(sys.stdin.read().strip()).network)')" \
+    || die "no interface carries the node address $node_ip"
+
+  step "PostgreSQL for the pods: $node_ip:5432 from $pod_cidr (scripts/services.sh pod-access)"
+  bash scripts/services.sh pod-access "$node_ip" "$pod_cidr" >/dev/null || die "scripts/services.sh pod-access failed"
+  # The demo's DATABASE_URL with its host replaced by the node address (what pods can reach).
+  db_url="$(printf '%s' "$DATABASE_URL" | sed -E "s#@(127\.0\.0\.1|localhost)([:/])#@$node_ip\2#")"
+
+  step "helm upgrade --install $RELEASE (CRDs, RBAC, the operator pod from ghcr.io/phoenix-dev/phoenix-operator:$(cat VERSION))"
+  helm upgrade --install "$RELEASE" helm/phoenix-operator --namespace "$OPERATOR_NS" --create-namespace \
+    --wait --timeout 180s >"$STATE/helm.log" 2>&1 || {
+      cat "$STATE/helm.log" >&2; kubectl -n "$OPERATOR_NS" describe pods >&2; die "helm install failed"; }
+  kubectl wait --for condition=Established crd/phoenixauths.auth.phoenix.dev --timeout=60s >/dev/null
+  kubectl -n "$OPERATOR_NS" get pods -o wide | sed 's/^/[demo]   /' >&2
+
+  step "PhoenixAuth 'phoenix' in namespace $NS (migration Job, managed Redis, auth pods)"
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$NS" create secret generic phoenix-db --from-literal=DATABASE_URL="$db_url" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  "${PHOENIX_VENV:-$ROOT/.venv}/bin/python" -c 'import sys, yaml; print(yaml.safe_dump_all(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "Secret"))' \
+    manifests/samples/minimal.yaml | kubectl -n "$NS" apply -f - | sed 's/^/[demo]   /' >&2
+  ready() {
+    [ "$(kubectl -n "$NS" get pxa phoenix -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
+  }
+  wait_for "$TIMEOUT" "PhoenixAuth Ready (images pulled, migration Job run, pods Ready)" ready || {
+    kubectl -n "$NS" describe pxa phoenix >&2; kubectl -n "$NS" get pods,jobs -o wide >&2
+    die "PhoenixAuth not Ready after ${TIMEOUT}s"; }
+  echo >&2
+  kubectl -n "$NS" get pxa
+  echo
+  kubectl -n "$NS" get pods,deploy,svc,job,hpa,pdb -o wide
+
+  step "seed $USERS demo users (phoenix-auth seed-demo, inside an auth pod)"
+  kubectl -n "$NS" exec deploy/phoenix -c auth -- phoenix-auth seed-demo "$USERS" 2>&1 | tail -n 1 | sed 's/^/[demo]   /' >&2
+
+  step "the auth Service on localhost:$PORT (kubectl port-forward service/phoenix)"
+  stop_bg port-forward
+  if ss -Hltn "sport = :$PORT" | grep -q .; then die "port $PORT is in use by another process; set PHOENIX_PORT"; fi
+  local svc_port
+  svc_port="$(kubectl -n "$NS" get service phoenix -o 'jsonpath={.spec.ports[0].port}')"
+  start_bg port-forward kubectl -n "$NS" port-forward --address 127.0.0.1 service/phoenix "$PORT:$svc_port"
+  wait_for 30 "port-forward" curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" \
+    || { tail -5 "$STATE/port-forward.log" >&2; die "kubectl port-forward did not start"; }
+
+  step "login with the seed's curl (answered by an auth pod)"
+  seed_curl || die "the seed's login failed"
+  local cluster_ip
+  cluster_ip="$(kubectl -n "$NS" get service phoenix -o 'jsonpath={.spec.clusterIP}')"
+  printf '\n[demo] up in %ss: the operator, the migration Job, Redis and the auth service ran in pods on this machine.\n' "$((SECONDS - t_start))" >&2
+  printf '  The auth Service: http://%s:%s (ClusterIP, reachable from this machine) and http://localhost:%s (port-forward).\n' "$cluster_ip" "$svc_port" "$PORT" >&2
+  printf '  eval "$(bash scripts/control-plane.sh env)"; kubectl get pxa,pods -n %s; kubectl logs -n %s deploy/phoenix\n  bash scripts/demo.sh down\n' "$NS" "$NS" >&2
 }
 
 cmd_down() {
   mkdir -p "$STATE"
-  step "auth service and operator"
+  step "port-forward, local auth service and operator"
+  stop_bg port-forward
   stop_bg auth
   stop_bg operator
-  step "Kubernetes control plane"
+  step "Kubernetes control plane (and the real node, if it runs)"
   bash scripts/control-plane.sh down
+  if [ -e "$STATE/registry-started-by-demo" ]; then
+    bash scripts/registry.sh down >&2 || true
+    rm -f "$STATE/registry-started-by-demo"
+  fi
   if [ -e "$STATE/services-started-by-demo" ]; then
     step "PostgreSQL and Redis (started by the demo)"
     bash scripts/services.sh down >&2
@@ -196,15 +297,22 @@ cmd_down() {
 }
 
 cmd_status() {
-  for n in auth operator; do
+  echo "mode: $(cat "$STATE/mode" 2>/dev/null || echo none)"
+  for n in port-forward auth operator; do
     if alive "$n"; then echo "$n: running (pid $(cat "$STATE/$n.pid"))"; else echo "$n: stopped"; fi
   done
   bash scripts/control-plane.sh status || true
 }
 
 case "${1:-}" in
-  up) cmd_up ;;
+  up)
+    mkdir -p "$STATE"
+    case "${2:-}" in
+      --local) cmd_up_local ;;
+      "") cmd_up_pods ;;
+      *) echo "usage: $0 up [--local]" >&2; exit 2 ;;
+    esac ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--local] | down | status" >&2; exit 2 ;;
 esac
