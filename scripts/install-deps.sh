@@ -9,13 +9,14 @@ command -v promtool >/dev/null || want+=(prometheus)
 command -v openssl >/dev/null || want+=(openssl)
 command -v curl >/dev/null || want+=(curl)
 command -v wrk >/dev/null || want+=(wrk)
-# The real Kubernetes node (scripts/control-plane.sh, PHOENIX_CP_NODES=real) and the local image
+# The real Kubernetes node (scripts/control-plane.sh, PHOENIX_CP_NODES=real), the images (mmdebstrap) and the local image
 # registry (scripts/registry.sh): "test:package" pairs, the package wanted when the test fails.
 node_packages() {
   local pair
   for pair in "command -v buildah:buildah" "command -v skopeo:skopeo" "command -v runc:runc" \
               "command -v containerd:containerd" "test -x /usr/lib/cni/bridge:containernetworking-plugins" \
-              "command -v docker-registry:docker-registry" "command -v iptables:iptables"; do
+              "command -v docker-registry:docker-registry" "command -v iptables:iptables" \
+              "command -v mmdebstrap:mmdebstrap"; do
     ${pair%%:*} >/dev/null 2>&1 || echo "${pair##*:}"
   done
 }
