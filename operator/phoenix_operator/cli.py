@@ -26,7 +26,7 @@ import aiohttp
 import kopf
 
 from phoenix_operator import metrics
-from phoenix_operator.handlers import Handlers, register
+from phoenix_operator.handlers import WATCH_LABEL_SELECTORS, Handlers, register
 from phoenix_operator.kube import KubeClient, load_api_client
 from phoenix_operator.reconcile import Reconciler
 from phoenix_operator.settings import OperatorSettings
@@ -86,6 +86,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--liveness-port", type=int, help="Kopf liveness endpoint port (0 disables)")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0 disables)")
     p.add_argument("--resync-seconds", type=float, help="slow re-reconcile interval")
+    p.add_argument(
+        "--allowed-image-prefix",
+        action="append",
+        dest="allowed_image_prefixes",
+        help="an image prefix PhoenixAuths may run (repeatable; '*' allows any; "
+        "default: the project's own repository path)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", default=None)
     return p.parse_args(argv)
 
@@ -103,6 +110,7 @@ def build_settings(args: argparse.Namespace) -> OperatorSettings:
             "liveness_port": args.liveness_port,
             "metrics_port": args.metrics_port,
             "resync_seconds": args.resync_seconds,
+            "allowed_image_prefixes": args.allowed_image_prefixes,
             "verbose": args.verbose,
         }.items()
         if v is not None
@@ -131,6 +139,8 @@ def make_registry(
         if executor is not None:  # ours, so main() can shut it down (idle workers end) on exit
             settings.execution.executor = executor
         settings.execution.max_workers = 8
+        for resource, selector in WATCH_LABEL_SELECTORS.items():  # server-side: nothing else arrives
+            settings.watching.label_selectors[resource] = selector
 
     @kopf.on.login(registry=registry)
     async def login(**kwargs: Any) -> kopf.AiohttpSession | kopf.ConnectionInfo | None:
@@ -231,7 +241,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     api_client = load_api_client(settings.kubeconfig)
     kube = KubeClient(api_client, timeout=settings.api_timeout)
-    reconciler = Reconciler(kube, detect_timeout=settings.detect_timeout, emit=post_event)
+    reconciler = Reconciler(
+        kube,
+        detect_timeout=settings.detect_timeout,
+        emit=post_event,
+        allowed_images=settings.allowed_image_prefixes,
+    )
     executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="phoenix-handler")
     registry = make_registry(settings, reconciler, executor)
     if settings.metrics_port:
@@ -243,11 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         else {"peering_name": settings.peering_name, "priority": settings.effective_priority}
     )
     log.info(
-        "phoenix-operator starting: %s, peering %s",
+        "phoenix-operator starting: %s, peering %s, images allowed under %s",
         "all namespaces" if settings.all_namespaces else f"namespaces {settings.namespaces}",
         "off (standalone)"
         if settings.standalone
         else f"{settings.peering_name} priority {peering['priority']}",
+        ", ".join(settings.allowed_image_prefixes),
     )
     exit_code = asyncio.run(
         run_operator(

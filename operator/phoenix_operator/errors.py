@@ -48,6 +48,12 @@ class SpecInvalid(PermanentError):
         self.field = field
 
 
+class ImageNotAllowed(SpecInvalid):
+    """The spec names an image outside the operator's allow-list (see images.py)."""
+
+    reason = "ImageNotAllowed"
+
+
 class ChildConflict(PermanentError):
     """An object with a child's name exists and is not owned by this PhoenixAuth (never overwrite it)."""
 

@@ -8,6 +8,10 @@
   owner are coalesced: the first one waits DEBOUNCE_SECONDS on the event loop, the ones arriving
   meanwhile join it, then one reconcile runs (a Deployment going 0→1→2 ready, its ReplicaSet
   and its Job finishing at once cost one reconcile, not five).
+- on.event on Secrets, selected server-side by the watched label (`auth.phoenix.dev/watched=true`)
+  that the operator puts on every Secret a PhoenixAuth references and on the Secrets it makes: a
+  change reconciles the PhoenixAuths that reference it (a Kopf index maps Secret → PhoenixAuths).
+  No other Secret of the namespace ever reaches the operator.
 No on.delete handler: the garbage collector removes the children through their ownerReferences.
 Kopf still adds its finalizer because its timers always require one (see docs/operator.md).
 
@@ -30,13 +34,16 @@ from phoenix_operator.builders.common import (
     GROUP,
     KIND,
     LABEL_MANAGED_BY,
+    LABEL_WATCHED_SECRET,
     MANAGED_BY,
     PLURAL,
     VERSION,
+    WATCHED_SECRET,
 )
 from phoenix_operator.cache import ChildCache
-from phoenix_operator.errors import TransientError
+from phoenix_operator.errors import SpecInvalid, TransientError
 from phoenix_operator.reconcile import Outcome, Reconciler, Serializer
+from phoenix_operator.spec import parse_spec, secret_uses
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,9 @@ CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
     ("autoscaling", "v2", "horizontalpodautoscalers"),
     ("networking.k8s.io", "v1", "networkpolicies"),
 )
+SECRETS = ("", "v1", "secrets")
+# Server-side label selectors of Kopf's watches (settings.watching.label_selectors at start-up).
+WATCH_LABEL_SELECTORS: dict[tuple[str, str, str], str] = {SECRETS: f"{LABEL_WATCHED_SECRET}={WATCHED_SECRET}"}
 MAX_BACKOFF = 300.0
 # How long the first child event of an owner waits for its siblings before the one reconcile.
 DEBOUNCE_SECONDS = 0.5
@@ -130,18 +140,11 @@ class Handlers:
         self.cache.observe(body, type)
 
     def on_secret(self, body: Any, secret_refs: Any = None, type: str | None = None, **_: Any) -> None:
-        """A Secret changed: reconcile every PhoenixAuth that references it (new hash → rollout)."""
+        """A watched Secret changed: reconcile every PhoenixAuth that references it (new hash →
+        rollout). Only labelled Secrets arrive (referenced ones and ours), so all are cached; one
+        that loses the label arrives as DELETED, and the next reconcile labels it again."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        key = ("v1", "Secret", namespace, name)
-        # Cache only what reconciles read (referenced or ours, or read once already), not every
-        # Secret of the namespace (Helm release Secrets alone can be megabytes).
-        if (
-            type == "DELETED"
-            or _owner_name(body) is not None
-            or (secret_refs is not None and (namespace, name) in secret_refs)
-            or self.cache.get(*key) is not None
-        ):
-            self.cache.observe({**body, "apiVersion": "v1", "kind": "Secret"}, type)
+        self.cache.observe({**body, "apiVersion": "v1", "kind": "Secret"}, type)
         if type is None or secret_refs is None:
             return
         for owner in set(secret_refs.get((namespace, name), ())):
@@ -215,12 +218,15 @@ class Handlers:
 
 
 def secret_refs_index(namespace: str, name: str, spec: Any, **_: Any) -> dict[tuple[str, str], str]:
-    """Kopf index: (namespace, Secret name) → PhoenixAuth names that reference the Secret."""
-    refs = {((spec.get("database") or {}).get("secretRef") or {}).get("name")}
-    redis = spec.get("redis") or {}
-    if redis.get("mode") == "external":
-        refs.add(((redis.get("external") or {}).get("secretRef") or {}).get("name"))
-    return {(namespace, ref): name for ref in refs if ref}
+    """Kopf index: (namespace, Secret name) → PhoenixAuth names that reference the Secret.
+
+    The references are those of the typed spec (`spec.secret_uses`); an invalid spec references
+    nothing (its reconcile reads no Secret, it reports what to fix)."""
+    try:
+        uses = secret_uses(parse_spec(spec))
+    except SpecInvalid:
+        return {}
+    return {(namespace, use.ref.name): name for use in uses}
 
 
 def register(registry: kopf.OperatorRegistry, handlers: Handlers, *, resync_seconds: float) -> None:
@@ -234,8 +240,14 @@ def register(registry: kopf.OperatorRegistry, handlers: Handlers, *, resync_seco
     )(handlers.on_parent)
     kopf.index(*resource, registry=registry, id="secret_refs")(secret_refs_index)
     kopf.on.event(*resource, registry=registry, id="cache-phoenixauths")(handlers.on_parent_event)
-    # Referenced Secrets (DB URL, external Redis URL) are not owned, so they are watched apart.
-    kopf.on.event("", "v1", "secrets", registry=registry, id="referenced-secrets")(handlers.on_secret)
+    # Referenced Secrets (DB URLs, external Redis URL, extraEnv) are not owned, so they are watched
+    # apart, through the watched label (WATCH_LABEL_SELECTORS; the client-side filter repeats it).
+    kopf.on.event(
+        *SECRETS,
+        registry=registry,
+        id="referenced-secrets",
+        labels={LABEL_WATCHED_SECRET: WATCHED_SECRET},
+    )(handlers.on_secret)
     for group, version, plural in CHILD_KINDS:
         kopf.on.event(
             group,

@@ -1,4 +1,4 @@
-"""Thin Kubernetes API access: server-side apply, get, list, delete, status patch, discovery.
+"""Thin Kubernetes API access: server-side apply, get, list, label, delete, status patch, discovery.
 
 One generic path for every kind (a table of apiVersion/kind → URL) keeps the reconciler free of
 per-kind client classes and makes PrometheusRule/ServiceMonitor no different from a Service.
@@ -169,6 +169,22 @@ class KubeClient:
             query=[("fieldManager", self.field_manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
             hide_body_in_errors=obj["kind"] == "Secret",
+        )
+
+    def label(
+        self, api_version: str, kind: str, namespace: str, name: str, labels: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        """Merge-patch labels onto an object we do not own (None when it is gone; a merge patch
+        never creates it). Only metadata.labels is sent, so no other field changes hands."""
+        k = kind_of(api_version, kind)
+        return self._call(
+            f"label {kind} {namespace}/{name}",
+            "PATCH",
+            k.path(namespace, name),
+            body={"metadata": {"labels": dict(labels)}},
+            content_type="application/merge-patch+json",
+            missing_ok=True,
+            hide_body_in_errors=kind == "Secret",
         )
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:

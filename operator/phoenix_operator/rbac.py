@@ -1,15 +1,30 @@
-"""The RBAC rules phoenix-operator needs: the single source for the Helm chart's (Cluster)Role.
+"""The RBAC rules phoenix-operator needs: the single source of the Helm chart's Roles.
 
 Least privilege: only the resources the reconciler and Kopf touch, only the verbs they use.
-Children are applied with server-side apply (`patch`), read (`get`, `list`, `watch` for
-drift detection) and deleted when a feature is switched off (`delete`). Secrets: `get`
-(read the DB URL for budget detection and hashing, keep the managed Redis password),
-`list/watch` (a changed referenced Secret must roll the pods), `create/patch/delete` for the
-managed Redis password Secret.
+- Children are applied server-side (`patch`; `create` when the apply creates them), read on a
+  cache miss (`get`), watched for drift (`list`, `watch`) and deleted only where a feature can
+  be switched off (`delete`: managed Redis's Deployment, Service, NetworkPolicy and Secret,
+  superseded migration Jobs, PrometheusRule, ServiceMonitor). Nothing is ever PUT (`update`).
+- Secrets: `get` (read a referenced Secret: DATABASE_URL, REDIS_URL, extraEnv; the digest rolls
+  the pods), `patch` (label a referenced Secret `auth.phoenix.dev/watched=true`; apply the
+  managed Redis password Secret), `create` (that Secret), `delete` (it, when Redis turns
+  external), `list`/`watch` (Kopf's Secret watch; it selects the watched label server-side, but
+  RBAC cannot limit by label, so these verbs cover every Secret of a watched namespace).
+- Kopf: PhoenixAuths `list`/`watch`/`patch` (finalizer, progress) and the `status` subresource
+  `patch`; core Events `create`; peering objects `list`/`watch`/`patch`; CRDs `list`/`watch`
+  (Kopf notices the PhoenixAuth CRD appearing); namespaces `list`/`watch` only when watching
+  named namespaces (Kopf checks they exist; unused with --all-namespaces).
+
+The scope is where these apply: a Role in each watched namespace (the chart's default, the
+release namespace) or, with --all-namespaces, one ClusterRole. `python3 rbac.py` prints the
+chart's template of these rules (scripts/gen-manifests.sh writes it; --check fails on drift).
+This module imports nothing from the package so that script can run it without installing it.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import TypedDict
 
 
@@ -19,65 +34,94 @@ class Rule(TypedDict):
     verbs: list[str]
 
 
-CHILD_VERBS = ["get", "list", "watch", "create", "patch", "update", "delete"]
+READ = ["get", "list", "watch"]
+APPLY = ["create", "patch"]
 
-RULES: list[Rule] = [
-    # The custom resource and its status.
+# Rules for the namespaces the operator serves (a Role in each, or cluster-wide with -A).
+NAMESPACED_RULES: list[Rule] = [
+    {"apiGroups": ["auth.phoenix.dev"], "resources": ["phoenixauths"], "verbs": [*READ, "patch"]},
+    {"apiGroups": ["auth.phoenix.dev"], "resources": ["phoenixauths/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": [*READ, *APPLY]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": [*READ, *APPLY, "delete"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": [*READ, *APPLY, "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": [*READ, *APPLY, "delete"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*READ, *APPLY, "delete"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": [*READ, *APPLY]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": [*READ, *APPLY]},
     {
-        "apiGroups": ["auth.phoenix.dev"],
-        "resources": ["phoenixauths"],
-        "verbs": ["get", "list", "watch", "patch"],
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": [*READ, *APPLY, "delete"],
     },
-    {
-        "apiGroups": ["auth.phoenix.dev"],
-        "resources": ["phoenixauths/status"],
-        "verbs": ["get", "patch", "update"],
-    },
-    # Children.
-    {"apiGroups": [""], "resources": ["configmaps", "services"], "verbs": CHILD_VERBS},
-    # Secrets: read the referenced DB/Redis URLs (hash, budget detection), watch them so a change
-    # rolls the pods, write the managed Redis password Secret.
-    {
-        "apiGroups": [""],
-        "resources": ["secrets"],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-    },
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": CHILD_VERBS},
-    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": CHILD_VERBS},
+    # Not watched: read on each reconcile, applied, deleted when switched off.
     {
         "apiGroups": ["monitoring.coreos.com"],
         "resources": ["prometheusrules", "servicemonitors"],
-        "verbs": CHILD_VERBS,
+        "verbs": ["get", *APPLY, "delete"],
     },
-    # Events on transitions (Kopf posts core/v1 events).
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-    # Kopf: peering (one active replica) and resource discovery.
-    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]},
-    # Cluster-scoped, needed only in cluster-wide mode (-A) or by Kopf's discovery.
-    {
-        "apiGroups": ["kopf.dev"],
-        "resources": ["clusterkopfpeerings"],
-        "verbs": ["get", "list", "watch", "patch"],
-    },
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": ["get", "list", "watch"],
-    },
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
+NAMESPACE_PEERING: Rule = {
+    "apiGroups": ["kopf.dev"],
+    "resources": ["kopfpeerings"],
+    "verbs": ["list", "watch", "patch"],
+}
+CLUSTER_PEERING: Rule = {
+    "apiGroups": ["kopf.dev"],
+    "resources": ["clusterkopfpeerings"],
+    "verbs": ["list", "watch", "patch"],
+}
+CRDS: Rule = {
+    "apiGroups": ["apiextensions.k8s.io"],
+    "resources": ["customresourcedefinitions"],
+    "verbs": ["list", "watch"],
+}
+NAMESPACES: Rule = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
 
-#: Rules that need a ClusterRole (cluster-scoped resources); the rest can be a namespaced Role.
-CLUSTER_SCOPED_RESOURCES = frozenset({"clusterkopfpeerings", "customresourcedefinitions", "namespaces"})
+#: Every rule in any mode (what the operator may ever use).
+RULES: list[Rule] = [*NAMESPACED_RULES, NAMESPACE_PEERING, CLUSTER_PEERING, CRDS, NAMESPACES]
 
 
 def namespaced_rules() -> list[Rule]:
-    return [r for r in RULES if not set(r["resources"]) & CLUSTER_SCOPED_RESOURCES]
+    """The Role in each watched namespace (named-namespaces mode)."""
+    return [*NAMESPACED_RULES, NAMESPACE_PEERING]
 
 
-def cluster_rules() -> list[Rule]:
-    return [r for r in RULES if set(r["resources"]) & CLUSTER_SCOPED_RESOURCES]
+def cluster_rules(all_namespaces: bool) -> list[Rule]:
+    """The ClusterRole: cluster-scoped reads only when namespaces are named; with --all-namespaces
+    the namespaced rules too, over the whole cluster."""
+    if all_namespaces:
+        return [CRDS, CLUSTER_PEERING, *NAMESPACED_RULES]
+    return [CRDS, NAMESPACES]
+
+
+def _yaml_rules(rules: list[Rule]) -> str:
+    """Rules as YAML lines (flow lists of JSON strings are valid YAML)."""
+    lines = []
+    for rule in rules:
+        lines.append(f"- apiGroups: {json.dumps(rule['apiGroups'])}")
+        lines.append(f"  resources: {json.dumps(rule['resources'])}")
+        lines.append(f"  verbs: {json.dumps(rule['verbs'])}")
+    return "\n".join(lines)
+
+
+def helm_template() -> str:
+    """The chart's templates/_rbac.tpl: one `define` per Role the chart renders."""
+    blocks = [
+        "{{/* Generated by scripts/gen-manifests.sh from operator/phoenix_operator/rbac.py: edit that. */}}",
+        ("phoenix-operator.rbac.namespaced", namespaced_rules()),
+        ("phoenix-operator.rbac.clusterNamed", cluster_rules(all_namespaces=False)),
+        ("phoenix-operator.rbac.clusterAll", cluster_rules(all_namespaces=True)),
+    ]
+    out: list[str] = []
+    for block in blocks:
+        if isinstance(block, str):
+            out.append(block)
+            continue
+        name, rules = block
+        out += [f'{{{{- define "{name}" -}}}}', _yaml_rules(rules), "{{- end -}}"]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(helm_template())

@@ -2,8 +2,9 @@
 
 Create, update, resume, the slow timer and drift events on children all call `reconcile()`.
 It never keeps progress between calls (level-based): after a crash it simply runs again.
-Order of work: parse spec → read referenced Secrets → size the pool → Redis → auth config,
-Deployment, Service, PDB, HPA → migration Job → monitoring → observe children → status.
+Order of work: parse spec → image allow-list → read (and label) referenced Secrets → size the pool
+→ Redis → auth config, Deployment, Service, PDB, HPA → migration Job → monitoring → observe
+children → status.
 Any OperatorError stops the work, is written into status as conditions, and is returned in the
 Outcome so the handler layer can decide between a Kopf retry (transient) and waiting (permanent).
 """
@@ -16,12 +17,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from phoenix_operator import metrics
-from phoenix_operator.builders.common import Owner, stable_hash
+from phoenix_operator.builders.common import LABEL_WATCHED_SECRET, WATCHED_SECRET, Owner, stable_hash
 from phoenix_operator.builders.configmap import build_configmap
 from phoenix_operator.builders.deployment import build_deployment
 from phoenix_operator.builders.hpa import build_hpa
@@ -51,9 +52,10 @@ from phoenix_operator.errors import (
     SpecInvalid,
     TransientError,
 )
+from phoenix_operator.images import PROJECT_IMAGE_PREFIX, check_images
 from phoenix_operator.kube import KubeClient
 from phoenix_operator.pool_sizing import DetectedBudget, PoolSize, detect_budget, size_pool
-from phoenix_operator.spec import PhoenixAuthSpec, parse_spec
+from phoenix_operator.spec import PhoenixAuthSpec, SecretUse, parse_spec, secret_uses
 from phoenix_operator.status import (
     DEGRADED,
     MIGRATIONS_COMPLETE,
@@ -61,6 +63,7 @@ from phoenix_operator.status import (
     PROGRESSING,
     READY,
     REDIS_READY,
+    TRUSTED_PROXIES_CONFIGURED,
     Condition,
     Transition,
     set_conditions,
@@ -73,6 +76,20 @@ DISCOVERY_TTL = 30.0  # seconds a "are the Prometheus Operator CRDs served?" ans
 _UNREAD = object()
 Detector = Callable[[str], DetectedBudget]
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
+# Reason of the condition a missing Secret key sets, by the spec field that names the Secret.
+MISSING_SECRET_REASON = {
+    "spec.database.secretRef": "DatabaseSecretMissing",
+    "spec.database.migrationSecretRef": "MigrationSecretMissing",
+    "spec.redis.external.secretRef": "RedisSecretMissing",
+}
+PROXIES_UNSET = (
+    "spec.authService.trustedProxies is empty, so X-Forwarded-For is ignored and every login counts as "
+    "coming from its TCP peer: behind an ingress or load balancer that is the proxy, and all users then "
+    "share one address's throttle budget (first logins from it are refused with 429 while it is over "
+    "its limit). List your proxies' addresses or CIDRs there (e.g. the ingress controller pods' "
+    "range). Clients that connect directly need nothing; the service counts logins from private "
+    "peers outside the list in phoenix_login_untrusted_private_peer_total"
+)
 
 
 @dataclass
@@ -116,6 +133,20 @@ def _digest(value: str | None) -> str:
     return hashlib.sha256((value or "").encode()).hexdigest()[:16]
 
 
+def _missing(namespace: str, use: SecretUse) -> TransientError:
+    """A referenced Secret key is missing: retried (it may be created any moment), named in status."""
+    return TransientError(
+        f"Secret {namespace}/{use.ref.name} with key {use.ref.key} not found ({use.field})",
+        reason=MISSING_SECRET_REASON.get(use.field, "ExtraEnvSecretMissing"),
+        delay=30.0,
+    )
+
+
+def _watched(secret: Mapping[str, Any]) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_WATCHED_SECRET) == WATCHED_SECRET
+
+
 def _owned_by(obj: Mapping[str, Any] | None, owner: Owner) -> bool:
     refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
     return any(ref.get("uid") == owner.uid for ref in refs)
@@ -132,8 +163,10 @@ class Reconciler:
         emit: Emit | None = None,
         detect_timeout: float = 5.0,
         cache: ChildCache | None = None,
+        allowed_images: Sequence[str] = (PROJECT_IMAGE_PREFIX,),
     ) -> None:
         self.kube = kube
+        self.allowed_images = tuple(allowed_images)
         # Children and Secrets as the watches last saw them (fed by the handlers), plus what our
         # last apply of each child returned. Empty (nothing fed), every read is a GET.
         self.cache = cache or ChildCache()
@@ -163,6 +196,7 @@ class Reconciler:
                 ]
                 return self._finish(owner, generation, old_status, obs, conditions, "Paused", None)
             obs.spec = parse_spec(raw_spec)
+            check_images(obs.spec, self.allowed_images)  # before anything is read or applied
             self._converge(owner, obs.spec, obs)
         except OperatorError as exc:
             error = exc
@@ -190,10 +224,31 @@ class Reconciler:
         if cached is not None:
             return cached
         got = self.kube.get(api_version, kind, namespace, name)
-        if got is not None and kind == "Secret":
-            # Every Secret is watched (no label filter), so once cached it is kept current.
+        if got is not None and kind == "Secret" and _watched(got):
+            # The Secret watch sees labelled Secrets, so a labelled one stays current once cached.
             self.cache.observe({**got, "apiVersion": api_version, "kind": kind}, "ADDED")
         return got
+
+    def _secret_value(self, namespace: str, use: SecretUse) -> str | None:
+        """The value of a referenced Secret key (None when the Secret or key is missing).
+
+        The Secret gets the watched label (one merge patch, once) so the operator's label-selected
+        Secret watch sees its later changes: that label is how the operator sees only the Secrets
+        PhoenixAuths reference, not every Secret of the namespace."""
+        secret = self._read("v1", "Secret", namespace, use.ref.name)
+        if secret is not None and not _watched(secret):
+            labels = {LABEL_WATCHED_SECRET: WATCHED_SECRET}
+            labelled = self.kube.label("v1", "Secret", namespace, use.ref.name, labels)
+            if labelled is not None:
+                self.cache.observe({**labelled, "apiVersion": "v1", "kind": "Secret"}, "MODIFIED")
+                secret = labelled
+        return _secret_value(secret, use.ref.key)
+
+    def _require_secret(self, namespace: str, use: SecretUse) -> str:
+        value = self._secret_value(namespace, use)
+        if value is None:
+            raise _missing(namespace, use)
+        return value
 
     def _apply_child(self, owner: Owner, obj: dict[str, Any], current: Any = _UNREAD) -> dict[str, Any]:
         """Apply a child, refusing to take over an object of the same name we do not own.
@@ -232,14 +287,14 @@ class Reconciler:
         ns = owner.namespace
         # --- database Secret and the pool ---
         db_ref = spec.database.secret_ref
-        db_secret = self._read("v1", "Secret", ns, db_ref.name)
-        db_url = _secret_value(db_secret, db_ref.key)
-        if db_url is None:
-            raise TransientError(
-                f"Secret {ns}/{db_ref.name} with key {db_ref.key} not found (spec.database.secretRef)",
-                reason="DatabaseSecretMissing",
-                delay=30.0,
-            )
+        uses = secret_uses(spec)
+        db_url = self._require_secret(ns, uses[0])
+        # extraEnv values from Secrets: only their digests, so a changed value rolls the pods.
+        env_digests = [
+            (u.ref.name, u.ref.key, _digest(self._require_secret(ns, u)))
+            for u in uses
+            if u.field.startswith("spec.authService.extraEnv")
+        ]
         if spec.database.connection_budget is not None:
             budget, obs.budget_source = spec.database.connection_budget, "spec"
         else:
@@ -259,9 +314,10 @@ class Reconciler:
 
         # --- auth config, Deployment, Service, PDB, HPA ---
         configmap = build_configmap(owner, spec, obs.pool)
-        obs.config_hash = stable_hash(
-            configmap["data"], _digest(db_url), redis_digest, db_ref.name, db_ref.key
-        )
+        hashed: list[Any] = [configmap["data"], _digest(db_url), redis_digest, db_ref.name, db_ref.key]
+        if env_digests:  # absent otherwise, so specs without them keep their hash (no rollout)
+            hashed.append(env_digests)
+        obs.config_hash = stable_hash(*hashed)
         self._apply_child(owner, configmap)
         current = self._read("apps/v1", "Deployment", ns, owner.auth_name)
         current_replicas = ((current or {}).get("spec") or {}).get("replicas")
@@ -301,7 +357,7 @@ class Reconciler:
                 ("v1", "Secret", owner.redis_secret_name),
             ):
                 self._delete_owned(owner, api_version, kind, name)
-            url = _secret_value(self._read("v1", "Secret", ns, ref.name), ref.key)
+            url = self._secret_value(ns, SecretUse("spec.redis.external.secretRef", ref, True))
             obs.redis = {"mode": "external", "secretName": ref.name}
             if url is None:
                 obs.redis_ready = Condition(
@@ -378,6 +434,14 @@ class Reconciler:
             )
             return
         job = cached_job or self.kube.get("batch/v1", "Job", ns, current_name)
+        if job is None and (ref := spec.database.migration_secret_ref) is not None:
+            # A Job whose Secret is missing would sit in CreateContainerConfigError until its deadline.
+            use = SecretUse("spec.database.migrationSecretRef", ref, False)
+            if self._secret_value(ns, use) is None:
+                missing = _missing(ns, use)
+                obs.migrations = {"indexSet": m.index_set, "rollback": m.rollback, "state": "Pending"}
+                obs.migrations_cond = Condition(MIGRATIONS_COMPLETE, False, missing.reason, missing.message)
+                raise missing
         if job is None:
             job = self._apply_child(owner, build_migration_job(owner, spec), None)
             self.emit(
@@ -470,6 +534,13 @@ class Reconciler:
     # ------------------------------------------------------------------ status
     def _conditions(self, obs: _Observed, error: OperatorError | None) -> tuple[list[Condition], str]:
         conds: list[Condition] = []
+        if obs.spec is not None:  # from the spec alone: the operator does not scrape the pods
+            proxies = obs.spec.auth_service.trusted_proxies
+            conds.append(
+                Condition(TRUSTED_PROXIES_CONFIGURED, True, "TrustedProxiesSet", f"{len(proxies)} range(s)")
+                if proxies
+                else Condition(TRUSTED_PROXIES_CONFIGURED, False, "TrustedProxiesUnset", PROXIES_UNSET)
+            )
         if obs.redis_ready:
             conds.append(obs.redis_ready)
         if obs.migrations_cond:
@@ -615,6 +686,8 @@ class Reconciler:
                 self.emit(body, "Warning", t.reason, message)
         elif t.type == MONITORING_CONFIGURED:
             self.emit(body, "Normal", t.reason, message)
+        elif t.type == TRUSTED_PROXIES_CONFIGURED and t.new == "False":
+            self.emit(body, "Warning", t.reason, message)
 
 
 class Serializer:

@@ -16,6 +16,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from phoenix_operator.images import PROJECT_IMAGE_PREFIX, validate_prefixes
+
 
 def hostname_priority(hostname: str | None = None) -> int:
     """A stable priority in [1, 2**30) from the hostname (the pod name in Kubernetes)."""
@@ -38,17 +40,26 @@ class OperatorSettings(BaseSettings):
     metrics_host: str = "0.0.0.0"  # noqa: S104
     metrics_port: int = Field(default=8081, ge=0, le=65535)  # 0 disables
     resync_seconds: float = Field(default=300.0, ge=10, le=86400)  # slow timer: level-based safety net
+    # Images PhoenixAuths may run (images.py); comma-separated in env. "*" allows any.
+    allowed_image_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [PROJECT_IMAGE_PREFIX], min_length=1
+    )
     detect_timeout: float = Field(default=5.0, gt=0, le=60)
     api_timeout: float = Field(default=30.0, gt=0, le=300)
     log_level: str = "INFO"
     verbose: bool = False
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "allowed_image_prefixes", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("allowed_image_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        return validate_prefixes(value)
 
     @property
     def effective_priority(self) -> int:

@@ -10,7 +10,9 @@ names the field so the status condition can tell the user what to fix.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,9 +20,10 @@ from pydantic.alias_generators import to_camel
 
 from phoenix_operator import __version__
 from phoenix_operator.errors import SpecInvalid
+from phoenix_operator.images import PROJECT_IMAGE_PREFIX
 
-DEFAULT_AUTH_IMAGE = f"ghcr.io/phoenix-dev/phoenix-auth:{__version__}"
-DEFAULT_REDIS_IMAGE = f"ghcr.io/phoenix-dev/phoenix-redis:{__version__}"
+DEFAULT_AUTH_IMAGE = f"{PROJECT_IMAGE_PREFIX}phoenix-auth:{__version__}"
+DEFAULT_REDIS_IMAGE = f"{PROJECT_IMAGE_PREFIX}phoenix-redis:{__version__}"
 
 # Env names the operator sets itself; extraEnv may not override them (CEL rejects it too).
 RESERVED_ENV = frozenset(
@@ -78,9 +81,81 @@ class Replicas(_Model):
         return self
 
 
+# extraEnv names whose literal value would be a secret in the pod spec and the ConfigMap; the CRD's
+# CEL rules use these very patterns (a test holds them together). RE2 and Python agree on them.
+SECRET_ENV_NAME = r"(?i)(^|_)(TOKEN|PASSWORD|PASSWD|PASS|SECRET|KEY|APIKEY|CREDENTIALS?)$"  # noqa: S105
+# A URL with user information (`scheme://user:password@host`, `https://TOKEN@host`).
+URL_WITH_CREDENTIALS = r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@ ]*@"
+SECRET_NAME_RE = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # noqa: S105 - patterns, not passwords
+SECRET_KEY_RE = r"^[-._a-zA-Z0-9]+$"  # noqa: S105
+
+
+class SecretKeySelector(_Model):
+    """A key of a Secret in the PhoenixAuth's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=SECRET_NAME_RE)
+    key: str = Field(min_length=1, max_length=253, pattern=SECRET_KEY_RE)
+
+
+class EnvVarSource(_Model):
+    secret_key_ref: SecretKeySelector
+
+
 class EnvVar(_Model):
+    """A literal value (not a secret: it is also written to the ConfigMap) or a Secret reference."""
+
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
-    value: str = Field(default="", max_length=4096)
+    value: str | None = Field(default=None, max_length=4096)
+    value_from: EnvVarSource | None = None
+
+    @model_validator(mode="after")
+    def _no_literal_secret(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"{self.name}: set value or valueFrom, not both")
+        if self.value and re.search(SECRET_ENV_NAME, self.name):
+            raise ValueError(
+                f"{self.name} looks like a secret and its literal value would be readable in the "
+                "Deployment and the ConfigMap: put it in a Secret and use valueFrom.secretKeyRef"
+            )
+        if self.value and re.search(URL_WITH_CREDENTIALS, self.value):
+            raise ValueError(
+                f"{self.name} holds a URL with credentials (user@ or user:password@), readable in the "
+                "Deployment and the ConfigMap: put it in a Secret and use valueFrom.secretKeyRef"
+            )
+        return self
+
+    @property
+    def secret_ref(self) -> SecretKeySelector | None:
+        return self.value_from.secret_key_ref if self.value_from is not None else None
+
+
+# The widest trusted-proxy range per family. IPv4: a /8 (10.0.0.0/8), as the auth service allows.
+# IPv6: a /32, what a registry hands a whole ISP; a site (and any cluster network, RFC 4193 ULA
+# included) is a /48 at most, so a wider range can only cover networks that are not the proxies'.
+MIN_TRUSTED_PREFIX = {4: 8, 6: 32}
+
+
+def trusted_proxy_problem(text: str) -> str | None:
+    """Why `text` cannot be a trustedProxies entry, or None. Same rules as the CRD's CEL (Go's
+    netip): an IP or CIDR, no zone, no leading zeros in the prefix, no IPv4-mapped IPv6."""
+    if "%" in text or re.search(r"/0[0-9]", text):
+        return f"{text!r} is not an IP address or CIDR"
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return f"{text!r} is not an IP address or CIDR"
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+        mapped = network.network_address.ipv4_mapped
+        as_v4 = f"{mapped}/{max(0, network.prefixlen - 96)}"
+        return f"{text!r} is an IPv4-mapped IPv6 range: write it as IPv4 ({as_v4})"
+    widest = MIN_TRUSTED_PREFIX[network.version]
+    if network.prefixlen < widest:
+        return (
+            f"{text!r} trusts {'every address' if network.prefixlen == 0 else 'too many addresses'}: "
+            f"any client in it could choose the address it is throttled as; list your proxies' "
+            f"ranges, at most /{widest} wide for IPv{network.version}"
+        )
+    return None
 
 
 class AuthService(_Model):
@@ -97,33 +172,36 @@ class AuthService(_Model):
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP address or CIDR") from exc
+        for entry in value:
+            if problem := trusted_proxy_problem(entry):
+                raise ValueError(problem)
         return value
 
     @field_validator("extra_env")
     @classmethod
     def _not_reserved(cls, value: tuple[EnvVar, ...]) -> tuple[EnvVar, ...]:
+        seen: set[str] = set()
         for env in value:
             if env.name in RESERVED_ENV:
                 raise ValueError(f"{env.name} is set by the operator and cannot be overridden in extraEnv")
+            if env.name in seen:
+                raise ValueError(f"{env.name} is listed twice")
+            seen.add(env.name)
         return value
 
 
-class SecretKeyRef(_Model):
-    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    key: str = Field(default="DATABASE_URL", min_length=1, max_length=253)
+class SecretKeyRef(SecretKeySelector):
+    key: str = Field(default="DATABASE_URL", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
 
 
-class RedisSecretKeyRef(SecretKeyRef):
-    key: str = Field(default="REDIS_URL", min_length=1, max_length=253)
+class RedisSecretKeyRef(SecretKeySelector):
+    key: str = Field(default="REDIS_URL", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
 
 
 class Database(_Model):
     secret_ref: SecretKeyRef
+    # The migration Job's URL (a role that owns the schema); unset, the Job uses secretRef's.
+    migration_secret_ref: SecretKeyRef | None = None
     connection_budget: int | None = Field(default=None, ge=1, le=100_000)
     detect: bool = False
     reserved_connections: int = Field(default=5, ge=0, le=100_000)
@@ -273,6 +351,31 @@ class PhoenixAuthSpec(_Model):
                     f"each (needs {need}): raise the budget or lower replicas.max / pool.minPerPod"
                 )
         return self
+
+
+@dataclass(frozen=True)
+class SecretUse:
+    """A Secret key the spec names: the field naming it and whether the auth pods read it (then
+    its value's digest is part of their config hash, so a change rolls them)."""
+
+    field: str
+    ref: SecretKeySelector
+    auth_pods: bool
+
+
+def secret_uses(spec: PhoenixAuthSpec) -> list[SecretUse]:
+    """Every Secret key the spec names (the operator reads, labels and watches these)."""
+    db = spec.database
+    uses = [SecretUse("spec.database.secretRef", db.secret_ref, True)]
+    if db.migration_secret_ref is not None:
+        uses.append(SecretUse("spec.database.migrationSecretRef", db.migration_secret_ref, False))
+    if spec.redis.external is not None:
+        uses.append(SecretUse("spec.redis.external.secretRef", spec.redis.external.secret_ref, True))
+    for i, env in enumerate(spec.auth_service.extra_env):
+        if env.secret_ref is not None:
+            field = f"spec.authService.extraEnv[{i}].valueFrom.secretKeyRef"
+            uses.append(SecretUse(field, env.secret_ref, True))
+    return uses
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -18,7 +18,17 @@ DEGRADED = "Degraded"
 MIGRATIONS_COMPLETE = "MigrationsComplete"
 REDIS_READY = "RedisReady"
 MONITORING_CONFIGURED = "MonitoringConfigured"
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MIGRATIONS_COMPLETE, REDIS_READY, MONITORING_CONFIGURED)
+# Advisory (never part of Ready): False while spec.authService.trustedProxies is empty.
+TRUSTED_PROXIES_CONFIGURED = "TrustedProxiesConfigured"
+CONDITION_TYPES = (
+    READY,
+    PROGRESSING,
+    DEGRADED,
+    MIGRATIONS_COMPLETE,
+    REDIS_READY,
+    MONITORING_CONFIGURED,
+    TRUSTED_PROXIES_CONFIGURED,
+)
 
 
 def now_iso() -> str:

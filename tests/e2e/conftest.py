@@ -227,6 +227,8 @@ def helm_release(control_plane: ControlPlane) -> Iterator[str]:
 
     The in-cluster operator pod never runs (no kubelet); the operator runs as a local process with
     the chart's ServiceAccount token (see `operator_kubeconfig`), so the chart's RBAC is what it gets.
+    The tests make a namespace each, so the release serves every namespace (the chart's default is
+    its own namespace only).
     """
     control_plane.helm(
         "upgrade",
@@ -236,6 +238,8 @@ def helm_release(control_plane: ControlPlane) -> Iterator[str]:
         "--namespace",
         OPERATOR_NS,
         "--create-namespace",
+        "--set",
+        "operator.watchAllNamespaces=true",
         "--wait",
         "--timeout",
         "120s",

@@ -93,6 +93,61 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
         ["spec.authService.trustedProxies"],
     ),
     (
+        "trusted-proxy-everyone-v4",
+        spec_with("spec.authService.trustedProxies", ["10.0.0.0/8", "0.0.0.0/0"]),
+        ["spec.authService.trustedProxies[1]", "trusts too many addresses", "at most /8 wide for IPv4"],
+    ),
+    (
+        "trusted-proxy-wider-than-slash-8",
+        spec_with("spec.authService.trustedProxies", ["1.0.0.0/7"]),
+        ["spec.authService.trustedProxies[0]", "trusts too many addresses"],
+    ),
+    (
+        "trusted-proxy-everyone-v6",
+        spec_with("spec.authService.trustedProxies", ["::/0"]),
+        ["spec.authService.trustedProxies[0]", "trusts too many addresses", "/32 for IPv6"],
+    ),
+    (
+        "trusted-proxy-v6-wider-than-slash-32",
+        spec_with("spec.authService.trustedProxies", ["2001:db8::/31"]),
+        ["spec.authService.trustedProxies[0]", "trusts too many addresses"],
+    ),
+    (
+        "trusted-proxy-ipv4-mapped-everyone",
+        spec_with("spec.authService.trustedProxies", ["::ffff:0:0/96"]),
+        ["spec.authService.trustedProxies[0]", "write IPv4 ranges as IPv4"],
+    ),
+    (
+        "extra-env-literal-token",
+        spec_with("spec.authService.extraEnv", [{"name": "PHOENIX_ADMIN_TOKEN", "value": "t" * 40}]),
+        ["spec.authService.extraEnv[0]", "PHOENIX_ADMIN_TOKEN looks like a secret", "valueFrom.secretKeyRef"],
+    ),
+    (
+        "extra-env-url-with-password",
+        spec_with(
+            "spec.authService.extraEnv", [{"name": "AUDIT_URL", "value": "https://u:pw@audit.example/"}]
+        ),
+        ["spec.authService.extraEnv[0]", "AUDIT_URL holds a URL with credentials"],
+    ),
+    (
+        "extra-env-value-and-value-from",
+        spec_with(
+            "spec.authService.extraEnv",
+            [{"name": "A", "value": "1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        ),
+        ["spec.authService.extraEnv[0]", "set value or valueFrom, not both"],
+    ),
+    (
+        "extra-env-secret-ref-without-key",
+        spec_with("spec.authService.extraEnv", [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s"}}}]),
+        ["spec.authService.extraEnv[0].valueFrom.secretKeyRef.key", "Required value"],
+    ),
+    (
+        "migration-secret-without-name",
+        spec_with("spec.database.migrationSecretRef", {"key": "URL"}),
+        ["spec.database.migrationSecretRef.name", "Required value"],
+    ),
+    (
         "extra-env-overrides-managed-variable",
         spec_with("spec.authService.extraEnv", [{"name": "DATABASE_URL", "value": "postgresql://x"}]),
         ["spec.authService.extraEnv must not set a variable the operator manages"],
@@ -133,6 +188,27 @@ def test_the_valid_base_spec_is_accepted_with_defaults(
     assert spec["authService"]["replicas"] == {"min": 2, "max": 4}
     assert spec["redis"]["mode"] == "managed"
     assert spec["pool"]["policy"] == "elastic"
+
+
+def test_what_the_new_rules_must_still_accept(
+    control_plane: ControlPlane, helm_release: str, namespace: str
+) -> None:
+    """The widest accepted ranges, a secret-looking name taken from a Secret, a plain literal, and a
+    migration Secret: the rules above refuse only what they name."""
+    obj = spec_with("spec.authService.trustedProxies", ["10.0.0.0/8", "2001:db8::/32", "10.244.1.7"])
+    obj["spec"]["authService"]["extraEnv"] = [
+        {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}},
+        {"name": "PHOENIX_LOG_LEVEL", "value": "DEBUG"},
+    ]
+    obj["spec"]["database"]["migrationSecretRef"] = {"name": "phoenix-db-owner"}
+    created = control_plane.kubectl(
+        "create", "-n", namespace, "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(obj)
+    ).stdout
+    spec = json.loads(created)["spec"]
+    assert spec["database"]["migrationSecretRef"] == {"name": "phoenix-db-owner", "key": "DATABASE_URL"}
+    assert (
+        spec["authService"]["extraEnv"][0] == obj["spec"]["authService"]["extraEnv"][0]
+    )  # no value defaulted
 
 
 def test_at_least_ten_bad_specs() -> None:

@@ -61,6 +61,15 @@ CAN_I = [
     ("create", "clusterroles.rbac.authorization.k8s.io", None, False),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", None, False),
     ("patch", "clusterkopfpeerings.kopf.dev", None, True),
+    # Only the verbs the operator uses: server-side apply is a PATCH, never a PUT; what it never
+    # switches off it never deletes; Kopf needs no namespace list with --all-namespaces.
+    ("update", "deployments.apps", "default", False),
+    ("update", "secrets", "default", False),
+    ("delete", "configmaps", "default", False),
+    ("delete", "horizontalpodautoscalers.autoscaling", "default", False),
+    ("update", "phoenixauths.auth.phoenix.dev/status", None, False),
+    ("create", "events.events.k8s.io", "default", False),
+    ("list", "namespaces", None, False),
 ]
 
 
@@ -102,6 +111,12 @@ def test_second_release_installs_upgrades_and_uninstalls(control_plane: ControlP
         ).stdout.strip()
         == "no"
     )
+    assert (
+        cp.kubectl(
+            "auth", "can-i", "get", "secrets", f"--as={sa}", "-n", "default", check=False
+        ).stdout.strip()
+        == "no"
+    )
 
     cp.helm(
         "upgrade", release, str(CHART), *base, "--reuse-values",
@@ -133,6 +148,36 @@ def test_second_release_installs_upgrades_and_uninstalls(control_plane: ControlP
         wait_until(lambda k=kind, n=name, s=namespace_: not cp.exists(k, n, s), 30, f"{kind}/{name} removed")
     # Helm never deletes CRDs (that would delete every user's PhoenixAuth).
     assert cp.exists("crd", CRD_NAME)
+
+
+def test_default_install_can_touch_secrets_in_its_own_namespace_only(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    """`helm install` with no values: the operator serves the release namespace; its ServiceAccount
+    may read and write Secrets there and in no other namespace, and its ClusterRole holds no Secret."""
+    cp, ns = control_plane, namespace
+    release = "phx-default"
+    fullname = f"{release}-phoenix-operator"
+    cp.helm("install", release, str(CHART), "-n", ns, "--skip-crds", "--wait", "--timeout", "90s")
+    try:
+        sa = f"system:serviceaccount:{ns}:{fullname}"
+
+        def can(verb: str, resource: str, where: str) -> str:
+            args = ["auth", "can-i", verb, resource, f"--as={sa}", "-n", where]
+            return cp.kubectl(*args, check=False).stdout.strip()
+
+        assert can("get", "secrets", ns) == "yes" and can("watch", "secrets", ns) == "yes"
+        for other in ("default", OPERATOR_NS, "kube-system"):
+            assert can("get", "secrets", other) == "no", other
+            assert can("list", "secrets", other) == "no", other
+            assert can("patch", "deployments.apps", other) == "no", other
+        cluster_role = cp.get("clusterrole", fullname)
+        assert not [r for r in cluster_role["rules"] if "secrets" in r["resources"]]
+        assert cp.exists("kopfpeering", "phoenix-operator", ns)
+        args = cp.get("deployment", fullname, ns)["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--namespace={ns}" in args and "--all-namespaces" not in args
+    finally:
+        cp.helm("uninstall", release, "-n", ns, "--wait", "--timeout", "60s", check=False)
 
 
 def test_plain_manifests_are_accepted_by_the_api_server(

@@ -87,6 +87,15 @@ class FakeApi:
             obj = self.objects[path.removesuffix("/status")]
             obj.setdefault("status", {}).update(patch["status"])
             return kmock.Response(status=200, payload=obj)
+        if method == "PATCH" and request.headers["Content-Type"] == "application/merge-patch+json":
+            if path not in self.objects:  # a merge patch never creates
+                return kmock.Response(status=404, payload={"kind": "Status", "code": 404})
+            patch = json.loads(request.body)
+            assert set(patch) == {"metadata"} and set(patch["metadata"]) == {"labels"}, patch
+            obj = self.objects[path]
+            obj.setdefault("metadata", {}).setdefault("labels", {}).update(patch["metadata"]["labels"])
+            self.bump(obj)
+            return kmock.Response(status=200, payload=obj)
         if method == "PATCH":  # server-side apply
             obj = json.loads(request.body)
             assert request.headers["Content-Type"] == "application/apply-patch+yaml"
@@ -375,3 +384,37 @@ async def test_monitoring_discovery_is_reused_between_reconciles(handlers, api):
     await run_parent(handlers)
     await run_parent(handlers)
     assert api.count("GET", "/apis/monitoring.coreos.com/v1") == 1
+
+
+async def test_the_referenced_secret_is_labelled_once_by_a_merge_patch_of_its_labels(handlers, api, kmock):
+    """Over real HTTP: the DB Secret gets `auth.phoenix.dev/watched=true` (the Secret watch's
+    selector) with a merge patch carrying only that label (no data, no SSA ownership of the
+    user's Secret), and only once."""
+    secret_path = f"/api/v1/namespaces/{NS}/secrets/db"
+    await run_parent(handlers)
+    assert api.objects[secret_path]["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    (patch,) = [r for r in kmock if r.method.name.upper() == "PATCH" and r.url.path == secret_path]
+    assert json.loads(patch.body) == {"metadata": {"labels": {"auth.phoenix.dev/watched": "true"}}}
+    assert b"planted-secret-value" not in patch.body
+    await run_parent(handlers)
+    assert api.count("PATCH", secret_path) == 1
+
+
+def test_the_secret_index_holds_every_secret_the_spec_names():
+    from phoenix_operator.handlers import secret_refs_index
+
+    spec = {
+        "database": {
+            "secretRef": {"name": "db"},
+            "migrationSecretRef": {"name": "owner"},
+            "connectionBudget": 100,
+        },
+        "redis": {"mode": "external", "external": {"secretRef": {"name": "redis"}}},
+        "authService": {
+            "extraEnv": [
+                {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "t"}}}
+            ]
+        },
+    }
+    assert secret_refs_index(NS, NAME, spec) == {(NS, n): NAME for n in ("db", "owner", "redis", "app")}
+    assert secret_refs_index(NS, NAME, {"database": {}}) == {}  # invalid: reads no Secret, names none

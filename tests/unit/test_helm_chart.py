@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from phoenix_operator import rbac
+from phoenix_operator.images import PROJECT_IMAGE_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "phoenix-operator"
@@ -75,7 +76,11 @@ def normalize(rules: list[Any]) -> set[tuple[str, str, str]]:
 
 
 def test_helm_lint_is_clean(helm: str) -> None:
-    for sets in ([], ["sample.enabled=true", "operator.watchNamespaces={team-a,team-b}"]):
+    for sets in (
+        [],
+        ["sample.enabled=true", "operator.watchNamespaces={team-a,team-b}"],
+        ["operator.watchAllNamespaces=true"],
+    ):
         args = ["lint", "--strict", str(CHART)]
         for s in sets:
             args += ["--set", s]
@@ -83,10 +88,37 @@ def test_helm_lint_is_clean(helm: str) -> None:
         assert "0 chart(s) failed" in result.stdout, result.stdout
 
 
-def test_cluster_wide_rbac_equals_what_the_operator_uses(helm: str) -> None:
+def test_default_install_serves_only_the_release_namespace(helm: str) -> None:
+    """Without values the operator gets a Role in its own namespace and, cluster-wide, only reads
+    CRDs and namespace names: it can read no Secret of any other namespace."""
     docs = render(helm)
+    (cluster_role,) = find(docs, "ClusterRole")
+    assert normalize(cluster_role["rules"]) == normalize(rbac.cluster_rules(all_namespaces=False))
+    assert not {t for t in normalize(cluster_role["rules"]) if t[1] == "secrets"}
+    (role,) = find(docs, "Role")
+    assert role["metadata"]["namespace"] == "phoenix-system"
+    assert normalize(role["rules"]) == normalize(rbac.namespaced_rules())
+    assert [p["metadata"]["namespace"] for p in find(docs, "KopfPeering")] == ["phoenix-system"]
+    assert not find(docs, "ClusterKopfPeering")
+    (deploy,) = find(docs, "Deployment")
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=phoenix-system" in args and "--all-namespaces" not in args
+
+
+def test_all_namespaces_is_an_explicit_choice_and_excludes_a_list(helm: str) -> None:
+    result = run_helm(
+        helm, "template", "x", str(CHART),
+        "--set", "operator.watchAllNamespaces=true", "--set", "operator.watchNamespaces={a}",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "operator.watchAllNamespaces and operator.watchNamespaces exclude each other" in result.stderr
+
+
+def test_cluster_wide_rbac_equals_what_the_operator_uses(helm: str) -> None:
+    docs = render(helm, "operator.watchAllNamespaces=true")
     (role,) = find(docs, "ClusterRole")
-    assert normalize(role["rules"]) == normalize(rbac.RULES)
+    assert normalize(role["rules"]) == normalize(rbac.cluster_rules(all_namespaces=True))
     assert not find(docs, "Role")
     (binding,) = find(docs, "ClusterRoleBinding")
     (sa,) = find(docs, "ServiceAccount")
@@ -100,7 +132,7 @@ def test_cluster_wide_rbac_equals_what_the_operator_uses(helm: str) -> None:
 def test_namespaced_rbac_is_a_role_per_watched_namespace(helm: str) -> None:
     docs = render(helm, "operator.watchNamespaces={team-a,team-b}")
     (cluster_role,) = find(docs, "ClusterRole")
-    assert normalize(cluster_role["rules"]) == normalize(rbac.cluster_rules())
+    assert normalize(cluster_role["rules"]) == normalize(rbac.cluster_rules(all_namespaces=False))
     for ns in ("team-a", "team-b"):
         (role,) = find(docs, "Role", ns)
         assert normalize(role["rules"]) == normalize(rbac.namespaced_rules())
@@ -139,7 +171,6 @@ def test_operator_pod_is_restricted_and_probed(helm: str) -> None:
     assert ports == {"health": 8080, "metrics": 8081}
     assert "--metrics-port=8081" in container["args"]
     assert container["command"] == ["phoenix-operator"]
-    assert "--all-namespaces" in container["args"]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +251,12 @@ def test_there_are_the_three_samples() -> None:
 
 
 @pytest.mark.parametrize(
-    "sets", [[], ["operator.watchNamespaces={team-a,team-b}", "operator.healthPort=9000"]]
+    "sets",
+    [
+        [],
+        ["operator.watchNamespaces={team-a,team-b}", "operator.healthPort=9000"],
+        ["operator.watchAllNamespaces=true", "operator.allowedImagePrefixes={reg.example/a/,*}"],
+    ],
 )
 def test_the_operator_cli_accepts_the_chart_s_arguments(helm: str, sets: list[str]) -> None:
     """The Deployment's args are parsed by the real `phoenix-operator` CLI (flag drift fails here)."""
@@ -234,7 +270,12 @@ def test_the_operator_cli_accepts_the_chart_s_arguments(helm: str, sets: list[st
     assert settings.metrics_port == ports["metrics"]
     assert settings.peering_name == "phoenix-operator"
     assert settings.resync_seconds == 300
-    if sets:
-        assert settings.namespaces == ["team-a", "team-b"] and not settings.all_namespaces
-    else:
+    if not sets:
+        assert settings.namespaces == ["phoenix-system"] and not settings.all_namespaces
+        # The chart's default allow-list is the operator's own default (the project's images).
+        assert settings.allowed_image_prefixes == [PROJECT_IMAGE_PREFIX]
+    elif "operator.watchAllNamespaces=true" in sets:
         assert settings.all_namespaces
+        assert settings.allowed_image_prefixes == ["reg.example/a/", "*"]
+    else:
+        assert settings.namespaces == ["team-a", "team-b"] and not settings.all_namespaces

@@ -43,66 +43,14 @@ app.kubernetes.io/part-of: phoenix
 {{- end -}}
 
 {{/*
-RBAC rules: exactly phoenix_operator.rbac.RULES (tests/unit/test_helm_chart.py checks they are equal).
-Namespaced resources: a ClusterRole in cluster-wide mode, a Role per watched namespace otherwise.
+The namespaces the operator serves: operator.watchNamespaces, else the release namespace (empty when
+operator.watchAllNamespaces). One name per line; templates split it. Both set is a mistake: fail.
 */}}
-{{- define "phoenix-operator.namespacedRules" -}}
-# The custom resource and its status.
-- apiGroups: ["auth.phoenix.dev"]
-  resources: ["phoenixauths"]
-  verbs: ["get", "list", "watch", "patch"]
-- apiGroups: ["auth.phoenix.dev"]
-  resources: ["phoenixauths/status"]
-  verbs: ["get", "patch", "update"]
-# Children, applied server-side, watched for drift, deleted when a feature is switched off.
-- apiGroups: [""]
-  resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Secrets: read and watch the referenced DATABASE_URL/REDIS_URL Secrets (a change rolls the pods),
-# keep the managed Redis password Secret.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["batch"]
-  resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["monitoring.coreos.com"]
-  resources: ["prometheusrules", "servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Events on transitions.
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# Kopf peering in a namespace (one active replica).
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+{{- define "phoenix-operator.watchNamespaces" -}}
+{{- if and .Values.operator.watchAllNamespaces .Values.operator.watchNamespaces -}}
+{{- fail "operator.watchAllNamespaces and operator.watchNamespaces exclude each other: name the namespaces, or set watchAllNamespaces=true (cluster-wide, every Secret) and no list" -}}
 {{- end -}}
-
-{{- define "phoenix-operator.clusterRules" -}}
-# Kopf: cluster-wide peering and resource discovery; namespaces to watch.
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+{{- if not .Values.operator.watchAllNamespaces -}}
+{{- join "\n" (default (list .Release.Namespace) .Values.operator.watchNamespaces) -}}
+{{- end -}}
 {{- end -}}

@@ -22,6 +22,10 @@ ANNOTATION_CONFIG_HASH = f"{GROUP}/config-hash"
 ANNOTATION_MIGRATION_HASH = f"{GROUP}/migration-hash"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "phoenix-operator"
+# The one label the operator's Secret watch selects (server-side): it puts it on every Secret a
+# PhoenixAuth references and on the Secrets it generates, and sees no other Secret.
+LABEL_WATCHED_SECRET = f"{GROUP}/watched"
+WATCHED_SECRET = "true"  # noqa: S105 - a label value, not a password
 
 
 @dataclass(frozen=True)

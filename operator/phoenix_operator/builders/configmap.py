@@ -2,7 +2,9 @@
 
 The same values are set as literal env on the Deployment (so `kubectl describe` shows them); the
 ConfigMap is the effective configuration a human or tool can read in one place, and its digest
-is part of the pod template's config-hash annotation.
+is part of the pod template's config-hash annotation. Only literal values go in: extraEnv entries
+that come from a Secret (`valueFrom.secretKeyRef`) are env references on the Deployment and never
+copied here (ConfigMaps are readable by far more people and tools than Secrets).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def auth_env(spec: PhoenixAuthSpec, pool: PoolSize) -> dict[str, str]:
 def build_configmap(owner: Owner, spec: PhoenixAuthSpec, pool: PoolSize) -> dict[str, Any]:
     data = auth_env(spec, pool)
     for env in spec.auth_service.extra_env:
-        data[env.name] = env.value
+        if env.value_from is None:
+            data[env.name] = env.value or ""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -49,7 +49,9 @@ def build_deployment(
         secret_env("REDIS_URL", redis_secret[0], redis_secret[1]),
     ]
     env += [{"name": k, "value": v} for k, v in auth_env(spec, pool).items()]
-    env += [{"name": e.name, "value": e.value} for e in svc.extra_env]
+    for e in svc.extra_env:  # a Secret's value stays a reference: never literal in the pod spec
+        ref = e.secret_ref
+        env.append(secret_env(e.name, ref.name, ref.key) if ref else {"name": e.name, "value": e.value or ""})
     container: dict[str, Any] = {
         "name": "auth",
         "image": svc.image,

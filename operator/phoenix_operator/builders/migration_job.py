@@ -3,6 +3,10 @@
 Naming the Job `<name>-migrate-<hash>` makes "run when the migration set changes" a property of
 the name: the same set → same Job (already done, nothing to do); a new set, rollback or image →
 a new Job. Jobs are immutable, so a new name is also the only way to change one.
+
+With `spec.database.migrationSecretRef` the Job connects as that role (the schema's owner), while
+the auth pods keep `secretRef`'s runtime role, which then cannot change the schema (drop the
+password-change trigger, say) even from a compromised pod.
 """
 
 from __future__ import annotations
@@ -23,8 +27,19 @@ from phoenix_operator.spec import PhoenixAuthSpec
 
 
 def migration_hash(spec: PhoenixAuthSpec) -> str:
+    """What the Job does: index set, rollback, image, and which Secret key it connects with (so
+    setting `migrationSecretRef` after a Job failed for lack of privileges runs a new one)."""
     m = spec.migrations
-    return stable_hash(m.index_set, m.rollback, spec.auth_service.image, length=10)
+    parts: list[object] = [m.index_set, m.rollback, spec.auth_service.image]
+    if (ref := spec.database.migration_secret_ref) is not None:
+        parts += [ref.name, ref.key]
+    return stable_hash(*parts, length=10)
+
+
+def migration_secret(spec: PhoenixAuthSpec) -> tuple[str, str]:
+    """(Secret, key) of the migration's DATABASE_URL: the owner role's when given, else the service's."""
+    ref = spec.database.migration_secret_ref or spec.database.secret_ref
+    return ref.name, ref.key
 
 
 def migration_job_name(owner: Owner, spec: PhoenixAuthSpec) -> str:
@@ -40,7 +55,7 @@ def migration_command(spec: PhoenixAuthSpec) -> list[str]:
 
 def build_migration_job(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
     m = spec.migrations
-    db = spec.database.secret_ref
+    secret, key = migration_secret(spec)
     digest = migration_hash(spec)
     return {
         "apiVersion": "batch/v1",
@@ -67,7 +82,7 @@ def build_migration_job(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
                             "image": spec.auth_service.image,
                             "imagePullPolicy": spec.auth_service.image_pull_policy,
                             "command": migration_command(spec),
-                            "env": [secret_env("DATABASE_URL", db.name, db.key)],
+                            "env": [secret_env("DATABASE_URL", secret, key)],
                             "resources": {
                                 "requests": {"cpu": "50m", "memory": "64Mi"},
                                 "limits": {"memory": "256Mi"},

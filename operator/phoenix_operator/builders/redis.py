@@ -12,6 +12,8 @@ import base64
 from typing import Any
 
 from phoenix_operator.builders.common import (
+    LABEL_WATCHED_SECRET,
+    WATCHED_SECRET,
     Owner,
     container_security_context,
     labels,
@@ -36,10 +38,12 @@ def build_redis_secret(owner: Owner, password: str) -> dict[str, Any]:
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
+    meta = metadata(owner, owner.redis_secret_name, "redis")
+    meta["labels"][LABEL_WATCHED_SECRET] = WATCHED_SECRET  # the operator's Secret watch sees it
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(owner, owner.redis_secret_name, "redis"),
+        "metadata": meta,
         "type": "Opaque",
         "data": {PASSWORD_KEY: b64(password), URL_KEY: b64(redis_url(owner, password))},
     }

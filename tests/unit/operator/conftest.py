@@ -45,6 +45,7 @@ class FakeKube:
         self.status_patches: list[dict[str, Any]] = []
         self.applied: list[dict[str, Any]] = []
         self.deleted: list[tuple[str, str]] = []
+        self.labelled: list[tuple[str, str]] = []
         self.monitoring = False
         self.fail: Callable[[str, str, str], OperatorError | None] = lambda verb, kind, name: None
 
@@ -82,6 +83,15 @@ class FakeKube:
         self.objects[key] = merged
         self.applied.append(copy.deepcopy(obj))
         return copy.deepcopy(merged)
+
+    def label(self, api_version: str, kind: str, namespace: str, name: str, labels: dict) -> dict | None:
+        self._check("label", kind, name)
+        obj = self.objects.get((kind, namespace, name))
+        if obj is None:
+            return None
+        obj["metadata"].setdefault("labels", {}).update(labels)
+        self.labelled.append((kind, name))
+        return copy.deepcopy(obj)
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self._check("delete", kind, name)

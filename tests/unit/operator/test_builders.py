@@ -6,7 +6,12 @@ import base64
 
 import pytest
 
-from phoenix_operator.builders.common import ANNOTATION_CONFIG_HASH, owner_reference
+from phoenix_operator.builders.common import (
+    ANNOTATION_CONFIG_HASH,
+    LABEL_WATCHED_SECRET,
+    owner_reference,
+    stable_hash,
+)
 from phoenix_operator.builders.configmap import build_configmap
 from phoenix_operator.builders.deployment import build_deployment
 from phoenix_operator.builders.hpa import build_hpa
@@ -14,6 +19,7 @@ from phoenix_operator.builders.migration_job import (
     build_migration_job,
     job_state,
     migration_command,
+    migration_hash,
     migration_job_name,
 )
 from phoenix_operator.builders.pdb import build_pdb
@@ -294,3 +300,44 @@ def test_service_monitor(owner):
     sm = build_service_monitor(owner, spec_of(monitoring={"serviceMonitor": {"interval": "15s"}}))
     assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
     assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "auth"
+
+
+SECRET_ENV = {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
+
+
+def test_extra_env_from_a_secret_is_a_reference_and_never_in_the_configmap(owner):
+    spec = spec_of(authService={"extraEnv": [SECRET_ENV, {"name": "PHOENIX_LOG_LEVEL", "value": "DEBUG"}]})
+    env = env_of(deployment(owner, spec)["spec"]["template"]["spec"]["containers"][0])
+    assert env["PHOENIX_ADMIN_TOKEN"] == {"secretKeyRef": {"name": "app", "key": "admin"}}
+    assert env["PHOENIX_LOG_LEVEL"] == "DEBUG"
+    data = build_configmap(owner, spec, pool_of(spec))["data"]
+    assert "PHOENIX_ADMIN_TOKEN" not in data  # a Secret's value is never copied into a ConfigMap
+    assert data["PHOENIX_LOG_LEVEL"] == "DEBUG"
+
+
+def test_migration_job_connects_with_the_migration_secret_when_given(owner):
+    plain = spec_of()
+    owned = spec_of(
+        database={
+            "secretRef": {"name": "db"},
+            "migrationSecretRef": {"name": "db-owner"},
+            "connectionBudget": 100,
+        }
+    )
+    env = build_migration_job(owner, owned)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [
+        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": "db-owner", "key": "DATABASE_URL"}}}
+    ]
+    # the auth pods keep the runtime role
+    dep_env = env_of(deployment(owner, owned)["spec"]["template"]["spec"]["containers"][0])
+    assert dep_env["DATABASE_URL"] == {"secretKeyRef": {"name": "db", "key": "DATABASE_URL"}}
+    # setting it runs a new Job (the old one may have failed for lack of privileges); a spec
+    # without it keeps the name it had before the field existed (no migration re-run on upgrade)
+    assert migration_job_name(owner, owned) != migration_job_name(owner, plain)
+    m = plain.migrations
+    assert migration_hash(plain) == stable_hash(m.index_set, m.rollback, plain.auth_service.image, length=10)
+
+
+def test_generated_secrets_carry_the_watched_label(owner):
+    labels = build_redis_secret(owner, "pw")["metadata"]["labels"]
+    assert labels[LABEL_WATCHED_SECRET] == "true"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 import pytest
+from kopf._cogs.structs.references import Selector
 
 from phoenix_operator.cli import (
     WATCH_STREAMS_PER_NAMESPACE,
@@ -84,3 +85,27 @@ async def test_limited_session_keeps_kopf_credentials_and_caps_connections():
         assert ctx.aiohttp_session.headers["Authorization"] == "Bearer t0ken"
     finally:
         await ctx.aiohttp_session.close()
+
+
+def test_allowed_image_prefixes_from_flags_or_env_default_to_the_project(monkeypatch):
+    monkeypatch.delenv("PHOENIX_OPERATOR_ALLOWED_IMAGE_PREFIXES", raising=False)
+    assert build_settings(parse_args(["-A"])).allowed_image_prefixes == ["ghcr.io/phoenix-dev/"]
+    s = build_settings(parse_args(["-A", "--allowed-image-prefix=reg.example/a", "--allowed-image-prefix=*"]))
+    assert s.allowed_image_prefixes == ["reg.example/a", "*"]
+    monkeypatch.setenv("PHOENIX_OPERATOR_ALLOWED_IMAGE_PREFIXES", "reg.example/a/, reg.example/b/")
+    assert build_settings(parse_args(["-A"])).allowed_image_prefixes == ["reg.example/a/", "reg.example/b/"]
+    with pytest.raises(ValueError, match="allowed image prefix"):
+        OperatorSettings(allowed_image_prefixes=["reg.example/a b"])
+
+
+def test_kopf_watches_only_labelled_secrets_server_side():
+    """The start-up handler sets Kopf's server-side label selector for Secrets: the watch's list and
+    stream carry `labelSelector=auth.phoenix.dev/watched=true`, so no other Secret reaches the process."""
+    registry = make_registry(OperatorSettings(namespaces=["demo"]), Reconciler(kube=None))  # type: ignore[arg-type]
+    kopf_settings = kopf.OperatorSettings()
+    (configure,) = [h for h in registry._activities.get_all_handlers() if h.fn.__name__ == "configure"]
+    configure.fn(settings=kopf_settings)
+    selectors = dict(kopf_settings.watching.label_selectors.items())
+    assert selectors == {Selector("", "v1", "secrets"): "auth.phoenix.dev/watched=true"}
+    (secret_handler,) = [h for h in registry._watching.get_all_handlers() if h.id == "referenced-secrets"]
+    assert secret_handler.labels == {"auth.phoenix.dev/watched": "true"}

@@ -8,6 +8,7 @@ ignore, a default that differs from the model's, a status field the server would
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 import pytest
@@ -149,3 +150,24 @@ def test_crd_defaults_equal_model_defaults(schema):
         from_model.redis.managed_or_default
     )
     assert from_crd == from_model
+
+
+def _rules(node: dict[str, Any]) -> list[str]:
+    return [v["rule"] for v in node.get("x-kubernetes-validations") or []]
+
+
+def test_crd_rules_use_the_spec_model_s_patterns_and_limits(schema):
+    """The CEL rules and the typed model refuse the same things: one list of reserved names, one
+    pattern for secret-looking names and credential URLs, one width limit per address family."""
+    from phoenix_operator.spec import MIN_TRUSTED_PREFIX, RESERVED_ENV, SECRET_ENV_NAME, URL_WITH_CREDENTIALS
+
+    auth = schema["properties"]["spec"]["properties"]["authService"]["properties"]
+    extra = auth["extraEnv"]
+    (reserved_rule,) = [r for r in _rules(extra) if "DATABASE_URL" in r]
+    assert set(re.findall(r"'([A-Z0-9_]+)'", reserved_rule)) == RESERVED_ENV
+    item_rules = " ".join(_rules(extra["items"]))
+    assert f"matches('{SECRET_ENV_NAME}')" in item_rules
+    assert f"matches('{URL_WITH_CREDENTIALS}')" in item_rules
+    proxy_rules = " ".join(_rules(auth["trustedProxies"]["items"]))
+    assert f"family() == 4 ? {MIN_TRUSTED_PREFIX[4]} : {MIN_TRUSTED_PREFIX[6]}" in proxy_rules
+    assert "value" in extra["items"]["properties"] and "default" not in extra["items"]["properties"]["value"]

@@ -293,3 +293,151 @@ def test_unexpected_exception_is_reported_not_raised(kube):
     assert isinstance(outcome.error, TransientError)
     assert cond(outcome, "Ready")["reason"] == "InternalError"
     assert "KeyError" in cond(outcome, "Ready")["message"]
+
+
+def spec_with(**parts) -> dict:
+    spec = copy.deepcopy(make_body()["spec"])
+    spec.update(parts)
+    return spec
+
+
+def put_secret(kube: FakeKube, name: str, data: dict[str, str], labels: dict | None = None) -> None:
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS, "labels": labels or {}},
+            "data": {k: b64(v) for k, v in data.items()},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("parts", "field"),
+    [
+        ({"authService": {"image": "docker.io/attacker/phoenix-auth:1"}}, "spec.authService.image"),
+        ({"authService": {"image": "ghcr.io/phoenix-dev-evil/phoenix-auth:1"}}, "spec.authService.image"),
+        ({"redis": {"mode": "managed", "managed": {"image": "redis:7"}}}, "spec.redis.managed.image"),
+    ],
+)
+def test_an_image_outside_the_allow_list_deploys_nothing_and_says_what_to_fix(kube, parts, field):
+    outcome, events = run(kube, make_body(spec_with(**parts)))
+    assert kube.applied == [] and kube.labelled == []  # nothing deployed, no Secret read or touched
+    assert outcome.status["phase"] == "Invalid"
+    ready = cond(outcome, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ImageNotAllowed"
+    assert ready["message"].startswith(field) and "ghcr.io/phoenix-dev/" in ready["message"]
+    assert cond(outcome, "Degraded")["status"] == "True"
+    assert ("Warning", "ImageNotAllowed") in [(t, r) for t, r, _ in events]
+
+
+def test_the_allow_list_is_the_operator_s_setting(kube):
+    body = make_body(spec_with(authService={"image": "registry.acme.example/phoenix/auth:2"}))
+    outcome, _ = run(kube, body, allowed_images=["registry.acme.example/phoenix"])
+    assert cond(outcome, "Ready")["message"].startswith("spec.redis.managed.image")  # Redis's too
+    outcome, _ = run(kube, body, allowed_images=["registry.acme.example/phoenix", "ghcr.io/phoenix-dev/"])
+    assert outcome.error is None
+    assert kube.obj("Deployment", "auth")["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.acme.example/phoenix/auth:2"
+    )
+    outcome, _ = run(FakeKube(), body)  # the default: this project's repository path only
+    assert cond(outcome, "Ready")["reason"] == "ImageNotAllowed"
+    outcome, _ = run(kube, body, allowed_images=["*"])
+    assert outcome.error is None
+
+
+def test_referenced_secrets_are_labelled_for_the_secret_watch_once(kube):
+    run(kube, make_body())
+    assert kube.obj("Secret", "db")["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    assert kube.obj("Secret", "auth-redis-auth")["metadata"]["labels"]["auth.phoenix.dev/watched"] == "true"
+    assert kube.labelled == [("Secret", "db")]
+    run(kube, make_body())
+    assert kube.labelled == [("Secret", "db")]  # already labelled: no second patch
+
+
+def test_extra_env_from_a_secret_rolls_the_pods_and_its_value_goes_nowhere(kube):
+    token = "planted-admin-token-" + "x" * 24
+    put_secret(kube, "app", {"admin": token})
+    env = {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
+    body = make_body(spec_with(authService={"extraEnv": [env]}))
+    outcome, events = run(kube, body)
+    assert outcome.error is None
+    assert kube.obj("Secret", "app")["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    before = outcome.status["configHash"]
+    kube.obj("Secret", "app")["data"]["admin"] = b64("rotated-" + token)
+    outcome, _ = run(kube, make_body(body["spec"], status=outcome.status))
+    assert outcome.status["configHash"] != before
+    assert "PHOENIX_ADMIN_TOKEN" not in kube.obj("ConfigMap", "auth-config")["data"]
+    text = repr([kube.applied, kube.status_patches, events])
+    assert token not in text
+
+
+def test_a_missing_extra_env_secret_is_reported_naming_the_field(kube):
+    env = {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
+    outcome, _ = run(kube, make_body(spec_with(authService={"extraEnv": [env]})))
+    assert isinstance(outcome.error, TransientError)
+    ready = cond(outcome, "Ready")
+    assert ready["reason"] == "ExtraEnvSecretMissing"
+    assert (
+        "Secret demo/app with key admin not found (spec.authService.extraEnv[0].valueFrom.secretKeyRef)"
+        in (ready["message"])
+    )
+    assert "Deployment" not in kube.kinds()
+
+
+def test_specs_without_secret_env_keep_their_config_hash(kube):
+    """Upgrading the operator must not roll every auth pod: the hash of an unchanged spec is the
+    one the previous version computed (ConfigMap data, DB URL digest, Redis digest, DB ref)."""
+    from phoenix_operator.builders.common import stable_hash
+    from phoenix_operator.reconcile import _digest
+
+    outcome, _ = run(kube, make_body())
+    redis_pw = b64decode(kube.obj("Secret", "auth-redis-auth")["data"]["password"])
+    data = kube.obj("ConfigMap", "auth-config")["data"]
+    old = stable_hash(data, _digest(DB_URL), _digest(redis_pw), "db", "DATABASE_URL")
+    assert outcome.status["configHash"] == old
+
+
+def test_migration_secret_missing_holds_the_job_and_says_what_to_create(kube):
+    spec = spec_with(
+        database={
+            "secretRef": {"name": "db"},
+            "migrationSecretRef": {"name": "db-owner"},
+            "connectionBudget": 100,
+        }
+    )
+    outcome, _ = run(kube, make_body(spec))
+    assert "Job" not in kube.kinds()
+    assert "Deployment" in kube.kinds()  # the auth pods do not need the owner role
+    migrations = cond(outcome, "MigrationsComplete")
+    assert migrations["reason"] == "MigrationSecretMissing"
+    assert (
+        "Secret demo/db-owner with key DATABASE_URL not found (spec.database.migrationSecretRef)"
+        in (migrations["message"])
+    )
+    assert cond(outcome, "Ready")["reason"] == "MigrationSecretMissing"
+    put_secret(kube, "db-owner", {"DATABASE_URL": "postgresql://owner:pw@db/phoenix"})
+    outcome, _ = run(kube, make_body(spec, status=outcome.status))
+    (job,) = [o for (k, _, _), o in kube.objects.items() if k == "Job"]
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["valueFrom"]["secretKeyRef"] == {"name": "db-owner", "key": "DATABASE_URL"}
+    assert kube.obj("Secret", "db-owner")["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    assert "owner:pw" not in repr(kube.status_patches)
+
+
+def test_empty_trusted_proxies_is_a_warning_condition_not_a_failure(kube):
+    outcome, events = run(kube, make_body())
+    proxies = cond(outcome, "TrustedProxiesConfigured")
+    assert proxies["status"] == "False" and proxies["reason"] == "TrustedProxiesUnset"
+    assert "spec.authService.trustedProxies" in proxies["message"]
+    assert "X-Forwarded-For" in proxies["message"] and "429" in proxies["message"]
+    assert [(t, r) for t, r, _ in events if r == "TrustedProxiesUnset"] == [
+        ("Warning", "TrustedProxiesUnset")
+    ]
+    make_ready(kube)
+    outcome, events = run(kube, make_body(status=outcome.status))
+    assert outcome.status["phase"] == "Ready"  # advisory: never part of Ready
+    assert not [r for _, r, _ in events if r == "TrustedProxiesUnset"]  # said once, on the transition
+    spec = spec_with(authService={"trustedProxies": ["10.244.0.0/16"]})
+    outcome, _ = run(kube, make_body(spec, generation=2, status=outcome.status))
+    assert cond(outcome, "TrustedProxiesConfigured")["status"] == "True"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from phoenix_operator.errors import SpecInvalid
-from phoenix_operator.spec import parse_spec
+from phoenix_operator.spec import parse_spec, secret_uses
 
 MIN = {"database": {"secretRef": {"name": "db"}, "connectionBudget": 100}}
 
@@ -91,3 +91,107 @@ def test_camel_case_round_trip_of_monitoring_fields():
     s = parse_spec(with_(monitoring={"prometheusRule": {"for": "10m", "alerts": {"errorRate": False}}}))
     assert s.monitoring.prometheus_rule.for_duration == "10m"
     assert not s.monitoring.prometheus_rule.alerts.error_rate
+
+
+@pytest.mark.parametrize(
+    "entry", ["10.0.0.0/8", "10.0.0.1/8", "192.168.1.1", "2001:db8::/32", "fd12:3456:789a::/48", "::1"]
+)
+def test_trusted_proxies_up_to_a_slash_8_or_an_ipv6_slash_32_are_accepted(entry):
+    assert parse_spec(with_(authService={"trustedProxies": [entry]})).auth_service.trusted_proxies == (entry,)
+
+
+@pytest.mark.parametrize(
+    ("entry", "text"),
+    [
+        ("0.0.0.0/0", "trusts every address"),
+        ("1.0.0.0/7", "at most /8 wide for IPv4"),
+        ("::/0", "trusts every address"),
+        ("2001:db8::/31", "at most /32 wide for IPv6"),
+        ("fd00::/8", "at most /32 wide for IPv6"),
+        ("::ffff:0:0/96", "write it as IPv4 (0.0.0.0/0)"),
+        ("::ffff:10.0.0.0/104", "write it as IPv4 (10.0.0.0/8)"),
+        ("fe80::1%eth0", "not an IP address or CIDR"),
+        ("10.0.0.0/08", "not an IP address or CIDR"),
+        ("proxy.example.com", "not an IP address or CIDR"),
+    ],
+)
+def test_trusted_proxies_too_wide_or_not_a_cidr_are_refused_naming_the_field(entry, text):
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(with_(authService={"trustedProxies": ["10.1.0.0/16", entry]}))
+    assert info.value.field == "spec.authService.trustedProxies"
+    assert text in info.value.message and repr(entry) in info.value.message
+
+
+def secret_env(name):
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "app-secrets", "key": name.lower()}}}
+
+
+@pytest.mark.parametrize(
+    ("env", "text"),
+    [
+        ({"name": "PHOENIX_ADMIN_TOKEN", "value": "x" * 40}, "looks like a secret"),
+        ({"name": "PHOENIX_CACHE_SIGNING_KEY", "value": "k" * 40}, "valueFrom.secretKeyRef"),
+        ({"name": "db_password", "value": "hunter2"}, "looks like a secret"),
+        ({"name": "SMTP_PASS", "value": "hunter2"}, "looks like a secret"),
+        ({"name": "CLIENT_SECRET", "value": "s"}, "looks like a secret"),
+        ({"name": "AUDIT_URL", "value": "https://user:pw@audit.example/x"}, "URL with credentials"),
+        ({"name": "WEBHOOK", "value": "https://ghp_token@github.example/hook"}, "URL with credentials"),
+        (
+            {"name": "X", "value": "1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            "not both",
+        ),
+    ],
+)
+def test_secret_looking_literal_extra_env_is_refused(env, text):
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(with_(authService={"extraEnv": [env]}))
+    assert info.value.field == "spec.authService.extraEnv[0]"
+    assert text in info.value.message
+
+
+def test_extra_env_from_a_secret_and_plain_literals_are_accepted():
+    spec = parse_spec(
+        with_(
+            authService={
+                "extraEnv": [
+                    secret_env("PHOENIX_ADMIN_TOKEN"),
+                    {"name": "PHOENIX_LOG_LEVEL", "value": "DEBUG"},
+                    {"name": "BYPASS_CACHE", "value": "1"},  # ends in PASS only inside a word
+                    {"name": "EMPTY_TOKEN", "value": ""},  # an empty literal leaks nothing
+                    {"name": "DOCS_URL", "value": "https://docs.example/a@b"},  # @ only in the path
+                ]
+            }
+        )
+    )
+    token = spec.auth_service.extra_env[0]
+    assert token.value is None and token.secret_ref is not None
+    assert (token.secret_ref.name, token.secret_ref.key) == ("app-secrets", "phoenix_admin_token")
+
+
+def test_extra_env_names_are_unique():
+    with pytest.raises(SpecInvalid, match="listed twice"):
+        parse_spec(
+            with_(authService={"extraEnv": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]})
+        )
+
+
+def test_secret_uses_name_every_referenced_secret_with_its_field():
+    spec = parse_spec(
+        {
+            "database": {
+                "secretRef": {"name": "db"},
+                "migrationSecretRef": {"name": "db-owner"},
+                "connectionBudget": 100,
+            },
+            "redis": {"mode": "external", "external": {"secretRef": {"name": "redis"}}},
+            "authService": {"extraEnv": [{"name": "A", "value": "1"}, secret_env("PHOENIX_ADMIN_TOKEN")]},
+        }
+    )
+    uses = {(u.field, u.ref.name, u.ref.key, u.auth_pods) for u in secret_uses(spec)}
+    assert uses == {
+        ("spec.database.secretRef", "db", "DATABASE_URL", True),
+        ("spec.database.migrationSecretRef", "db-owner", "DATABASE_URL", False),
+        ("spec.redis.external.secretRef", "redis", "REDIS_URL", True),
+        ("spec.authService.extraEnv[1].valueFrom.secretKeyRef", "app-secrets", "phoenix_admin_token", True),
+    }
+    assert [u.field for u in secret_uses(parse_spec(MIN))] == ["spec.database.secretRef"]
