@@ -193,8 +193,8 @@ def one_repeat(
     sampler = ZipfSampler(args.users, 1.1, seed=seed)
     profiled: dict[str, Any] = {}
     _flush_redis(redis_port)
-    port = servers.free_port()
-    proc = servers.start_app("phoenix", port, args.workers, env, log_dir)
+    proc = servers.start_app("phoenix", env, log_dir)
+    port = proc.port
     try:
 
         def emails(n: int) -> list[bytes]:

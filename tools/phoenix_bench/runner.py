@@ -19,6 +19,7 @@ import re
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -202,13 +203,29 @@ def measure_verify(env: dict[str, str], count: int = 20, parallel_s: float = 3.0
     return samples[len(samples) // 2], parallel_rate
 
 
-def scrape_cache_counters(port: int) -> dict[str, float] | None:
-    """phoenix_cache_requests_total by "layer_result" (summed over workers), or None if absent."""
+def _admin_get(admin_port: int, path: str) -> bytes:
+    """GET `path` on a Phoenix server's admin listener (where /metrics and health are served);
+    BenchError naming the URL when it does not answer 200."""
+    url = f"http://127.0.0.1:{admin_port}{path}"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        raise BenchError(f"{url} answered HTTP {exc.code}: {exc.read()[:200]!r}") from None
+    except OSError as exc:
+        raise BenchError(f"{url}: {exc}") from None
+
+
+def scrape_cache_counters(admin_port: int) -> dict[str, float] | None:
+    """phoenix_cache_requests_total by "layer_result" and phoenix_cache_lookups_total by
+    "lookup_result" (summed over workers) from the admin listener's /metrics; None if absent.
+
+    Workers push their hot-path counts every FLUSH_INTERVAL, so the scrape waits a bit longer first:
+    a phase that just ended is then counted in full by every worker, not only the one scraped."""
+    from phoenix_auth.metrics import FLUSH_INTERVAL
+
+    time.sleep(FLUSH_INTERVAL * 1.5)
+    text = _admin_get(admin_port, "/metrics").decode()
     counters: dict[str, float] = {}
     for labels, value in METRIC_RE.findall(text):
         parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
@@ -218,6 +235,26 @@ def scrape_cache_counters(port: int) -> dict[str, float] | None:
         key = "lookup_" + dict(re.findall(r'(\w+)="([^"]*)"', labels)).get("result", "?")
         counters[key] = counters.get(key, 0.0) + float(value)
     return counters or None
+
+
+def require_l2_cache(admin_port: int, timeout: float = 10.0) -> None:
+    """Refuse to measure a Phoenix whose L2 (Redis) cache is off: the published numbers say both
+    cache layers are on. The reason comes from the service's health JSON (admin listener). A
+    process reads L2 only after its start-up sweep of Redis: wait for that (`l2Ready`) too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            stats = json.loads(_admin_get(admin_port, "/api/phoenix/health"))["cache"]["stats"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BenchError(f"Phoenix's health JSON has no cache.stats: {exc}") from None
+        if not stats.get("l2Enabled"):
+            reason = stats.get("l2DisabledReason") or "no reason given"
+            raise BenchError(f"Phoenix's L2 (Redis) cache is off ({reason}); the benchmark measures it on")
+        if stats.get("l2Ready"):
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"Phoenix's L2 (Redis) cache was not ready (swept) {timeout:.0f} s after start")
+        time.sleep(0.1)
 
 
 def cache_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, Any] | None:
@@ -365,19 +402,20 @@ class AppBench:
         self,
         cfg: Config,
         app: str,
-        port: int,
+        server: servers.AppServer,
         env: dict[str, str],
         log: Progress,
         sampler: ZipfSampler,
         password: str,
         capacity: float,
         use_wrk: bool,
+        run_index: int = 1,
     ) -> None:
-        self.cfg, self.app, self.port, self.env, self.log = cfg, app, port, env, log
+        self.cfg, self.app, self.env, self.log = cfg, app, env, log
+        self.port, self.admin_port, self.server_pid = server.port, server.admin_port, server.pid
         self.sampler, self.password, self.capacity, self.use_wrk = sampler, password, capacity, use_wrk
         self.sent_emails: list[str] = []
-        self.server_pid: int | None = None
-        self.run_index = 1
+        self.run_index = run_index
         self.profiles: dict[str, Any] = {}
 
     def profiled(self, phase: str, seconds: float) -> contextlib.AbstractContextManager[None]:
@@ -513,11 +551,11 @@ class AppBench:
 
         # login throughput, closed loop; also the steady-state cache window for user records
         emails = self._zipf_emails(max(50, round(self.capacity * cfg.closed_s * 2)))
-        before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        before = scrape_cache_counters(self.admin_port) if self.app == "phoenix" else None
         res = self._closed(
             [login_request(e, self.password) for e in emails], cfg.closed_s, 4 * cfg.workers, keep=True
         )
-        after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        after = scrape_cache_counters(self.admin_port) if self.app == "phoenix" else None
         done = [emails[s.index] for s in res.samples]
         out["login_throughput"] = len(res.ok) / cfg.closed_s
         out["login_throughput_errors"] = res.errors
@@ -557,9 +595,9 @@ class AppBench:
         wrk_sessions = [
             wrk.WrkRequest("GET", SESSION_PATH, (("Authorization", f"Bearer {t}"),)) for t in tokens
         ]
-        before = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        before = scrape_cache_counters(self.admin_port) if self.app == "phoenix" else None
         out["session_closed"] = self.closed_http(session_reqs, wrk_sessions, session_seq[:5000], cfg.closed_s)
-        after = scrape_cache_counters(self.port) if self.app == "phoenix" else None
+        after = scrape_cache_counters(self.admin_port) if self.app == "phoenix" else None
         out["session_cache"] = cache_delta(before, after)
         out["noop_closed"] = self.closed_http(
             [loadgen.encode_request("GET", NOOP_PATH)], [wrk.WrkRequest("GET", NOOP_PATH)], [0], cfg.closed_s
@@ -668,17 +706,20 @@ def one_run(
     order = list(cfg.apps) if index % 2 else list(reversed(cfg.apps))
     for app in order:
         _flush_redis(redis_port)
-        port = servers.free_port()
         server_env = dict(env)
         if app == "phoenix":
             server_env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="prom-", dir=log_dir)
-        log(f"run {index}/{cfg.runs}: starting {app} on 127.0.0.1:{port} ({cfg.workers} workers)")
-        proc = servers.start_app(app, port, cfg.workers, server_env, log_dir)
+        proc = servers.start_app(app, server_env, log_dir)
+        log(
+            f"run {index}/{cfg.runs}: started {app} on 127.0.0.1:{proc.port} (admin {proc.admin_port}, "
+            f"{cfg.workers} workers)"
+        )
         try:
             sampler = ZipfSampler(cfg.users, cfg.zipf_s, seed=index)
-            bench = AppBench(cfg, app, port, server_env, log, sampler, password, capacity, use_wrk)
-            bench.server_pid, bench.run_index = proc.pid, index
+            bench = AppBench(cfg, app, proc, server_env, log, sampler, password, capacity, use_wrk, index)
             try:
+                if app == "phoenix":
+                    require_l2_cache(proc.admin_port)
                 run["apps"][app] = bench.run()
             except BudgetExhausted:
                 raise

@@ -1,15 +1,16 @@
-"""Start one server under test: `python -m phoenix_bench.serve phoenix|naive --port P`.
+"""Start one server under test: `python -m phoenix_bench.serve phoenix|naive`.
 
-Both apps run with the same uvicorn settings (workers, event loop, HTTP parser, no access log),
-so naive vs Phoenix and session vs no-op compare data paths, not server stacks. Settings come
-from the environment (DATABASE_URL, REDIS_URL, PHOENIX_*), as in production.
+Both apps run under the service's own `phoenix_auth.server.run` (workers, event loop, HTTP
+parser, no access log, the public and the admin listener), each with its own app factory, so
+naive vs Phoenix and session vs no-op compare data paths, not server stacks. Settings come from
+the environment (DATABASE_URL, REDIS_URL, PHOENIX_PORT, PHOENIX_ADMIN_PORT, PHOENIX_WORKERS, ...),
+as in production; `servers.start_app` sets them.
 """
 
 from __future__ import annotations
 
 import argparse
-
-import uvicorn
+import sys
 
 FACTORIES = {
     "phoenix": "phoenix_bench.harness:create_phoenix_app",
@@ -18,30 +19,21 @@ FACTORIES = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m phoenix_bench.serve")
+    parser = argparse.ArgumentParser(prog="python -m phoenix_bench.serve", description=__doc__)
     parser.add_argument("app", choices=sorted(FACTORIES))
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
-    # The same uvicorn settings as phoenix_auth.server.run, for both apps.
-    uvicorn.run(
-        FACTORIES[args.app],
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=10,
-        backlog=2048,
-    )
+    from pydantic import ValidationError
+
+    from phoenix_auth import server
+    from phoenix_auth.cli import format_settings_error
+    from phoenix_auth.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"phoenix_bench.serve: {format_settings_error(exc)}", file=sys.stderr)
+        raise SystemExit(server.STARTUP_FAILURE) from None
+    server.run(settings, factory=FACTORIES[args.app])
 
 
 if __name__ == "__main__":

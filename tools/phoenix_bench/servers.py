@@ -1,12 +1,15 @@
 """Server processes under test: free loopback ports, start, wait until ready, stop.
 
 Every server is a child process in its own process group, stopped (SIGTERM, then SIGKILL) by
-its handle, so a benchmark never leaves anything running behind it.
+its handle, so a benchmark never leaves anything running behind it. An app server listens on two
+free ports of its own, like the service (`phoenix_auth.server`): the public one carries the load,
+the admin one serves `/metrics` and health; several can run at once.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,13 +21,25 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from phoenix_auth.settings import MIN_SECRET_BYTES
+
 from .errors import ServerStartError
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that were free a moment ago (all bound at once, then released)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class Process:
@@ -80,19 +95,25 @@ def wait_http(proc: Process, url: str, timeout: float = 60.0) -> None:
     raise ServerStartError(f"{proc.name} not ready at {url} after {timeout:.0f} s:\n{proc.log_tail()}")
 
 
-def start_app(app: str, port: int, workers: int, env: Mapping[str, str], log_dir: Path) -> Process:
-    """Start the naive or Phoenix app on 127.0.0.1:port and wait until /noop answers."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "phoenix_bench.serve",
-        app,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
-    proc = Process(f"server-{app}", cmd, env, log_dir)
+class AppServer(Process):
+    """An app under test: public port `port` (the load), admin port `admin_port` (/metrics, health)."""
+
+    def __init__(self, app: str, port: int, admin_port: int, env: Mapping[str, str], log_dir: Path) -> None:
+        self.port, self.admin_port = port, admin_port
+        listeners = {
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(port),
+            "PHOENIX_ADMIN_PORT": str(admin_port),
+        }
+        cmd = [sys.executable, "-m", "phoenix_bench.serve", app]
+        super().__init__(f"server-{app}", cmd, {**env, **listeners}, log_dir)
+
+
+def start_app(app: str, env: Mapping[str, str], log_dir: Path) -> AppServer:
+    """Start the naive or Phoenix app on two free loopback ports (public, admin) with `env` (workers
+    from PHOENIX_WORKERS, see `app_env`) and wait until /noop answers on the public one."""
+    port, admin_port = free_ports(2)
+    proc = AppServer(app, port, admin_port, env, log_dir)
     try:
         wait_http(proc, f"http://127.0.0.1:{port}/noop")
     except ServerStartError:
@@ -103,11 +124,16 @@ def start_app(app: str, port: int, workers: int, env: Mapping[str, str], log_dir
 
 def app_env(database_url: str, redis_port: int, workers: int, **extra: str) -> dict[str, str]:
     """The environment every benchmarked server runs with: this process's, pointed at the bench
-    database and the private Redis, quiet logs, no periodic summary; `extra` adds or overrides."""
+    database and the private Redis, quiet logs, no periodic summary; `extra` adds or overrides.
+
+    A fresh random PHOENIX_CACHE_SIGNING_KEY (256 bits, never printed) switches the L2 Redis cache
+    on: without one the service keeps user and session records out of Redis, and the benchmark
+    would measure a different cache than production runs."""
     return {
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PHOENIX_CACHE_SIGNING_KEY": secrets.token_urlsafe(MIN_SECRET_BYTES),
         "PHOENIX_LOG_LEVEL": "WARNING",
         "PHOENIX_SUMMARY_INTERVAL": "0",
         "PHOENIX_WORKERS": str(workers),

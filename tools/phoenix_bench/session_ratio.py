@@ -1,12 +1,13 @@
 """Table 2's session row on its own: session validation vs the no-op, closed loop, same server.
 
 `python -m phoenix_bench.session_ratio [--rounds 3] [--seconds 5] [--profile DIR]` starts
-the Phoenix app exactly as `scripts/bench` does (bench.serve, same uvicorn settings, 2 workers,
-a private Redis, the seeded bench database), logs in `--sessions` demo users, then alternates
-wrk closed-loop rounds against GET /api/auth/session (Bearer, Zipf mix of the tokens) and /noop,
-and finally measures session p99 at 1,000 req/s open loop. A quick loop for working on the
-session path; the published numbers still come from `scripts/bench`. Needs a seeded bench
-database (run `scripts/bench` once) and wrk. Run it under the shared benchmark lock.
+the Phoenix app exactly as `scripts/bench` does (bench.serve on the service's server.run, 2
+workers, a private Redis, the seeded bench database), logs in `--sessions` demo users, then
+alternates wrk closed-loop rounds against GET /api/auth/session (Bearer, Zipf mix of the tokens)
+and /noop, and finally measures session p99 at 1,000 req/s open loop. The session cache hit ratio
+over the rounds comes from the server's own counters (its admin listener's /metrics). A quick loop
+for working on the session path; the published numbers still come from `scripts/bench`. Needs a
+seeded bench database (run `scripts/bench` once) and wrk. Run it under the shared benchmark lock.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ from .runner import (
     NOOP_PATH,
     SESSION_PATH,
     _login_all,
+    _pct,
+    cache_delta,
     open_connections,
     point,
+    require_l2_cache,
+    scrape_cache_counters,
     session_request,
 )
 from .zipf import ZipfSampler
@@ -101,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     env = servers.app_env(
         url, redis_port, args.workers, PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="prom-", dir=log_dir)
     )
-    port = servers.free_port()
-    proc = servers.start_app("phoenix", port, args.workers, env, log_dir)
+    proc = servers.start_app("phoenix", env, log_dir)
+    port = proc.port
     out: dict[str, Any] = {"rounds": []}
     try:
         emails = [dataset.email_at_rank(r) for r in range(args.sessions)]
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         wrk.run_wrk(base, sess, seq, duration=2, connections=args.connections)  # warm-up: fill L1
         wrk.run_wrk(base, noop, [0], duration=1, connections=args.connections)
+        require_l2_cache(proc.admin_port)
+        before = scrape_cache_counters(proc.admin_port)
         for i in range(args.rounds):
             s, s_cpu = _measured(
                 proc.pid,
@@ -143,6 +150,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"session {s_cpu:.1f} us, no-op {n_cpu:.1f} us, ratio {n_cpu / s_cpu:.3f}",
                 flush=True,
             )
+        cache = out["session_cache"] = cache_delta(before, scrape_cache_counters(proc.admin_port))
+        counted = (cache or {}).get("counters", {})
+        print(
+            f"session cache over the rounds (the service's counters): hit ratio "
+            f"{_pct((cache or {}).get('hit_ratio'))} of {(cache or {}).get('lookups', 0):,.0f} lookups; "
+            + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(counted.items()) if v),
+            flush=True,
+        )
         out["median_ratio"] = statistics.median(r["ratio"] for r in out["rounds"])
         out["median_cpu_ratio"] = statistics.median(r["cpu_ratio"] for r in out["rounds"])
         print(
