@@ -11,6 +11,8 @@
 #   scripts/control-plane.sh env      # print `export KUBECONFIG=... PATH=...` for eval
 #   scripts/control-plane.sh bin      # print the directory of the binaries (kubectl, helm, ...)
 #   scripts/control-plane.sh wipe     # down + delete the state (PKI, etcd data, logs)
+#   scripts/control-plane.sh forget-images REF...  # the real node drops these tags, so the next pod
+#                                     # pulls what the registry has now (a rebuilt image keeps its tag)
 #
 # Everything is configurable from the environment so a test can run a private
 # instance beside the default one:
@@ -513,12 +515,23 @@ cmd_env() {
   printf 'export PATH=%q:"$PATH"\n' "$BIN"
 }
 
+# The node keeps a pulled tag and IfNotPresent never asks again, so a rebuilt image pushed under the
+# same version tag would not reach new pods: drop the tags (running containers keep their layers).
+cmd_forget_images() {
+  [ "$WANT_REAL" = 1 ] && alive containerd || return 0
+  local ref
+  for ref in "$@"; do
+    ctr_ images rm "$ref" >/dev/null 2>&1 && log "node forgot $ref" || true
+  done
+}
+
 case "${1:-}" in
   up) cmd_up ;;
+  forget-images) shift; cmd_forget_images "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
   bin) echo "$BIN" ;;
   wipe) cmd_wipe ;;
-  *) echo "usage: $0 up|down|status|env|bin|wipe" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|bin|wipe|forget-images REF..." >&2; exit 2 ;;
 esac

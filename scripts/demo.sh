@@ -114,9 +114,24 @@ prepare() {
   export HELM_CACHE_HOME="$STATE/helm/cache" HELM_CONFIG_HOME="$STATE/helm/config" HELM_DATA_HOME="$STATE/helm/data"
 }
 
+# The two modes keep different objects in the cluster (pods bound to the real node, or kwok's), so a
+# switch starts from an empty cluster instead of waiting on the other mode's pods.
+switch_mode() {  # MODE
+  local was
+  was="$(cat "$STATE/mode" 2>/dev/null || true)"
+  if [ -n "$was" ] && [ "$was" != "$1" ]; then
+    if alive auth || alive operator || alive port-forward; then
+      die "the $was demo is running: bash scripts/demo.sh down first"
+    fi
+    info "the control plane last ran the $was demo: wiping its cluster state for the $1 demo"
+    bash scripts/control-plane.sh wipe >&2
+  fi
+  echo "$1" > "$STATE/mode"
+}
+
 cmd_up_local() {
   local t_start=$SECONDS py="${PHOENIX_VENV:-$ROOT/.venv}/bin/python"
-  echo local > "$STATE/mode"
+  switch_mode local
   prepare
 
   step "Kubernetes control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)"
@@ -124,8 +139,9 @@ cmd_up_local() {
   eval "$(bash scripts/control-plane.sh env)"
 
   step "helm upgrade --install $RELEASE (CRDs, RBAC, Grafana dashboard)"
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   helm upgrade --install "$RELEASE" helm/phoenix-operator --namespace "$OPERATOR_NS" --create-namespace \
-    --wait --timeout 120s >"$STATE/helm.log" 2>&1 || { cat "$STATE/helm.log" >&2; die "helm install failed"; }
+    --set "operator.watchNamespaces={$NS}" --wait --timeout 120s >"$STATE/helm.log" 2>&1 || { cat "$STATE/helm.log" >&2; die "helm install failed"; }
   kubectl wait --for condition=Established crd/phoenixauths.auth.phoenix.dev --timeout=60s >/dev/null
   info "release $RELEASE deployed in $OPERATOR_NS; CRD phoenixauths.auth.phoenix.dev Established"
 
@@ -146,7 +162,7 @@ with open(out, "w") as f:
 PY
     chmod 600 "$STATE/operator.kubeconfig"
   fi
-  start_bg operator phoenix-operator --kubeconfig "$STATE/operator.kubeconfig" --all-namespaces \
+  start_bg operator phoenix-operator --kubeconfig "$STATE/operator.kubeconfig" --namespace "$NS" \
     --liveness-port "${PHOENIX_DEMO_OPERATOR_HEALTH_PORT:-18180}" --metrics-port "${PHOENIX_DEMO_OPERATOR_METRICS_PORT:-18181}"
   wait_for 60 "operator liveness" curl -sf "http://127.0.0.1:${PHOENIX_DEMO_OPERATOR_HEALTH_PORT:-18180}/healthz" \
     || { tail -20 "$STATE/operator.log" >&2; die "the operator did not start"; }
@@ -159,7 +175,11 @@ PY
   if ! alive auth && ss -Hltn "sport = :$PORT" | grep -q .; then
     die "port $PORT is in use by another process; set PHOENIX_PORT"
   fi
-  PHOENIX_PORT="$PORT" PHOENIX_HOST=127.0.0.1 start_bg auth phoenix-auth serve
+  # Redis values are sealed with this key (L2 stays off without one); made once, kept in the demo's
+  # state (mode 600), passed in the environment, never on a command line.
+  [ -s "$STATE/cache-signing-key" ] || (umask 077; openssl rand -base64 48 > "$STATE/cache-signing-key")
+  PHOENIX_CACHE_SIGNING_KEY="$(cat "$STATE/cache-signing-key")" PHOENIX_PORT="$PORT" PHOENIX_HOST=127.0.0.1 \
+    start_bg auth phoenix-auth serve
   wait_for 60 "auth service /readyz" curl -sf "http://127.0.0.1:$PORT/readyz" \
     || { tail -20 "$STATE/auth.log" >&2; die "the auth service did not become ready"; }
 
@@ -196,8 +216,8 @@ seed_curl() {  # URL BASE: the seed's curl, verbatim but for the port
 
 cmd_up_pods() {
   local t_start=$SECONDS t
-  echo pods > "$STATE/mode"
   [ "$(id -u)" = 0 ] || die "a real node needs root (containerd, a bridge, iptables); try: bash scripts/demo.sh up --local"
+  switch_mode pods
   prepare
 
   step "Phoenix's images (scripts/images.sh build: operator, auth, managed Redis; ~1.5 min the first time)"
@@ -214,6 +234,8 @@ cmd_up_pods() {
   t=$SECONDS
   PHOENIX_CP_NODES=real bash scripts/control-plane.sh up
   eval "$(bash scripts/control-plane.sh env)"
+  # shellcheck disable=SC2046  # one word per image reference
+  bash scripts/control-plane.sh forget-images $(bash scripts/images.sh refs)
   info "control plane and node up in $((SECONDS - t))s"
   local node_ip pod_cidr db_url
   node_ip="$(kubectl get nodes -o 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
@@ -229,8 +251,9 @@ cmd_up_pods() {
   db_url="$(printf '%s' "$DATABASE_URL" | sed -E "s#@(127\.0\.0\.1|localhost)([:/])#@$node_ip\2#")"
 
   step "helm upgrade --install $RELEASE (CRDs, RBAC, the operator pod from ghcr.io/phoenix-dev/phoenix-operator:$(cat VERSION))"
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   helm upgrade --install "$RELEASE" helm/phoenix-operator --namespace "$OPERATOR_NS" --create-namespace \
-    --wait --timeout 180s >"$STATE/helm.log" 2>&1 || {
+    --set "operator.watchNamespaces={$NS}" --wait --timeout 180s >"$STATE/helm.log" 2>&1 || {
       cat "$STATE/helm.log" >&2; kubectl -n "$OPERATOR_NS" describe pods >&2; die "helm install failed"; }
   kubectl wait --for condition=Established crd/phoenixauths.auth.phoenix.dev --timeout=60s >/dev/null
   kubectl -n "$OPERATOR_NS" get pods -o wide | sed 's/^/[demo]   /' >&2

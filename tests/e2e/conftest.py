@@ -347,7 +347,11 @@ def pods_database(real_control_plane: ControlPlane) -> Iterator[PodDatabase]:
 
 @pytest.fixture(scope="session")
 def pods_release(real_control_plane: ControlPlane, phoenix_images: list[str]) -> ControlPlane:
-    """`helm install` of the chart with its default values: the operator pod runs the real image."""
+    """`helm install` of the chart with its default image: the operator pod runs the real image.
+
+    The tests make a namespace per module, so the release serves every namespace (the chart's
+    default is its own namespace only).
+    """
     cp = real_control_plane
     try:
         cp.helm(
@@ -358,6 +362,8 @@ def pods_release(real_control_plane: ControlPlane, phoenix_images: list[str]) ->
             "--namespace",
             OPERATOR_NS,
             "--create-namespace",
+            "--set",
+            "operator.watchAllNamespaces=true",
             "--wait",
             "--timeout",
             "180s",
