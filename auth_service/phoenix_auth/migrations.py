@@ -12,8 +12,9 @@ Why it is shaped like this:
   PostgreSQL advisory lock; the loser waits up to a bound and then fails with `MigrationLockTimeout`.
 * `lock_timeout`/`statement_timeout` bound every statement so a migration never queues forever
   behind a long transaction, which would stall every login queued behind *it*.
-* The result is checked, not assumed: `EXPLAIN` of the real login query must use
-  `idx_users_email_auth_covering`, otherwise `IndexNotUsed`.
+* The result is checked, not assumed: `EXPLAIN` of the very statements the service sends
+  (imported from `queries.py`: login, session check, user by id) must read each table through its
+  index, otherwise `IndexNotUsed`.
 """
 
 from __future__ import annotations
@@ -32,19 +33,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from . import queries
+
 # Advisory-lock key of `phoenix-auth migrate` ("phoenix" in ASCII). Advisory locks are per database,
 # so migrations of different databases never wait for each other.
 MIGRATION_LOCK_KEY = 0x70686F656E6978
-
-# The login lookup the service runs (and the seed's contract): it must be an index-only scan.
-LOGIN_QUERY = (
-    "SELECT id, email, name, role, hashed_password, team_name, disabled, password_changed_at "
-    "FROM users WHERE lower(email) = lower($1)"
-)
-# What a session check needs from the user row, by id.
-SESSION_USER_QUERY = (
-    "SELECT email, name, role, team_name, disabled, password_changed_at FROM users WHERE id = $1"
-)
 
 # Which schema.sql (by checksum) this database already has.
 SCHEMA_LEDGER = "phoenix_schema_migrations"
@@ -157,6 +150,38 @@ INDEX_SETS: dict[str, tuple[IndexSpec, ...]] = {"seed": (AUTH_COVERING, SESSION_
 DEFAULT_INDEX_SET = "seed"
 
 
+@dataclass(frozen=True)
+class QueryProof:
+    """A statement the service sends and the index through which each table it reads must be read."""
+
+    label: str  # as the migrate log names it
+    query: str  # the statement itself, from queries.py, with its %s placeholders
+    sample: tuple[object, ...]  # parameters for EXPLAIN ANALYZE; no row needs to match
+    indexes: tuple[tuple[str, str], ...]  # (table, index) pairs
+
+
+SESSIONS_PKEY = "phoenix_sessions_pkey"
+
+# The hot paths: a login, a session check (cache miss) and a user reload by id.
+PROOFS: tuple[QueryProof, ...] = (
+    QueryProof(
+        "login lookup", queries.SQL_AUTH_RECORD, ("test@example.com",), (("users", AUTH_COVERING.name),)
+    ),
+    QueryProof(
+        "session lookup",
+        queries.SQL_SESSION,
+        (bytes(32),),
+        (("phoenix_sessions", SESSIONS_PKEY), ("users", SESSION_DATA.name)),
+    ),
+    QueryProof(
+        "user-by-id lookup",
+        queries.SQL_USER_BY_ID,
+        ("00000000-0000-0000-0000-000000000000",),
+        (("users", SESSION_DATA.name),),
+    ),
+)
+
+
 def index_set(name: str) -> tuple[IndexSpec, ...]:
     try:
         return INDEX_SETS[name]
@@ -179,31 +204,66 @@ class MigrateOptions:
     vacuum: bool = True  # VACUUM (ANALYZE) sets the visibility map, which index-only scans need
 
 
+@dataclass(frozen=True)
+class Scan:
+    """One node of a plan that reads a table."""
+
+    table: str
+    node_type: str  # "Index Only Scan", "Index Scan", "Seq Scan", ...
+    index_name: str | None
+    index_cond: str | None  # None for a full scan of the index: no descent, every entry read
+    heap_fetches: int | None
+
+    def describe(self, with_table: bool) -> str:
+        where = f" using {self.index_name}" if self.index_name else ""
+        on = f" on {self.table}" if with_table else ""
+        fetches = f" (heap fetches {self.heap_fetches})" if self.heap_fetches is not None else ""
+        return f"{self.node_type}{where}{on}{fetches}"
+
+
 @dataclass
 class PlanCheck:
-    """What EXPLAIN said about one query."""
+    """What EXPLAIN said about one statement the service sends."""
 
-    query: str
-    node_type: str | None  # "Index Only Scan", "Index Scan", "Seq Scan", ...
-    index_name: str | None
-    heap_fetches: int | None
+    proof: QueryProof
+    scans: list[Scan]
     execution_ms: float | None
-    forced: bool  # true when seq scans had to be disabled because the table is tiny
+    forced: bool  # true when seq scans had to be disabled because a table is tiny
+    small_tables: frozenset[str] = frozenset()  # tables below SMALL_TABLE_PAGES
     plan: dict[str, Any] = field(repr=False, default_factory=dict)
 
-    def uses(self, index: str) -> bool:
-        return self.index_name == index
+    @property
+    def query(self) -> str:
+        return self.proof.query
+
+    def scan_of(self, table: str) -> Scan | None:
+        return next((scan for scan in self.scans if scan.table == table), None)
+
+    def missing(self) -> list[str]:
+        """`table via index` for each table not looked up through its index (empty when the proof
+        holds). A full scan of the index (no Index Cond) is not a lookup, except of a table too small
+        for the planner to descend an index at all (then the plan only proves the index usable)."""
+        out = []
+        for table, index in self.proof.indexes:
+            scan = self.scan_of(table)
+            lookup = scan is not None and scan.index_name == index
+            if lookup and scan is not None and scan.index_cond is None:
+                lookup = self.forced and table in self.small_tables
+            if not lookup:
+                out.append(f"{table} via {index}")
+        return out
+
+    def index_only(self) -> bool:
+        return all(scan.node_type == "Index Only Scan" for scan in self.scans)
 
     def describe(self) -> str:
-        where = f" using {self.index_name}" if self.index_name else ""
+        parts = [scan.describe(with_table=len(self.scans) > 1) for scan in self.scans]
         extra = []
-        if self.heap_fetches is not None:
-            extra.append(f"heap fetches {self.heap_fetches}")
         if self.execution_ms is not None:
             extra.append(f"execution {self.execution_ms:.3f} ms")
         if self.forced:
             extra.append("seq scan disabled: table too small for the planner to prefer an index")
-        return f"{self.node_type}{where}" + (f" ({', '.join(extra)})" if extra else "")
+        return "; ".join(parts) + (f" ({', '.join(extra)})" if extra else "")
 
 
 @dataclass
@@ -212,8 +272,7 @@ class MigrateReport:
     rebuilt_invalid: list[str] = field(default_factory=list)
     already_valid: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
-    login_plan: PlanCheck | None = None
-    session_plan: PlanCheck | None = None
+    plans: list[PlanCheck] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -312,12 +371,18 @@ def _walk(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from _walk(child)
 
 
-def _scan_of(plan: dict[str, Any], table: str = "users") -> dict[str, Any] | None:
-    """The node that reads `table` (an index node counts as reading it)."""
+def _scans(plan: dict[str, Any]) -> Iterator[Scan]:
+    """The nodes that read a table, in plan order (an index node names its table too)."""
     for node in _walk(plan):
-        if node.get("Relation Name") == table or node.get("Index Name"):
-            return node
-    return None
+        table = node.get("Relation Name")
+        if table:
+            yield Scan(
+                table=table,
+                node_type=node.get("Node Type", "?"),
+                index_name=node.get("Index Name"),
+                index_cond=node.get("Index Cond"),
+                heap_fetches=node.get("Heap Fetches"),
+            )
 
 
 # --------------------------------------------------------------------------- the migrator
@@ -351,7 +416,7 @@ class Migrator:
             self._apply_schema()
             self._ensure_indexes(report)
             self._analyze()
-            report.login_plan, report.session_plan = self.verify()
+            report.plans = self.verify()
         return report
 
     def rollback(self) -> MigrateReport:
@@ -369,29 +434,30 @@ class Migrator:
         self._clock.say(f"rollback complete: dropped {', '.join(report.dropped) or 'nothing'}")
         return report
 
-    def verify(self) -> tuple[PlanCheck, PlanCheck]:
-        """EXPLAIN the login and session lookups; raise IndexNotUsed unless login uses the index."""
-        with self._clock.step("EXPLAIN the login query"):
-            login = self._explain(LOGIN_QUERY, "test@example.com", AUTH_COVERING.name)
-        self._clock.say(f"login query plan: {login.describe()}")
-        with self._clock.step("EXPLAIN the session lookup"):
-            session = self._explain(
-                SESSION_USER_QUERY, "00000000-0000-0000-0000-000000000000", SESSION_DATA.name
-            )
-        self._clock.say(f"session lookup plan: {session.describe()}")
-        if not login.uses(AUTH_COVERING.name):
-            raise IndexNotUsed(
-                f"the login query does not use {AUTH_COVERING.name}: plan is {login.describe()}\n"
-                + json.dumps(login.plan, indent=2)
-            )
-        if login.node_type == "Index Only Scan":
-            self._clock.say(f"OK: login lookup is an Index Only Scan using {AUTH_COVERING.name}")
-        else:
-            self._clock.say(
-                f"OK (not index-only yet): login lookup uses {AUTH_COVERING.name} as {login.node_type}; "
-                "it becomes index-only once VACUUM has marked the pages all-visible"
-            )
-        return login, session
+    def verify(self, proofs: tuple[QueryProof, ...] | None = None) -> list[PlanCheck]:
+        """EXPLAIN each statement the service sends on a hot path (PROOFS unless given); IndexNotUsed
+        unless each table is looked up through its index."""
+        checks = []
+        for proof in PROOFS if proofs is None else proofs:
+            with self._clock.step(f"EXPLAIN the {proof.label}"):
+                check = self._explain(proof)
+            self._clock.say(f"{proof.label} plan: {check.describe()}")
+            missing = check.missing()
+            if missing:
+                raise IndexNotUsed(
+                    f"the {proof.label} does not read {', '.join(missing)}: plan is {check.describe()}\n"
+                    f"statement: {proof.query}\n" + json.dumps(check.plan, indent=2)
+                )
+            uses = ", ".join(index for _, index in proof.indexes)
+            if check.index_only():
+                self._clock.say(f"OK: {proof.label} is an Index Only Scan using {uses}")
+            else:
+                self._clock.say(
+                    f"OK (not index-only yet): {proof.label} uses {uses} ({check.describe()}); "
+                    "it becomes index-only once VACUUM has marked the pages all-visible"
+                )
+            checks.append(check)
+        return checks
 
     # ---- steps
 
@@ -551,34 +617,34 @@ class Migrator:
             with self._clock.step("ANALYZE users"):
                 self.conn.execute("ANALYZE users")
 
-    def _explain(self, query: str, value: str, index: str) -> PlanCheck:
-        literal = sql.SQL(query.replace("$1", "{}")).format(sql.Literal(value))
-        explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ") + literal
-        pages_row = self.conn.execute(
-            "SELECT relpages FROM pg_class WHERE oid = 'users'::regclass"
-        ).fetchone()
-        pages = pages_row[0] if pages_row else 0
-        check = self._plan(explain, query, forced=False)
-        if not check.uses(index) and pages < SMALL_TABLE_PAGES:
+    def _explain(self, proof: QueryProof) -> PlanCheck:
+        """EXPLAIN ANALYZE the statement with its parameters bound, as the service sends it."""
+        tables = [table for table, _ in proof.indexes]
+        rows = self.conn.execute(
+            "SELECT relname FROM pg_class WHERE oid = ANY(%s::regclass[]) AND relpages < %s",
+            (tables, SMALL_TABLE_PAGES),
+        ).fetchall()
+        small = frozenset(row[0] for row in rows)
+        check = self._plan(proof, forced=False, small=small)
+        if check.missing() and small:
             # Tiny table: a seq scan of one page is the right plan. Prove the index is usable.
             with self.conn.transaction():
                 self.conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
-                check = self._plan(explain, query, forced=True)
+                check = self._plan(proof, forced=True, small=small)
         return check
 
-    def _plan(self, explain: sql.Composable, query: str, forced: bool) -> PlanCheck:
-        row = self.conn.execute(explain).fetchone()
+    def _plan(self, proof: QueryProof, forced: bool, small: frozenset[str]) -> PlanCheck:
+        explain = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}").format(sql.SQL(proof.query))
+        row = self.conn.execute(explain, proof.sample).fetchone()
         assert row is not None
         doc = row[0] if isinstance(row[0], list) else json.loads(row[0])
         top = doc[0]
-        node = _scan_of(top["Plan"]) or top["Plan"]
         return PlanCheck(
-            query=query,
-            node_type=node.get("Node Type"),
-            index_name=node.get("Index Name"),
-            heap_fetches=node.get("Heap Fetches"),
+            proof=proof,
+            scans=list(_scans(top["Plan"])),
             execution_ms=top.get("Execution Time"),
             forced=forced,
+            small_tables=small,
             plan=top,
         )
 

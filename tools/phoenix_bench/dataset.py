@@ -20,15 +20,14 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from phoenix_auth.queries import SQL_AUTH_RECORD
+
 from .errors import SetupError
 from .naive import INSERT_SESSION_SQL, SESSIONS_TABLE, USERS_TABLE, token_hash
 from .stats import summarize_ms
 
-# The login lookup Phoenix's covering index serves (idx_users_email_auth_covering on lower(email)).
-PHOENIX_LOOKUP_SQL = (
-    "SELECT id, email, name, role, hashed_password, team_name, disabled, password_changed_at "
-    "FROM users WHERE lower(email) = %s"
-)
+# The login lookup Phoenix sends (idx_users_email_auth_covering serves it).
+PHOENIX_LOOKUP_SQL = SQL_AUTH_RECORD
 PASSWORD_PATTERN = re.compile(r"password\W{0,3}[:=]\s*['\"]?([^\s'\"]+)", re.IGNORECASE)
 
 

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from phoenix_auth.cli import EXIT_DUPLICATE_EMAILS, EXIT_LOCKED, main
-from phoenix_auth.migrations import AUTH_COVERING, LOGIN_QUERY, MIGRATION_LOCK_KEY, SESSION_DATA, index_state
+from phoenix_auth.migrations import AUTH_COVERING, MIGRATION_LOCK_KEY, SESSION_DATA, index_state
+from phoenix_auth.queries import SQL_AUTH_RECORD
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +45,9 @@ def _insert_users(url: str, count: int) -> None:
 
 
 def _login_plan(url: str) -> dict:
-    """EXPLAIN the login query the way the service runs it: a prepared statement with a parameter."""
+    """EXPLAIN the login statement the service sends, with its parameter bound."""
     with psycopg.connect(url) as conn:
-        conn.execute(f"PREPARE login(text) AS {LOGIN_QUERY}")
-        row = conn.execute("EXPLAIN (FORMAT JSON) EXECUTE login('u7@example.com')").fetchone()
+        row = conn.execute("EXPLAIN (FORMAT JSON) " + SQL_AUTH_RECORD, ("u7@example.com",)).fetchone()
         return row[0][0]["Plan"]
 
 
@@ -67,7 +67,7 @@ def test_fresh_migrate_creates_schema_and_valid_indexes(
     assert states[SESSION_IDX] == (True, SESSION_DATA.expected_definition)
     assert "CREATE UNIQUE INDEX " in AUTH_COVERING.expected_definition
     assert f"CREATE UNIQUE INDEX CONCURRENTLY {COVERING}: done" in out
-    assert f"login query plan: Index Only Scan using {COVERING}" in out
+    assert f"login lookup plan: Index Only Scan using {COVERING}" in out
     assert "migrate complete: built" in out
 
 

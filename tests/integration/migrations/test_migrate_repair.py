@@ -90,5 +90,5 @@ def test_migrate_fails_when_the_login_query_cannot_use_the_index(
 
     assert main(["migrate"]) == EXIT_INDEX_NOT_USED
     captured = capsys.readouterr()
-    assert f"the login query does not use {COVERING}: plan is Seq Scan" in captured.err
+    assert f"the login lookup does not read users via {COVERING}: plan is Seq Scan" in captured.err
     assert '"Node Type": "Seq Scan"' in captured.err  # the plan is printed for the operator
