@@ -10,17 +10,15 @@ free loopback port, with a unique superuser password (which the secrets test als
 - `PhoenixServer`: the real `phoenix-auth serve` console script as a subprocess on a free port,
   its stdout+stderr captured to a file, RSS of the process tree from /proc.
 - `LoadRecorder` / `Sample`: every request's start time, latency, status and error code.
-- `metric_value`: one sample out of a Prometheus text exposition.
 
-Redis comes from the auth tests' kit (`authtestkit.RedisServer`, a private redis-server).
+Free ports, the private redis-server, the service's environment and process, Prometheus parsing and
+percentiles come from `phoenix_testkit` (shared with the auth integration tests and the benchmarks).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -35,11 +33,14 @@ from typing import Any
 import httpx
 import psycopg
 
-AUTH_TESTS = Path(__file__).resolve().parents[1] / "integration" / "auth"
-if str(AUTH_TESTS) not in sys.path:
-    sys.path.insert(0, str(AUTH_TESTS))
-
-from authtestkit import FAST_ARGON2, TEST_SIGNING_KEY, RedisServer, _migrate, fast_hash, free_port  # noqa: E402
+from phoenix_testkit import service as testkit_service
+from phoenix_testkit.databases import create_migrated_database
+from phoenix_testkit.hashes import fast_hash
+from phoenix_testkit.ports import free_port
+from phoenix_testkit.prometheus import metric_value
+from phoenix_testkit.redis import RedisServer
+from phoenix_testkit.service import FAST_ARGON2
+from phoenix_testkit.stats import percentile
 
 __all__ = [
     "CLIENT_LIMITS",
@@ -167,12 +168,7 @@ class PrivatePostgres:
 
     def create_database(self) -> str:
         """A new database with the project's schema and the seed's indexes; returns its URL."""
-        name = f"phoenix_r_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = self.url(name)
-        _migrate(url)
-        return url
+        return create_migrated_database(self.url(), prefix="phoenix_r_")
 
     def cleanup(self) -> None:
         self.stop("immediate")
@@ -204,23 +200,14 @@ def make_users(url: str, count: int, hashed: Any = None, prefix: str = "r") -> l
 
 
 def base_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
-    """Environment of a `phoenix-auth serve` process: cheap argon2, quiet summary, JSON logs."""
-    env = {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PHOENIX_ARGON2_MEMORY_KIB": str(FAST_ARGON2["argon2_memory_kib"]),
-        "PHOENIX_ARGON2_TIME_COST": str(FAST_ARGON2["argon2_time_cost"]),
+    """Environment of a `phoenix-auth serve` process: the test service's, two hash threads, one worker."""
+    defaults = {
         "PHOENIX_ARGON2_PARALLELISM": "1",
         "PHOENIX_HASH_THREADS": "2",
         "PHOENIX_MAX_DB_CONNECTIONS": "4",
-        "PHOENIX_MIN_DB_CONNECTIONS": "1",
-        "PHOENIX_SUMMARY_INTERVAL": "0",
-        "PHOENIX_LOG_FORMAT": "json",
         "PHOENIX_WORKERS": "1",
-        "PHOENIX_CACHE_SIGNING_KEY": TEST_SIGNING_KEY,
     }
-    env.update(extra)
-    return env
+    return testkit_service.service_env(database_url, redis_url, **{**defaults, **extra})
 
 
 def _children(pid: int) -> list[int]:
@@ -266,26 +253,10 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-class PhoenixServer:
-    """`phoenix-auth serve` on a free port with the given environment; output captured to a file."""
+class PhoenixServer(testkit_service.ServiceProcess):
+    """`phoenix-auth serve` on free ports with the given environment; output captured to a file."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env = dict(env)  # what the test configured (DATABASE_URL, PHOENIX_ADMIN_TOKEN, ...)
-        self.port = free_port()
-        self.admin_port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.admin_url = f"http://127.0.0.1:{self.admin_port}"  # admin API, /metrics
-        fd, name = tempfile.mkstemp(prefix="phoenix-rel-", suffix=".log")
-        os.close(fd)
-        self.log_path = Path(name)
-        full_env = {
-            **os.environ,
-            **env,
-            "PHOENIX_PORT": str(self.port),
-            "PHOENIX_ADMIN_PORT": str(self.admin_port),
-            "PHOENIX_HOST": "127.0.0.1",
-        }
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         exe = shutil.which("phoenix-auth")
         cmd = (
             [exe, "serve"]
@@ -297,23 +268,16 @@ class PhoenixServer:
                 "sys.argv=['phoenix-auth','serve']; raise SystemExit(main())",
             ]
         )
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        super().__init__(cmd, {**env, "PHOENIX_HOST": "127.0.0.1"}, log_prefix="phoenix-rel-")
+        self.env = dict(env)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until /readyz is 200 (PostgreSQL reachable) and the invalidation listener is up."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"phoenix-auth serve exited {self.proc.returncode}:\n{self.output()[-4000:]}"
-                )
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                r = httpx.get(self.base_url + "/readyz", timeout=2)
-                if r.status_code == 200 and r.json().get("listener"):
-                    return
-            time.sleep(0.1)
-        raise RuntimeError(f"phoenix-auth serve not ready in {timeout}s:\n{self.output()[-4000:]}")
+        self.wait_until(
+            "/readyz",
+            lambda status, body: status == 200 and isinstance(body, dict) and bool(body.get("listener")),
+            timeout,
+        )
 
     def pids(self) -> list[int]:
         """The server process and its uvicorn worker processes (if any)."""
@@ -321,32 +285,6 @@ class PhoenixServer:
 
     def rss_kib(self) -> dict[int, int]:
         return {pid: rss_kib(pid) for pid in self.pids()}
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def log_records(self) -> list[dict[str, Any]]:
-        records = []
-        for line in self.output().splitlines():
-            with contextlib.suppress(ValueError):
-                value = json.loads(line)
-                if isinstance(value, dict):
-                    records.append(value)
-        return records
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-    def cleanup(self) -> None:
-        self.stop()
-        with contextlib.suppress(OSError):
-            self.log_path.unlink()
 
 
 # --------------------------------------------------------------------------- load bookkeeping
@@ -394,26 +332,3 @@ class LoadRecorder:
         for s in self.samples if samples is None else samples:
             out[s.status] = out.get(s.status, 0) + 1
         return out
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
-_SAMPLE_RE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of `name` whose labels include `labels` (0.0 when absent)."""
-    total = 0.0
-    for line in text.splitlines():
-        m = _SAMPLE_RE.match(line)
-        if not m or m.group("name") != name:
-            continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group("labels") or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(m.group("value"))
-    return total

@@ -51,7 +51,14 @@ NOT_IMPORTED = {
     "phoenix-operator": set(),
     "phoenix-dev-tools": {"phoenix-operator", "py-spy"},  # both run as programs
 }
-FIRST_PARTY = {"phoenix_auth": "phoenix-auth", "phoenix_operator": "phoenix-operator", "phoenix_bench": None}
+FIRST_PARTY = {
+    "phoenix_auth": "phoenix-auth",
+    "phoenix_operator": "phoenix-operator",
+    "phoenix_bench": None,
+    "phoenix_testkit": None,
+}
+# Import packages a distribution holds besides DISTS' one.
+MORE_PACKAGES = {"phoenix-dev-tools": ("phoenix_testkit",)}
 
 # Debian 12's python3, the images' interpreter (scripts/lock.sh resolves for it).
 TARGET = {
@@ -135,7 +142,9 @@ def imported_distributions(dist: str) -> set[str]:
     folder, package, _ = DISTS[dist]
     providers = md.packages_distributions()
     found: set[str] = set()
-    for path in sorted((REPO / folder / package).rglob("*.py")):
+    packages = (package, *MORE_PACKAGES.get(dist, ()))
+    paths = sorted(p for pkg in packages for p in (REPO / folder / pkg).rglob("*.py"))
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
@@ -145,7 +154,7 @@ def imported_distributions(dist: str) -> set[str]:
                 continue
             for module in modules:
                 top = module.split(".")[0]
-                if top in sys.stdlib_module_names or top == package:
+                if top in sys.stdlib_module_names or top in packages:
                     continue
                 if top in FIRST_PARTY:
                     found.add(canonicalize_name(FIRST_PARTY[top] or top))

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phoenix_testkit.prometheus import labelled_values
+
 from . import dataset, loadgen, profile, servers, wrk
 from .errors import BenchError
 from .report import machine_facts, median_tree, write_json
@@ -37,8 +39,6 @@ DEFAULT_BASE_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
 LOGIN_PATH = "/api/auth/login"
 SESSION_PATH = "/api/auth/session"
 NOOP_PATH = "/noop"
-METRIC_RE = re.compile(r"^phoenix_cache_requests_total\{([^}]*)\}\s+([0-9.eE+-]+)$", re.M)
-LOOKUPS_RE = re.compile(r"^phoenix_cache_lookups_total\{([^}]*)\}\s+([0-9.eE+-]+)$", re.M)
 
 
 @dataclass
@@ -227,13 +227,12 @@ def scrape_cache_counters(admin_port: int) -> dict[str, float] | None:
     time.sleep(FLUSH_INTERVAL * 1.5)
     text = _admin_get(admin_port, "/metrics").decode()
     counters: dict[str, float] = {}
-    for labels, value in METRIC_RE.findall(text):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        key = f"{parsed.get('layer', '?')}_{parsed.get('result', '?')}"
-        counters[key] = counters.get(key, 0.0) + float(value)
-    for labels, value in LOOKUPS_RE.findall(text):
-        key = "lookup_" + dict(re.findall(r'(\w+)="([^"]*)"', labels)).get("result", "?")
-        counters[key] = counters.get(key, 0.0) + float(value)
+    for labels, value in labelled_values(text, "phoenix_cache_requests_total"):
+        key = f"{labels.get('layer', '?')}_{labels.get('result', '?')}"
+        counters[key] = counters.get(key, 0.0) + value
+    for labels, value in labelled_values(text, "phoenix_cache_lookups_total"):
+        key = "lookup_" + labels.get("result", "?")
+        counters[key] = counters.get(key, 0.0) + value
     return counters or None
 
 

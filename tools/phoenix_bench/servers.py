@@ -22,24 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from phoenix_auth.settings import MIN_SECRET_BYTES
+from phoenix_testkit.ports import free_port, free_ports
 
 from .errors import ServerStartError
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports that were free a moment ago (all bound at once, then released)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Process:

@@ -1,29 +1,27 @@
 """Percentiles and summaries of latency samples, kept free of I/O so they can be unit-tested.
 
-Percentiles use the nearest-rank definition (the value at rank ceil(p/100 * n)): every reported
-number is a latency that really happened, never an interpolation between two requests.
+Percentiles are phoenix_testkit's nearest-rank ones (shared with the reliability tests).
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from phoenix_testkit.stats import percentile
+
+__all__ = [
+    "PERCENTILES",
+    "LatencySummary",
+    "median_of",
+    "median_summary",
+    "percentile",
+    "ratio",
+    "summarize_ms",
+]
+
 PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
-
-
-def percentile(sorted_values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending sequence; raises ValueError on empty input."""
-    if not sorted_values:
-        raise ValueError("percentile of an empty sample")
-    if not 0.0 <= p <= 100.0:
-        raise ValueError(f"percentile {p} outside [0, 100]")
-    if p == 0.0:
-        return sorted_values[0]
-    rank = math.ceil(p / 100.0 * len(sorted_values))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from authtestkit import (
     AuthUser,
     RedisServer,
     ServiceProcess,
-    _migrate,
-    _url_for,
     fast_hash,
+    migrated_database,
     running_app,
 )
 
@@ -28,16 +27,8 @@ from phoenix_auth.settings import Settings
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    name = f"phoenix_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _url_for(name)
-    try:
-        _migrate(url)
+    with migrated_database(ADMIN_URL) as url:
         yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,14 @@ same order, same bytes, same errors, same metrics."""
 from __future__ import annotations
 
 import logging
-import re
 import time
 
 import httpx
 import pytest
 from authtestkit import scrape, settings_env
 from starlette.applications import Starlette
+
+from phoenix_testkit.prometheus import metric_value
 
 pytestmark = pytest.mark.integration
 
@@ -115,16 +116,12 @@ async def test_direct_path_counts_requests_and_outcomes(app_client, make_user):
         assert (await client.get(SESSION)).status_code == 401
     text = await scrape(app)
 
-    def value(pattern: str) -> float:
-        m = re.search(pattern, text, re.M)
-        assert m, pattern
-        return float(m.group(1))
-
-    labels = r'method="GET",route="/api/auth/session",status'
-    assert value(rf'^phoenix_http_request_duration_seconds_count\{{{labels}="200"\}} (\S+)$') == 5
-    assert value(rf'^phoenix_http_request_duration_seconds_count\{{{labels}="401"\}} (\S+)$') == 2
-    assert value(r'^phoenix_sessions_validated_total\{outcome="valid"\} (\S+)$') == 5
-    assert value(r'^phoenix_sessions_validated_total\{outcome="missing"\} (\S+)$') == 2
+    http = "phoenix_http_request_duration_seconds_count"
+    route = {"method": "GET", "route": "/api/auth/session"}
+    assert metric_value(text, http, status="200", **route) == 5
+    assert metric_value(text, http, status="401", **route) == 2
+    assert metric_value(text, "phoenix_sessions_validated_total", outcome="valid") == 5
+    assert metric_value(text, "phoenix_sessions_validated_total", outcome="missing") == 2
 
 
 def _l1_hits(client: httpx.Client, base: str) -> int:
@@ -144,12 +141,6 @@ def test_a_scrape_includes_the_other_workers_deferred_counts_within_a_second(
     token = httpx.post(
         base + LOGIN, json={"email": user.email, "password": user.password}, timeout=10
     ).json()["session"]["sessionId"]
-    valid = re.compile(r'^phoenix_sessions_validated_total\{outcome="valid"\} (\S+)$', re.M)
-    http = re.compile(
-        r"^phoenix_http_request_duration_seconds_count"
-        r'\{method="GET",route="/api/auth/session",status="200"\} (\S+)$',
-        re.M,
-    )
     with httpx.Client(headers={"Authorization": f"Bearer {token}"}) as a:  # one keep-alive connection
         for _ in range(20):
             assert a.get(base + SESSION, timeout=10).status_code == 200
@@ -168,7 +159,16 @@ def test_a_scrape_includes_the_other_workers_deferred_counts_within_a_second(
             deadline = time.monotonic() + 1.2
             while True:
                 text = b.get(admin + "/metrics", timeout=5).text
-                counts = (float(valid.search(text).group(1)), float(http.search(text).group(1)))
+                counts = (
+                    metric_value(text, "phoenix_sessions_validated_total", outcome="valid"),
+                    metric_value(
+                        text,
+                        "phoenix_http_request_duration_seconds_count",
+                        method="GET",
+                        route="/api/auth/session",
+                        status="200",
+                    ),
+                )
                 assert counts[0] <= 20 and counts[1] <= 20
                 if counts == (20, 20) or time.monotonic() > deadline:
                     break

@@ -19,7 +19,7 @@ import bcrypt
 import psycopg
 import pytest
 from argon2.low_level import Type, hash_secret
-from authtestkit import ADMIN_URL, _migrate, _url_for, running_app
+from authtestkit import ADMIN_URL, migrated_database, running_app
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +29,8 @@ THRESHOLD_MS = 3.0
 
 @pytest.fixture
 def legacy_database() -> Iterator[str]:
-    name = f"phoenix_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _url_for(name)
-    try:
-        _migrate(url)
+    with migrated_database(ADMIN_URL) as url:
         yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _argon2(password: str, memory_kib: int, passes: int) -> str:
