@@ -28,6 +28,9 @@ step "lint (ruff)"
 ruff check auth_service operator tools tests scripts
 ruff format --check auth_service operator tools tests scripts
 
+step "lint (mypy --strict: auth_service/phoenix_auth, config in pyproject.toml)"
+mypy
+
 step "tests"
 mkdir -p "$ROOT/.phoenix"
 exec pytest --junitxml="$ROOT/.phoenix/junit.xml" "$@"

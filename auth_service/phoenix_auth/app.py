@@ -1,7 +1,8 @@
 """The Starlette application: routes, request parsing, error rendering and the resource lifespan.
 
 `create_app(settings)` builds an app whose lifespan opens the PostgreSQL pool, the Redis client,
-the invalidation listener and the password hasher, stores them on `app.state`, and closes them on
+the invalidation listener and the password hasher, holds them in one typed `Resources`
+(`app.resources`, resources.py), and closes them on
 shutdown. Nothing connects at import time. `app_from_env()` is the factory uvicorn workers import.
 
 Two listeners, one app: server.py binds PHOENIX_PORT (public) and PHOENIX_ADMIN_PORT (admin) and
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from starlette.applications import Starlette
@@ -63,6 +64,7 @@ from .logs import configure_logging
 from .metrics import FLUSH_INTERVAL, Metrics
 from .passwords import PasswordHasher, keep_kinds_current
 from .redislink import RedisLink
+from .resources import Resources
 from .sessions import Sessions, ValidSession
 from .settings import Settings
 from .throttle import Throttle
@@ -157,9 +159,9 @@ def peer_ip(request: Request, settings: Settings) -> str:
 
 # --------------------------------------------------------------------------- endpoints
 async def login_endpoint(request: Request) -> Response:
-    state = request.app.state
-    settings: Settings = state.settings
-    metrics: Metrics = state.metrics
+    state = resources(request)
+    settings = state.settings
+    metrics = state.metrics
     try:
         body = await read_json_object(request, settings.max_body_bytes, settings.body_read_timeout)
         creds = parse_credentials(body, settings)
@@ -230,7 +232,7 @@ def session_json(valid: ValidSession) -> bytes:
     return text.encode()
 
 
-async def session_body(state: Any, token: str | None) -> bytes:
+async def session_body(state: Resources, token: str | None) -> bytes:
     """Validate `token` and count the outcome; the 200 body, or a typed error."""
     metrics: Metrics = state.metrics
     if token is None:
@@ -249,7 +251,7 @@ async def session_body(state: Any, token: str | None) -> bytes:
 
 
 async def session_endpoint(request: Request) -> Response:
-    state = request.app.state
+    state = resources(request)
     body = await session_body(state, session_token(request, state.settings.session_cookie_name))
     return Response(body, headers=NO_STORE, media_type="application/json")
 
@@ -282,7 +284,7 @@ async def logout_endpoint(request: Request) -> Response:
     """Revoke the session. Only requests with no body, or a JSON one, are accepted: a cross-site
     HTML form (urlencoded, multipart, text/plain) cannot log anyone out, since a browser sends
     a JSON Content-Type cross-origin only after a CORS preflight, which this service never grants."""
-    state = request.app.state
+    state = resources(request)
     settings: Settings = state.settings
     media = media_type(request)
     if (media and not is_json(media)) or (not media and declares_body(request.scope["headers"])):
@@ -299,7 +301,7 @@ async def logout_endpoint(request: Request) -> Response:
 
 
 async def revoke_user_sessions_endpoint(request: Request) -> Response:
-    state = request.app.state
+    state = resources(request)
     settings: Settings = state.settings
     if settings.admin_token is None:
         raise AdminDisabled()
@@ -319,7 +321,7 @@ async def revoke_user_sessions_endpoint(request: Request) -> Response:
 
 async def health_endpoint(request: Request) -> Response:
     """The seed's health JSON, with honest values from this worker."""
-    state = request.app.state
+    state = resources(request)
     db: Database = state.db
     redis: RedisLink = state.redis
     cache: AuthCache = state.cache
@@ -391,7 +393,7 @@ async def healthz_endpoint(request: Request) -> Response:
 async def readyz_endpoint(request: Request) -> Response:
     """Readiness: PostgreSQL answers and the pod is not draining before shutdown (drain.py). Redis and
     the listener are reported but never make us unready (we serve from PostgreSQL without them)."""
-    state = request.app.state
+    state = resources(request)
     db_ok = await state.db.reachable(1.0)
     draining = state.drain.active
     body = {
@@ -405,7 +407,7 @@ async def readyz_endpoint(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    state = request.app.state
+    state = resources(request)
     if not state.settings.enable_monitoring:
         raise NotFound("Monitoring is disabled (PHOENIX_ENABLE_MONITORING=false).")
     metrics: Metrics = state.metrics
@@ -416,11 +418,11 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(openapi_document(request.app.state.settings, "public"))
+    return JSONResponse(openapi_document(resources(request).settings, "public"))
 
 
 async def admin_openapi_endpoint(request: Request) -> Response:
-    return JSONResponse(openapi_document(request.app.state.settings, "admin"))
+    return JSONResponse(openapi_document(resources(request).settings, "admin"))
 
 
 # --------------------------------------------------------------------------- errors and metrics
@@ -472,7 +474,8 @@ class MetricsMiddleware:
                 await error_response(InternalError())(scope, receive, send_wrapper)
         finally:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
-            route = self.routes.get(scope.get("endpoint"), "unmatched")  # type: ignore[arg-type]
+            endpoint = scope.get("endpoint")
+            route = "unmatched" if endpoint is None else self.routes.get(endpoint, "unmatched")
             self.metrics.request(route, method, status, time.perf_counter() - start)
 
 
@@ -541,7 +544,7 @@ class PhoenixApp(Starlette):
     route, GET /api/auth/session.
 
     A request whose connection came in on PHOENIX_ADMIN_PORT goes to `admin_app` (its own routes,
-    middlewares and error handlers, the same `state`); every other one stays here. While the pod
+    middlewares and error handlers, the same `resources`); every other one stays here. While the pod
     drains before shutdown (drain.py), every response on either port asks the client to close.
 
     Session checks are most of the service's traffic and each one is a few microseconds of our
@@ -557,6 +560,7 @@ class PhoenixApp(Starlette):
     admin_port: int
     session_cookie: str
     drain: Drain
+    resources: Resources  # set by the lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -573,7 +577,7 @@ class PhoenixApp(Starlette):
 
     async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
-        state = self.state
+        state = self.resources
         status = 500
         started = False
         try:
@@ -606,6 +610,24 @@ class PhoenixApp(Starlette):
             state.metrics.request(SESSION_PATH, "GET", status, time.perf_counter() - start)
 
 
+class AdminApp(Starlette):
+    """The admin listener's app: its own routes and middlewares, the public app's resources."""
+
+    public: PhoenixApp
+
+    @property
+    def resources(self) -> Resources:
+        return self.public.resources
+
+
+def resources(request: Request) -> Resources:
+    """The process's resources, from the app (public or admin) that serves `request`."""
+    app = request.app
+    if not isinstance(app, PhoenixApp | AdminApp):
+        raise TypeError(f"{type(app).__name__} is not a phoenix-auth app")
+    return app.resources
+
+
 # --------------------------------------------------------------------------- lifespan
 async def _periodic(interval: float, fn: Callable[[], Awaitable[None] | None]) -> None:
     while True:
@@ -618,9 +640,9 @@ async def _periodic(interval: float, fn: Callable[[], Awaitable[None] | None]) -
             log.exception("periodic task failed")
 
 
-def _summary_line(app: Starlette) -> None:
+def _summary_line(app: PhoenixApp) -> None:
     """The seed's periodic monitoring line: one compact JSON log record."""
-    state = app.state
+    state = app.resources
     s = state.metrics.stats
     pool = state.db.pool_stats()
     log.info(
@@ -646,11 +668,11 @@ def _summary_line(app: Starlette) -> None:
     )
 
 
-def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+def _make_lifespan(
+    settings: Settings, metrics: Metrics
+) -> Callable[[PhoenixApp], contextlib.AbstractAsyncContextManager[None]]:
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        state = app.state
-        metrics: Metrics = state.metrics
+    async def lifespan(app: PhoenixApp) -> AsyncIterator[None]:
         db = Database(settings, metrics)
         await db.open()
         redis = RedisLink(settings, metrics)
@@ -659,9 +681,19 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
         throttle = Throttle(settings, redis)
         sessions = Sessions(settings, db, cache, metrics)
         listener = InvalidationListener(settings, cache, metrics)
-        state.db, state.redis, state.cache, state.hasher = db, redis, cache, hasher
-        state.throttle, state.sessions, state.listener = throttle, sessions, listener
-        state.login = LoginService(settings, db, cache, hasher, throttle, sessions, metrics)
+        app.resources = Resources(
+            settings=settings,
+            metrics=metrics,
+            drain=app.drain,
+            db=db,
+            redis=redis,
+            cache=cache,
+            hasher=hasher,
+            throttle=throttle,
+            sessions=sessions,
+            listener=listener,
+            login=LoginService(settings, db, cache, hasher, throttle, sessions, metrics),
+        )
         listener.start()
         tasks = [
             asyncio.create_task(
@@ -671,7 +703,7 @@ def _make_lifespan(settings: Settings) -> Callable[[Starlette], contextlib.Abstr
                 )
             ),
             asyncio.create_task(_periodic(FLUSH_INTERVAL, metrics.flush)),
-            asyncio.create_task(state.drain.watch()),
+            asyncio.create_task(app.drain.watch()),
         ]
         if settings.enable_monitoring and settings.summary_interval > 0:
             tasks.append(
@@ -766,15 +798,14 @@ def create_app(settings: Settings | None = None) -> PhoenixApp:
     settings = settings or Settings()
     configure_logging(settings)
     metrics = Metrics()
-    app = _starlette(PhoenixApp, "public", metrics, lifespan=_make_lifespan(settings))
+    app = _starlette(PhoenixApp, "public", metrics, lifespan=_make_lifespan(settings, metrics))
     assert isinstance(app, PhoenixApp)
-    admin = _starlette(Starlette, "admin", metrics)
-    admin.state = app.state  # one set of resources, opened by the public app's lifespan
+    admin = _starlette(AdminApp, "admin", metrics)
+    assert isinstance(admin, AdminApp)
+    admin.public = app  # one set of resources, opened by the public app's lifespan
     app.admin_app, app.admin_port = admin, settings.admin_port
     app.session_cookie = settings.session_cookie_name
-    app.drain = app.state.drain = Drain()
-    app.state.settings = settings
-    app.state.metrics = metrics
+    app.drain = Drain()
     return app
 
 

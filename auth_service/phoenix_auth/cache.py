@@ -32,8 +32,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from redis.asyncio import Redis
 
 from .metrics import Metrics
 from .records import SessionRecord, UserRecord
@@ -51,6 +53,7 @@ SWEEP_RETRY_SECONDS = 1.0  # the Redis breaker's interval: a retry sooner would 
 REJECT_LOG_INTERVAL = 10.0  # seconds between two warnings about refused L2 values
 
 _R = TypeVar("_R", UserRecord, SessionRecord)
+Entry = UserRecord | SessionRecord  # what L1 holds
 
 
 class L1Cache:
@@ -59,9 +62,9 @@ class L1Cache:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self._data: OrderedDict[str, tuple[float, Entry]] = OrderedDict()
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str) -> Entry | None:
         item = self._data.get(key)
         if item is None:
             return None
@@ -71,7 +74,7 @@ class L1Cache:
         self._data.move_to_end(key)
         return item[1]
 
-    def set(self, key: str, value: Any, ttl: float) -> None:
+    def set(self, key: str, value: Entry, ttl: float) -> None:
         if self.max_entries <= 0 or ttl <= 0:
             return
         self._data[key] = (time.monotonic() + ttl, value)
@@ -133,13 +136,14 @@ class AuthCache:
             self._metrics.degrade("listener")
 
     # --- shared L1 -> L2 lookup ---
-    def _l1(self, key: str) -> Any:
+    def _l1(self, key: str, kind: type[_R]) -> _R | None:
         """The L1 half of a lookup (synchronous: a hit needs no await). Counts an L1 hit as an
         answered lookup; on a miss the caller must go on with `_l2` (which counts the lookup)."""
         if not self.use_l1:
             return None
         record = self.l1.get(key)
-        if record is None:
+        if not isinstance(record, kind):  # None; the key prefix names the kind, so nothing else
+            record = None
             self._metrics.cache("l1", "miss")
         else:
             self._metrics.l1_hit()
@@ -158,7 +162,7 @@ class AuthCache:
             elif raw is None:
                 self._metrics.cache("l2", "miss")
             else:
-                decoded = await self._open(key, raw, decode)
+                decoded = await self._open(key, cast(bytes, raw), decode)  # no decode_responses
                 if decoded is not None:
                     self._metrics.cache("l2", "hit")
                     if self.use_l1 and generation == self.generation:
@@ -205,6 +209,8 @@ class AuthCache:
             self._metrics.lookup(False)
             return None
         record = self.l1.get("e:" + email)
+        if not isinstance(record, UserRecord):
+            record = None
         self._metrics.cache("l1", "miss" if record is None else "hit")
         self._metrics.lookup(record is not None)
         return record
@@ -215,7 +221,7 @@ class AuthCache:
 
     def user_by_id_l1(self, user_id: str) -> UserRecord | None:
         """Session-check user lookup, L1 half (no await on a hit); on None go on with `user_by_id_l2`."""
-        return self._l1("u:" + user_id)
+        return self._l1("u:" + user_id, UserRecord)
 
     async def user_by_id_l2(self, user_id: str) -> tuple[UserRecord | None, int]:
         """L2 after an L1 miss. Returns (record or None, cache hits)."""
@@ -237,7 +243,7 @@ class AuthCache:
     # --- sessions ---
     def session_l1(self, hex_hash: str) -> SessionRecord | None:
         """Session lookup, L1 half (no await on a hit); on None go on with `session_l2`."""
-        return self._l1("s:" + hex_hash)
+        return self._l1("s:" + hex_hash, SessionRecord)
 
     async def session_l2(self, hex_hash: str) -> tuple[SessionRecord | None, int]:
         """L2 after an L1 miss. Returns (record or None, cache hits)."""
@@ -337,17 +343,15 @@ class AuthCache:
             return
 
     async def _sweep_pass(self) -> int | None:
-        cursor: Any = 0
+        cursor: int = 0
         deleted = 0
         while True:
-            result = await self._redis.call(
-                lambda c, cursor=cursor: c.scan(cursor, match=L2_SWEEP_PATTERN, count=1000)
-            )
+            result = await self._redis.call(_scan(cursor))
             if result is UNAVAILABLE:
                 return None
             cursor, keys = result
             if keys:
-                if await self._redis.call(lambda c, keys=keys: c.unlink(*keys)) is UNAVAILABLE:
+                if await self._redis.call(_unlink(keys)) is UNAVAILABLE:
                     return None
                 deleted += len(keys)
             if cursor == 0:
@@ -369,3 +373,19 @@ class AuthCache:
             "l2Ready": self._l2_swept,
             "generation": self.generation,
         }
+
+
+def _scan(cursor: int) -> Callable[[Redis], Awaitable[tuple[int, list[bytes | str]]]]:
+    """One SCAN step of the L2 sweep from `cursor`."""
+
+    def scan(client: Redis) -> Awaitable[tuple[int, list[bytes | str]]]:
+        return client.scan(cursor, match=L2_SWEEP_PATTERN, count=1000)
+
+    return scan
+
+
+def _unlink(keys: list[bytes | str]) -> Callable[[Redis], Awaitable[int]]:
+    def unlink(client: Redis) -> Awaitable[int]:
+        return client.unlink(*keys)
+
+    return unlink

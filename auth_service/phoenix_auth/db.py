@@ -76,7 +76,7 @@ class Database:
         self.last_error: str | None = None
         db = self
 
-        class _TrackedConnection(AsyncConnection):  # type: ignore[type-arg]
+        class _TrackedConnection(AsyncConnection):
             """Records connect success/failure so we know when the database is down."""
 
             @classmethod
@@ -150,7 +150,7 @@ class Database:
         return DatabaseUnavailable(retry_after=2)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:  # type: ignore[type-arg]
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A pooled connection, or a typed 503 error within a bounded time."""
         wait = (
             self._settings.db_pool_timeout if self.healthy else min(DOWN_WAIT, self._settings.db_pool_timeout)

@@ -108,7 +108,7 @@ class InvalidationListener:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(BACKOFF_MAX, delay * 2)
 
-    async def _consume(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+    async def _consume(self, conn: psycopg.AsyncConnection) -> None:
         """Handle notifications; probe the connection when it has been silent for a while.
 
         The loop body never awaits: psycopg's `notifies()` holds the connection lock while it is

@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 from .settings import Settings
 
@@ -63,14 +63,17 @@ class TextFormatter(logging.Formatter):
         return redact(base)
 
 
+class _PhoenixHandler(logging.StreamHandler[TextIO]):
+    """The stderr handler this module installs; its class is how a second call finds it."""
+
+
 def configure_logging(settings: Settings) -> None:
     """Install one stderr handler on the root logger (idempotent: replaces our previous handler)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_phoenix", False):
+        if isinstance(handler, _PhoenixHandler):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._phoenix = True  # type: ignore[attr-defined]
+    handler = _PhoenixHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

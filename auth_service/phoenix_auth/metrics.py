@@ -237,10 +237,10 @@ class Metrics:
         for key in CACHE_KEYS:
             layer, result = key.split("_")
             child = self.cache_requests.labels(layer, result)
-            self._deferred.append((lambda s, key=key: s.cache[key], child, [0]))
+            self._deferred.append((_cache_count(key), child, [0]))
         for outcome in SESSION_OUTCOMES:
             child = self.sessions.labels(outcome)
-            self._deferred.append((lambda s, outcome=outcome: s.sessions[outcome], child, [0]))
+            self._deferred.append((_session_count(outcome), child, [0]))
         self._deferred.append((lambda s: s.lookups_hit, self.lookups.labels("hit"), [0]))
         self._deferred.append((lambda s: s.lookups_miss, self.lookups.labels("miss"), [0]))
 
@@ -341,3 +341,11 @@ class Metrics:
         self.flush()
         if self.multiproc_dir:
             multiprocess.mark_process_dead(os.getpid(), path=self.multiproc_dir)
+
+
+def _cache_count(key: str) -> Callable[[Stats], int]:
+    return lambda s: s.cache[key]
+
+
+def _session_count(outcome: str) -> Callable[[Stats], int]:
+    return lambda s: s.sessions[outcome]

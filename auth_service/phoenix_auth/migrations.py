@@ -504,7 +504,7 @@ class Migrator:
             with self._clock.step("apply schema.sql (tables, columns, triggers)"):
                 try:
                     with self.conn.transaction():
-                        self.conn.execute(text)  # type: ignore[arg-type]  # trusted file, no params
+                        self.conn.execute(text)  # trusted file, no params
                         self.conn.execute(
                             f"INSERT INTO {SCHEMA_LEDGER} (name, checksum) "  # noqa: S608 - constant
                             "VALUES ('schema.sql', %s) ON CONFLICT (name) "
@@ -724,10 +724,11 @@ class _ProgressWatcher:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        if self._stop.wait(self._interval):
+        conninfo = self._conninfo
+        if conninfo is None or self._stop.wait(self._interval):
             return
         try:
-            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as watcher:  # type: ignore[arg-type]
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as watcher:
                 while True:
                     row = watcher.execute(
                         """

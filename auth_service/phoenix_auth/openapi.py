@@ -64,7 +64,7 @@ def document(settings: Settings, listener: str, paths: Iterable[str]) -> dict[st
         retry_after=True,
     )
     internal = _error("Unexpected server error.", ["INTERNAL_ERROR"])
-    session_auth = [{"bearerSession": []}, {"cookieSession": []}]
+    session_auth: list[dict[str, list[str]]] = [{"bearerSession": []}, {"cookieSession": []}]
     login_op = {
         "summary": "Log in with email and password",
         "description": (

@@ -14,10 +14,11 @@ does not verify is a Redis error like any other: the breaker opens and PostgreSQ
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
@@ -54,14 +55,17 @@ def acl_rule() -> str:
     return f"resetkeys {ACL_KEYS} resetchannels -@all " + " ".join("+" + c for c in ACL_COMMANDS)
 
 
-class _Unavailable:
-    """Sentinel: Redis was not asked or did not answer; fall back to PostgreSQL."""
+class Unavailable(enum.Enum):
+    """Sentinel: Redis was not asked or did not answer; fall back to PostgreSQL. An enum member, so
+    `result is UNAVAILABLE` narrows a call's result to what Redis answered."""
+
+    UNAVAILABLE = "UNAVAILABLE"
 
     def __repr__(self) -> str:
         return "UNAVAILABLE"
 
 
-UNAVAILABLE: Any = _Unavailable()
+UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 
 
 class RedisLink:
@@ -98,7 +102,9 @@ class RedisLink:
         """False while the breaker is open; cheap enough for every request."""
         return self.client is not None and time.monotonic() >= self._open_until
 
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T | Any:
+    async def call(
+        self, fn: Callable[[aioredis.Redis], Awaitable[T]]
+    ) -> T | Literal[Unavailable.UNAVAILABLE]:
         """Run `fn(client)`; on any Redis or timeout error open the breaker and return UNAVAILABLE."""
         if self.client is None:
             return UNAVAILABLE

@@ -23,6 +23,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -57,7 +58,7 @@ def run(settings: Settings, factory: str = FACTORY) -> None:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         created_dir = tempfile.mkdtemp(prefix="phoenix-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = created_dir
-    common = {
+    common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",

@@ -45,6 +45,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from .errors import Throttled
@@ -204,9 +205,10 @@ class Throttle:
             return
         window = self._p.window
 
-        async def bump(c):  # type: ignore[no-untyped-def]
+        async def bump(c: Redis) -> list[Any]:
             pipe = c.pipeline(transaction=False)
-            pipe.incr(r.keys.pair).expire(r.keys.pair, window)
+            pipe.incr(r.keys.pair)
+            pipe.expire(r.keys.pair, window)
             return await pipe.execute()
 
         await self._redis.call(bump)

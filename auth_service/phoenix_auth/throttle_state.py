@@ -27,7 +27,7 @@ def backoff_ms(failures: int, free: int, lockout: int, base_ms: float, cap_ms: f
         return cap_ms
     if failures <= free:
         return 0.0
-    return min(cap_ms, base_ms * 2 ** min(failures - free - 1, 40))
+    return min(cap_ms, base_ms * 2.0 ** min(failures - free - 1, 40))
 
 
 def _lock_ms(value: float) -> int:

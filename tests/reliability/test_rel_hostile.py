@@ -415,7 +415,7 @@ async def test_oversized_passwords_are_rejected_before_any_hashing(private_pg, m
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        hasher = app.state.hasher
+        hasher = app.resources.hasher
         calls = {"n": 0}
         for name in ("_check", "hash"):  # every verify (and dummy verify) runs _check
             original = getattr(hasher, name)

@@ -79,7 +79,7 @@ async def admin_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A client of `app`'s admin listener: ASGITransport puts the URL's port in scope["server"],
     which is how the app tells its two listeners apart."""
     transport = httpx.ASGITransport(app=app, client=("10.255.0.1", 40000))
-    base_url = f"http://testserver:{app.state.settings.admin_port}"
+    base_url = f"http://testserver:{app.resources.settings.admin_port}"
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         yield client
 

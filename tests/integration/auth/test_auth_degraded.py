@@ -34,7 +34,7 @@ async def test_redis_killed_logins_and_sessions_continue_from_postgresql(
         r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
         token = r.json()["session"]["sessionId"]
         private_redis.stop()
-        app.state.cache.l1.clear()  # make the next checks go past L1
+        app.resources.cache.l1.clear()  # make the next checks go past L1
         r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
         assert r.status_code == 200, r.text
         token2 = r.json()["session"]["sessionId"]
@@ -75,7 +75,7 @@ async def test_postgresql_unreachable_gives_503_then_recovers(make_settings, mak
             assert r.status_code == 200
             token = r.json()["session"]["sessionId"]
             await proxy.stop()
-            app.state.cache.l1.clear()
+            app.resources.cache.l1.clear()
             start = time.monotonic()
             r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
             assert r.status_code == 503, r.text
@@ -106,10 +106,10 @@ async def test_postgresql_unreachable_gives_503_then_recovers(make_settings, mak
             assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
             assert (await client.get("/readyz")).status_code == 200
             for _ in range(50):
-                if app.state.listener.connected.is_set():
+                if app.resources.listener.connected.is_set():
                     break
                 await asyncio.sleep(0.2)
-            assert app.state.listener.connected.is_set()
+            assert app.resources.listener.connected.is_set()
     finally:
         await proxy.stop()
 
@@ -129,7 +129,7 @@ async def test_pool_exhausted_gives_503_with_retry_after_quickly(make_settings, 
     async with running_app(settings) as (app, client):
         user = make_user()
         await client.post(LOGIN, json={"email": user.email, "password": user.password})  # warm the pool
-        async with app.state.db.pool.connection():  # hold the only connection
+        async with app.resources.db.pool.connection():  # hold the only connection
             start = time.monotonic()
             r = await client.post(LOGIN, json={"email": "nobody-" + user.email, "password": "p"})
             elapsed = time.monotonic() - start

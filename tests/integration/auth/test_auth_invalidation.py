@@ -38,10 +38,10 @@ async def test_listener_killed_caches_bypassed_then_reconnected(app_client, make
     assert r.json()["user"]["role"] == "auditor", "stale role served after the listener was lost"
     # It reconnects on its own, and the caches serve again afterwards.
     for _ in range(200):
-        if app.state.listener.reconnects >= 1 and app.state.listener.connected.is_set():
+        if app.resources.listener.reconnects >= 1 and app.resources.listener.connected.is_set():
             break
         await asyncio.sleep(0.05)
-    assert app.state.listener.connected.is_set() and app.state.listener.reconnects >= 1
+    assert app.resources.listener.connected.is_set() and app.resources.listener.reconnects >= 1
     for _ in range(2):
         r = await client.get(SESSION, headers=headers)
     assert r.json()["performance"]["cacheHits"] == 2
@@ -56,15 +56,15 @@ async def test_while_the_listener_is_down_every_lookup_goes_to_postgresql(app_cl
     headers = {"Authorization": f"Bearer {r.json()['session']['sessionId']}"}
     client.cookies.clear()
     await client.get(SESSION, headers=headers)
-    app.state.cache.listener_down()  # what the listener does when its connection drops
+    app.resources.cache.listener_down()  # what the listener does when its connection drops
     try:
-        degraded_before = app.state.metrics.stats.degraded
+        degraded_before = app.resources.metrics.stats.degraded
         r = await client.get(SESSION, headers=headers)
         assert r.status_code == 200 and r.json()["performance"]["cacheHits"] == 0
-        assert app.state.metrics.stats.degraded > degraded_before
-        assert len(app.state.cache.l1) == 0
+        assert app.resources.metrics.stats.degraded > degraded_before
+        assert len(app.resources.cache.l1) == 0
         # Nothing is filled while down, so nothing stale can linger after.
         await client.get(SESSION, headers=headers)
-        assert len(app.state.cache.l1) == 0
+        assert len(app.resources.cache.l1) == 0
     finally:
-        app.state.cache.listener_up()
+        app.resources.cache.listener_up()

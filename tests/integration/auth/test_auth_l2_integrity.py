@@ -56,7 +56,7 @@ async def _login(client, user) -> str:
 
 async def _l2_in_use(app) -> None:
     for _ in range(100):  # the sweep after the listener connects must have finished
-        if app.state.cache.use_l2:
+        if app.resources.cache.use_l2:
             return
         await asyncio.sleep(0.05)
     pytest.fail("L2 never came into use")

@@ -114,7 +114,7 @@ async def test_oversized_body_and_password_rejected_before_hashing(make_settings
         r = await client.post(LOGIN, json={"email": "a@b.c", "password": "é" * 65})  # 130 bytes
         assert r.status_code == 400 and r.json()["error"] == "PASSWORD_TOO_LONG"
         assert time.perf_counter() - start < 0.5
-        assert app.state.metrics.stats.db_queries == 0  # nothing reached the database
+        assert app.resources.metrics.stats.db_queries == 0  # nothing reached the database
 
 
 async def test_seed_curl_body_works(app_client, make_user, sql):
@@ -149,7 +149,7 @@ async def test_a_stale_cache_entry_never_logs_in_a_disabled_user_or_an_old_passw
 ):
     """Simulate a lost invalidation: put the pre-change record back into L1 after each outside write."""
     app, client = app_client
-    cache = app.state.cache
+    cache = app.resources.cache
     user = make_user()
     key = "e:" + user.email.lower()
     assert (
@@ -167,7 +167,7 @@ async def test_a_stale_cache_entry_never_logs_in_a_disabled_user_or_an_old_passw
     r = await client.post(LOGIN, json={"email": user.email, "password": "brand-new"})
     assert r.status_code == 200  # a failure against a cached hash is confirmed in PostgreSQL
 
-    fresh = cache.l1.get(key) or await app.state.db.auth_record(user.email.lower())
+    fresh = cache.l1.get(key) or await app.resources.db.auth_record(user.email.lower())
     sql("UPDATE users SET disabled = true WHERE id = %s", (user.id,))
     await asyncio.sleep(0.3)
     cache.l1.set(key, fresh, 300)
@@ -189,7 +189,7 @@ async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settin
         throttle_ip_free_failures=100_000,
     )
     async with running_app(settings) as (app, client):
-        hasher = app.state.hasher
+        hasher = app.resources.hasher
         users = [make_user(hashed=hasher.hash("right-password")) for _ in range(6)]
         known: list[float] = []
         unknown: list[float] = []

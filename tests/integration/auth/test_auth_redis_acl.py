@@ -34,7 +34,7 @@ async def test_the_documented_acl_is_all_the_service_needs(make_settings, make_u
     url = f"redis://phoenix-auth:{password}@127.0.0.1:{private_redis.port}/0"
     settings = make_settings(REDIS_URL=url, l1_max_entries=0, throttle_free_failures=2)
     async with running_app(settings) as (app, client):
-        cache = app.state.cache
+        cache = app.resources.cache
         for _ in range(100):
             if cache.use_l2:
                 break

@@ -139,7 +139,7 @@ async def test_the_service_runs_with_only_the_documented_grants(roles, make_sett
 
     async with running_app(settings) as (app, client):
         # Start-up ran the hash-kind census as the runtime role (it saw the bcrypt hash).
-        assert "bcrypt$4" in app.state.hasher.present_kinds
+        assert "bcrypt$4" in app.resources.hasher.present_kinds
         # Login, session check, logout.
         token = await login(argon_id)
         assert await check(token) == 200

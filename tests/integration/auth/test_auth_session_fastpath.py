@@ -96,7 +96,7 @@ async def test_unexpected_error_is_a_logged_500_on_both_paths(app_client, make_u
     async def broken(_token: str):
         raise RuntimeError("boom")
 
-    app.state.sessions.validate = broken
+    app.resources.sessions.validate = broken
     async with _starlette_client(app, client) as slow:
         with caplog.at_level(logging.ERROR, logger="phoenix_auth.app"):
             fast_r = await client.get(SESSION, headers={"Authorization": f"Bearer {token}"})

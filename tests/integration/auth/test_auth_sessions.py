@@ -41,12 +41,12 @@ async def test_session_by_bearer_and_by_cookie_then_served_from_l1(app_client, m
     r = await client.get(SESSION)
     assert r.status_code == 200
     client.cookies.clear()
-    queries_before = app.state.metrics.stats.db_queries
+    queries_before = app.resources.metrics.stats.db_queries
     for _ in range(20):
         r = await client.get(SESSION, headers=_bearer(token))
         assert r.status_code == 200
         assert r.json()["performance"]["cacheHits"] == 2  # session and user both from L1
-    assert app.state.metrics.stats.db_queries == queries_before  # the hot path did no database I/O
+    assert app.resources.metrics.stats.db_queries == queries_before  # the hot path did no database I/O
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ async def test_session_survives_redis_flushall(make_settings, make_user, private
         token = await _login(client, user)
         assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
         for _ in range(50):  # the L2 sweep after the listener connects must have finished
-            if app.state.cache.use_l2:
+            if app.resources.cache.use_l2:
                 break
             await asyncio.sleep(0.1)
         r = await client.get(SESSION, headers=_bearer(token))

@@ -158,11 +158,11 @@ async def test_throttled_answers_leave_no_pending_login_behind(make_settings, ma
             # The detached lookup frees its slot when it ends (it may still run after the 429:
             # a next request sent at once could then be shed as 503 OVERLOADED with this cap of 2).
             for _ in range(1000):  # at most ~5 s
-                if not app.state.login._in_flight:
+                if not app.resources.login._in_flight:
                     break
                 await asyncio.sleep(0.005)
-            assert app.state.login._in_flight == 0
+            assert app.resources.login._in_flight == 0
         user = make_user()
         r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
         assert r.status_code == 200, r.text
-        assert app.state.login._in_flight == 0
+        assert app.resources.login._in_flight == 0

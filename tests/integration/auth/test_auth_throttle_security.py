@@ -138,7 +138,7 @@ async def test_counts_seen_before_a_redis_outage_still_hold_during_it(
         assert r.status_code == 401  # the 4th failure, counted in-process from the 3 Redis reported
         r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
         assert r.status_code == 429
-        assert app.state.redis.healthy is False
+        assert app.resources.redis.healthy is False
 
 
 async def test_an_answer_without_a_verdict_is_not_counted_as_a_failure(
@@ -222,7 +222,7 @@ async def test_logins_from_private_peers_without_trusted_proxies_are_counted(mak
             await public.post(LOGIN, json={"email": user.email, "password": user.password})
         health = (await client.get("/api/phoenix/health")).json()
         assert health["throttle"] == {"trustedProxies": 0, "untrustedPrivatePeerLogins": 2}
-        metrics, _ = app.state.metrics.render()  # what /metrics serves (on whichever listener)
+        metrics, _ = app.resources.metrics.render()  # what /metrics serves (on whichever listener)
         assert b"phoenix_login_untrusted_private_peer_total 2.0" in metrics
     settings = make_settings(trusted_proxies="10.96.0.0/16")
     async with running_app(settings, peer="10.96.0.12") as (_, client):

@@ -97,6 +97,6 @@ async def test_no_timing_gap_between_unknown_emails_and_bcrypt_or_old_parameter_
         report = {kind: round(statistics.median(t) * 1000, 2) for kind, t in times.items()}
         print(f"median failed-login ms over {len(times['unknown'])} tries each: {report}")
         assert max(gaps_ms().values()) < THRESHOLD_MS, report
-        print(f"hash kinds present: {sorted(app.state.hasher.present_kinds)}")
+        print(f"hash kinds present: {sorted(app.resources.hasher.present_kinds)}")
         # The bcrypt verify really ran (cost 10 is several times our argon2id here).
         assert statistics.median(times["bcrypt cost 10"]) > 0.03, report
