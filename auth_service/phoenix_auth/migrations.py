@@ -2,8 +2,12 @@
 
 Why it is shaped like this:
 
-* The schema (`sql/schema.sql`) is idempotent and additive, so it also upgrades an existing
-  NextAuth/Prisma-style `users` table in place (bcrypt hashes and all) without touching its rows.
+* The schema is a series of ordered, named migrations (`sql/migrations/NNNN_name.sql`), each
+  applied once in its own transaction and recorded (name and checksum) in a ledger table, so a
+  re-run applies only the new ones and takes no lock for the old. A released migration is never
+  edited (a changed checksum fails the run): a change is a new file. `0001_schema.sql` is
+  idempotent and additive, so it also upgrades an existing NextAuth/Prisma-style `users` table in
+  place (bcrypt hashes and all) without touching its rows.
 * The indexes are built with `CREATE INDEX CONCURRENTLY` so a production table keeps taking logins
   while they build. CONCURRENTLY cannot run inside a transaction, so the connection is autocommit,
   and a failed or interrupted build leaves an INVALID index behind: every run looks for one
@@ -39,8 +43,12 @@ from . import queries
 # so migrations of different databases never wait for each other.
 MIGRATION_LOCK_KEY = 0x70686F656E6978
 
-# Which schema.sql (by checksum) this database already has.
+# Which schema migrations (name, checksum) this database already has.
 SCHEMA_LEDGER = "phoenix_schema_migrations"
+# The ledger row of the single-file schema that the first migration continues: a database whose
+# row matches 0001's checksum already holds 0001.
+LEGACY_SCHEMA_ROW = "schema.sql"
+MIGRATION_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
 # Below this many heap pages the planner rightly prefers a sequential scan (one page read beats an
 # index descent); the verification then proves the index is *usable* with seq scans disabled.
@@ -84,7 +92,7 @@ class IndexNotUsed(MigrationError):
 
 
 class SchemaError(MigrationError):
-    """`sql/schema.sql` could not be applied to this database."""
+    """A schema migration could not be applied to this database, or an applied one was edited."""
 
 
 class UnknownIndexSet(MigrationError):
@@ -278,8 +286,29 @@ class MigrateReport:
 # --------------------------------------------------------------------------- helpers
 
 
-def schema_sql() -> str:
-    return resources.files("phoenix_auth").joinpath("sql/schema.sql").read_text(encoding="utf-8")
+@dataclass(frozen=True)
+class SchemaMigration:
+    """One file of sql/migrations: applied once, in name order."""
+
+    name: str  # NNNN_what.sql
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def schema_migrations() -> list[SchemaMigration]:
+    """The package's schema migrations, in the order they apply."""
+    folder = resources.files("phoenix_auth").joinpath("sql/migrations")
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        if not MIGRATION_NAME.match(entry.name):
+            raise SchemaError(f"sql/migrations/{entry.name}: a migration is named NNNN_name.sql")
+        out.append(SchemaMigration(entry.name, entry.read_text(encoding="utf-8")))
+    return out
 
 
 class _Clock:
@@ -481,49 +510,74 @@ class Migrator:
         return _AdvisoryLock(self.conn, wait, self._clock)
 
     def _apply_schema(self) -> None:
-        """Apply schema.sql unless this exact file was already applied.
+        """Apply the schema migrations this database does not have yet, each in its own transaction.
 
-        Re-running it would be harmless but not free: ALTER TABLE and CREATE TRIGGER take an
+        Re-running one would be harmless but not free: ALTER TABLE and CREATE TRIGGER take an
         ACCESS EXCLUSIVE lock on `users`, which on a busy table queues behind long readers and
         blocks logins behind itself. The ledger keeps a re-run of migrate lock-free.
         """
-        text = schema_sql()
-        checksum = hashlib.sha256(text.encode("utf-8")).hexdigest()
         self.conn.execute(
             f"CREATE TABLE IF NOT EXISTS {SCHEMA_LEDGER} ("
             " name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        row = self.conn.execute(
-            "SELECT checksum, applied_at, "  # noqa: S608 - constant table name
-            "to_regclass('users') IS NOT NULL AND to_regclass('phoenix_sessions') IS NOT NULL "
-            f"FROM {SCHEMA_LEDGER} WHERE name = 'schema.sql'"
-        ).fetchone()
-        if row is not None and row[0] == checksum and row[2]:
-            self._clock.say(f"schema.sql unchanged since {row[1]:%Y-%m-%d %H:%M:%S %Z}: skipped")
-        else:
-            with self._clock.step("apply schema.sql (tables, columns, triggers)"):
-                try:
-                    with self.conn.transaction():
-                        self.conn.execute(text)  # trusted file, no params
-                        self.conn.execute(
-                            f"INSERT INTO {SCHEMA_LEDGER} (name, checksum) "  # noqa: S608 - constant
-                            "VALUES ('schema.sql', %s) ON CONFLICT (name) "
-                            "DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
-                            (checksum,),
-                        )
-                except psycopg.errors.LockNotAvailable as exc:
-                    raise MigrationLockTimeout(
-                        f"schema change could not lock the users table within {self.options.lock_timeout:g}s "
-                        f"(a long transaction holds it); retry, or raise --lock-timeout: {exc}"
-                    ) from exc
-                except psycopg.Error as exc:
-                    raise SchemaError(f"schema.sql failed: {exc}") from exc
+        migrations = schema_migrations()
+        applied = self._applied()
+        if migrations and migrations[0].name not in applied:
+            legacy = applied.get(LEGACY_SCHEMA_ROW)
+            if legacy is not None and legacy[0] == migrations[0].checksum:
+                self._record(migrations[0])
+                applied[migrations[0].name] = legacy
+        for migration in migrations:
+            done = applied.get(migration.name)
+            if done is None:
+                self._apply(migration)
+            elif done[0] != migration.checksum:
+                raise SchemaError(
+                    f"{migration.name} was applied on {done[1]:%Y-%m-%d %H:%M:%S %Z} with other contents: "
+                    "a released migration is never edited; put the change in a new migration"
+                )
+            else:
+                self._clock.say(f"{migration.name}: applied {done[1]:%Y-%m-%d %H:%M:%S %Z}, skipped")
         rows = self.conn.execute(
             "SELECT reltuples::bigint, relpages FROM pg_class WHERE oid = 'users'::regclass"
         ).fetchone()
         if rows is not None:
             estimate = "unknown (never analysed)" if rows[0] < 0 else f"~{rows[0]}"
             self._clock.say(f"users table: {estimate} rows, {rows[1]} pages")
+
+    def _applied(self) -> dict[str, tuple[str, Any]]:
+        """name -> (checksum, applied_at) of the ledger; empty when the tables themselves are gone
+        (every migration is idempotent, so they are simply applied again)."""
+        present = self.conn.execute(
+            "SELECT to_regclass('users') IS NOT NULL AND to_regclass('phoenix_sessions') IS NOT NULL"
+        ).fetchone()
+        if present is None or not present[0]:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT name, checksum, applied_at FROM {SCHEMA_LEDGER}"  # noqa: S608 - constant table name
+        ).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
+
+    def _record(self, migration: SchemaMigration) -> None:
+        self.conn.execute(
+            f"INSERT INTO {SCHEMA_LEDGER} (name, checksum) VALUES (%s, %s) "  # noqa: S608 - constant
+            "ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+            (migration.name, migration.checksum),
+        )
+
+    def _apply(self, migration: SchemaMigration) -> None:
+        with self._clock.step(f"apply {migration.name}"):
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(migration.sql.encode("utf-8"))  # trusted file, no params
+                    self._record(migration)
+            except psycopg.errors.LockNotAvailable as exc:
+                raise MigrationLockTimeout(
+                    f"{migration.name} could not lock its table within {self.options.lock_timeout:g}s "
+                    f"(a long transaction holds it); retry, or raise --lock-timeout: {exc}"
+                ) from exc
+            except psycopg.Error as exc:
+                raise SchemaError(f"{migration.name} failed: {exc}") from exc
 
     def _ensure_indexes(self, report: MigrateReport) -> None:
         plan: list[tuple[IndexSpec, str]] = []  # (spec, why it must be (re)built)

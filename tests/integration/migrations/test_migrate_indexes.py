@@ -82,7 +82,7 @@ def test_second_migrate_is_a_noop_that_still_verifies(
 
     assert (_index_oid(migrated, COVERING), _index_oid(migrated, SESSION_IDX)) == before  # not rebuilt
     assert "CREATE" not in out and "DROP" not in out
-    assert "schema.sql unchanged" in out
+    assert "0001_schema.sql: applied " in out and "apply 0001_schema.sql" not in out
     assert f"{COVERING}: present and valid, nothing to do" in out
     assert f"OK: login lookup is an Index Only Scan using {COVERING}" in out
 
