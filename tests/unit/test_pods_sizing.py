@@ -2,6 +2,7 @@
 the auth service reads: a renamed field or variable would otherwise measure the defaults silently."""
 
 import pytest
+
 from phoenix_auth.settings import Settings
 from phoenix_bench.pods_sizing import PROFILES, phoenix_auth
 from phoenix_operator.spec import parse_spec
