@@ -318,8 +318,8 @@ metadata:
 spec:
   taints: $KWOK_TAINTS
 status:
-  allocatable: {cpu: "256", memory: 1Ti, pods: "1000"}
-  capacity: {cpu: "256", memory: 1Ti, pods: "1000"}
+  allocatable: {cpu: "4096", memory: 16Ti, pods: "1000"}
+  capacity: {cpu: "4096", memory: 16Ti, pods: "1000"}
 NODE
 }
 

@@ -262,7 +262,14 @@ cmd_up_pods() {
   kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl -n "$NS" create secret generic phoenix-db --from-literal=DATABASE_URL="$db_url" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  "${PHOENIX_VENV:-$ROOT/.venv}/bin/python" -c 'import sys, yaml; print(yaml.safe_dump_all(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "Secret"))' \
+  # The default request (1 CPU per auth pod, docs/sizing.md) does not fit two pods beside the
+  # operator on a 2-core machine: the demo asks for a quarter of a core each.
+  echo "[demo]   auth pods request 250m CPU here (default 1 CPU per pod: docs/sizing.md)" >&2
+  "${PHOENIX_VENV:-$ROOT/.venv}/bin/python" -c 'import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] != "Secret"]
+for d in docs:
+    d["spec"].setdefault("authService", {})["resources"] = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+print(yaml.safe_dump_all(docs))' \
     manifests/samples/minimal.yaml | kubectl -n "$NS" apply -f - | sed 's/^/[demo]   /' >&2
   ready() {
     [ "$(kubectl -n "$NS" get pxa phoenix -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]

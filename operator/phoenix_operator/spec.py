@@ -63,7 +63,7 @@ class Resources(_Model):
 
 
 def _auth_resources() -> Resources:
-    return Resources(requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "512Mi"})
+    return Resources(requests={"cpu": "1", "memory": "256Mi"}, limits={"memory": "512Mi"})
 
 
 def _redis_resources() -> Resources:
