@@ -26,6 +26,15 @@ from phoenix_operator.builders.common import LABEL_WATCHED_SECRET, WATCHED_SECRE
 from phoenix_operator.builders.configmap import build_configmap
 from phoenix_operator.builders.deployment import build_deployment
 from phoenix_operator.builders.hpa import build_hpa
+from phoenix_operator.builders.keys import (
+    KEY_ENV,
+    MIN_KEY_BYTES,
+    SPEC_FIELD,
+    build_keys_secret,
+    generated_env,
+    new_key,
+    user_refs,
+)
 from phoenix_operator.builders.migration_job import (
     build_migration_job,
     job_completed_at,
@@ -42,7 +51,7 @@ from phoenix_operator.builders.redis import (
     build_redis_secret,
     build_redis_service,
 )
-from phoenix_operator.builders.service import build_service
+from phoenix_operator.builders.service import build_admin_service, build_service
 from phoenix_operator.builders.service_monitor import build_service_monitor
 from phoenix_operator.cache import ChildCache, Key, content_digest
 from phoenix_operator.errors import (
@@ -81,6 +90,13 @@ MISSING_SECRET_REASON = {
     "spec.database.secretRef": "DatabaseSecretMissing",
     "spec.database.migrationSecretRef": "MigrationSecretMissing",
     "spec.redis.external.secretRef": "RedisSecretMissing",
+    "spec.authService.adminTokenSecretRef": "AdminTokenSecretMissing",
+    "spec.authService.cacheSigningKeySecretRef": "CacheSigningKeySecretMissing",
+}
+# Reason when a user's Secret holds a value the auth service would refuse to start with.
+SHORT_KEY_REASON = {
+    "spec.authService.adminTokenSecretRef": "AdminTokenTooShort",
+    "spec.authService.cacheSigningKeySecretRef": "CacheSigningKeyTooShort",
 }
 PROXIES_UNSET = (
     "spec.authService.trustedProxies is empty, so X-Forwarded-For is ignored and every login counts as "
@@ -295,6 +311,7 @@ class Reconciler:
             for u in uses
             if u.field.startswith("spec.authService.extraEnv")
         ]
+        key_digests = self._keys(owner, spec)
         if spec.database.connection_budget is not None:
             budget, obs.budget_source = spec.database.connection_budget, "spec"
         else:
@@ -317,6 +334,7 @@ class Reconciler:
         hashed: list[Any] = [configmap["data"], _digest(db_url), redis_digest, db_ref.name, db_ref.key]
         if env_digests:  # absent otherwise, so specs without them keep their hash (no rollout)
             hashed.append(env_digests)
+        hashed.append(key_digests)  # a key changed in its Secret rolls the pods
         obs.config_hash = stable_hash(*hashed)
         self._apply_child(owner, configmap)
         current = self._read("apps/v1", "Deployment", ns, owner.auth_name)
@@ -337,12 +355,56 @@ class Reconciler:
             current,
         )
         self._apply_child(owner, build_service(owner, spec))
+        if spec.auth_service.admin_service.enabled:
+            self._apply_child(owner, build_admin_service(owner, spec))
+        else:
+            self._delete_owned(owner, "v1", "Service", owner.admin_service_name)
         self._apply_child(owner, build_pdb(owner))
         self._apply_child(owner, build_hpa(owner, spec))
 
         # --- migrations and monitoring ---
         self._migrations(owner, spec, obs)
         self._monitoring(owner, spec, obs)
+
+    def _keys(self, owner: Owner, spec: PhoenixAuthSpec) -> list[tuple[str, str, str]]:
+        """PHOENIX_ADMIN_TOKEN and PHOENIX_CACHE_SIGNING_KEY for the auth pods: checks the user's
+        Secrets (present, >= 32 bytes) and generates the others into `<name>-phoenix-keys` once.
+
+        The generated Secret is read before every apply and each value it holds is kept: only a
+        key it lacks (first reconcile, or a key the user deleted from it) is generated. Returns
+        (env, Secret, digest) per key for the config hash; values go nowhere else."""
+        ns = owner.namespace
+        out: list[tuple[str, str, str]] = []
+        for env, ref in user_refs(spec).items():
+            use = SecretUse(SPEC_FIELD[env], ref, True)
+            value = self._require_secret(ns, use)
+            if len(value.encode()) < MIN_KEY_BYTES:
+                raise TransientError(
+                    f"Secret {ns}/{ref.name} key {ref.key} ({use.field}) holds {len(value.encode())} bytes; "
+                    f"{env} needs at least {MIN_KEY_BYTES} (the auth service refuses to start with less): "
+                    "put a longer random value there, e.g. `openssl rand -base64 48`",
+                    reason=SHORT_KEY_REASON[use.field],
+                    delay=30.0,
+                )
+            out.append((env, ref.name, _digest(value)))
+        wanted = generated_env(spec)
+        if wanted:
+            name = owner.keys_secret_name
+            existing = self._read("v1", "Secret", ns, name)
+            if existing is not None and not _owned_by(existing, owner):
+                raise ChildConflict(
+                    f"Secret {ns}/{name} exists and is not owned by this PhoenixAuth; rename or delete it, "
+                    "or name your own Secrets in spec.authService.adminTokenSecretRef / "
+                    "cacheSigningKeySecretRef"
+                )
+            # Keep every value already there (also a key no longer generated: switching back to a
+            # generated key must not rotate it).
+            values = {k: v for k in KEY_ENV if (v := _secret_value(existing, k))}
+            for env in wanted:
+                values.setdefault(env, new_key())
+            self._apply_child(owner, build_keys_secret(owner, values), existing)
+            out += [(env, name, _digest(values[env])) for env in wanted]
+        return sorted(out)
 
     def _redis(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> tuple[tuple[str, str], str]:
         ns = owner.namespace

@@ -41,8 +41,18 @@ RESERVED_ENV = frozenset(
         "PHOENIX_PORT",
         "PHOENIX_WORKERS",
         "PHOENIX_TRUSTED_PROXIES",
+        "PHOENIX_ADMIN_TOKEN",
+        "PHOENIX_CACHE_SIGNING_KEY",
+        "PHOENIX_ADMIN_PORT",
     }
 )
+
+# Where to set the reserved names that have a spec field of their own (the extraEnv error says so).
+RESERVED_ENV_HINT = {
+    "PHOENIX_ADMIN_TOKEN": "name your Secret in spec.authService.adminTokenSecretRef",
+    "PHOENIX_CACHE_SIGNING_KEY": "name your Secret in spec.authService.cacheSigningKeySecretRef",
+    "PHOENIX_ADMIN_PORT": "set spec.authService.adminPort",
+}
 
 
 class _Model(BaseModel):
@@ -158,6 +168,20 @@ def trusted_proxy_problem(text: str) -> str | None:
     return None
 
 
+class AdminTokenSecretRef(SecretKeySelector):
+    key: str = Field(default="PHOENIX_ADMIN_TOKEN", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
+
+
+class CacheSigningKeySecretRef(SecretKeySelector):
+    key: str = Field(default="PHOENIX_CACHE_SIGNING_KEY", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
+
+
+class AdminService(_Model):
+    """The ClusterIP Service `<name>-admin` in front of the admin port (admin API, /metrics)."""
+
+    enabled: bool = True
+
+
 class AuthService(_Model):
     image: str = Field(default=DEFAULT_AUTH_IMAGE, min_length=1, max_length=512, pattern=r"^\S+$")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -166,8 +190,21 @@ class AuthService(_Model):
     workers: int = Field(default=1, ge=1, le=16)
     resources: Resources = Field(default_factory=_auth_resources)
     port: int = Field(default=3007, ge=1024, le=65535)
+    # PHOENIX_ADMIN_PORT: the admin API and /metrics, never on the public Service.
+    admin_port: int = Field(default=3008, ge=1024, le=65535)
+    admin_service: AdminService = Field(default_factory=AdminService)
     extra_env: tuple[EnvVar, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    # Your own Secrets for PHOENIX_ADMIN_TOKEN / PHOENIX_CACHE_SIGNING_KEY (>= 32 bytes each); unset,
+    # the operator generates them once into the Secret `<name>-phoenix-keys` and keeps them.
+    admin_token_secret_ref: AdminTokenSecretRef | None = None
+    cache_signing_key_secret_ref: CacheSigningKeySecretRef | None = None
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> AuthService:
+        if self.admin_port == self.port:
+            raise ValueError(f"adminPort must differ from port (both are {self.port})")
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -183,7 +220,10 @@ class AuthService(_Model):
         seen: set[str] = set()
         for env in value:
             if env.name in RESERVED_ENV:
-                raise ValueError(f"{env.name} is set by the operator and cannot be overridden in extraEnv")
+                hint = RESERVED_ENV_HINT.get(env.name, "use the matching spec field")
+                raise ValueError(
+                    f"{env.name} is set by the operator and cannot be overridden in extraEnv: {hint}"
+                )
             if env.name in seen:
                 raise ValueError(f"{env.name} is listed twice")
             seen.add(env.name)
@@ -338,6 +378,16 @@ class PhoenixAuthSpec(_Model):
     paused: bool = False
 
     @model_validator(mode="after")
+    def _scrape_target(self) -> PhoenixAuthSpec:
+        if self.monitoring.service_monitor.enabled and not self.auth_service.admin_service.enabled:
+            raise ValueError(
+                "monitoring.serviceMonitor.enabled needs authService.adminService.enabled: the "
+                "ServiceMonitor scrapes /metrics through the admin Service (the public one answers 404 "
+                "there); disable the ServiceMonitor too, or keep the admin Service"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _budget_fits(self) -> PhoenixAuthSpec:
         budget = self.database.connection_budget
         if budget is not None:
@@ -371,6 +421,12 @@ def secret_uses(spec: PhoenixAuthSpec) -> list[SecretUse]:
         uses.append(SecretUse("spec.database.migrationSecretRef", db.migration_secret_ref, False))
     if spec.redis.external is not None:
         uses.append(SecretUse("spec.redis.external.secretRef", spec.redis.external.secret_ref, True))
+    svc = spec.auth_service
+    if svc.admin_token_secret_ref is not None:
+        uses.append(SecretUse("spec.authService.adminTokenSecretRef", svc.admin_token_secret_ref, True))
+    if svc.cache_signing_key_secret_ref is not None:
+        field = "spec.authService.cacheSigningKeySecretRef"
+        uses.append(SecretUse(field, svc.cache_signing_key_secret_ref, True))
     for i, env in enumerate(spec.auth_service.extra_env):
         if env.secret_ref is not None:
             field = f"spec.authService.extraEnv[{i}].valueFrom.secretKeyRef"

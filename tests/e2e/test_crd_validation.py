@@ -119,8 +119,8 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "extra-env-literal-token",
-        spec_with("spec.authService.extraEnv", [{"name": "PHOENIX_ADMIN_TOKEN", "value": "t" * 40}]),
-        ["spec.authService.extraEnv[0]", "PHOENIX_ADMIN_TOKEN looks like a secret", "valueFrom.secretKeyRef"],
+        spec_with("spec.authService.extraEnv", [{"name": "APP_API_TOKEN", "value": "t" * 40}]),
+        ["spec.authService.extraEnv[0]", "APP_API_TOKEN looks like a secret", "valueFrom.secretKeyRef"],
     ),
     (
         "extra-env-url-with-password",
@@ -151,6 +151,24 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
         "extra-env-overrides-managed-variable",
         spec_with("spec.authService.extraEnv", [{"name": "DATABASE_URL", "value": "postgresql://x"}]),
         ["spec.authService.extraEnv must not set a variable the operator manages"],
+    ),
+    (
+        "extra-env-admin-token",
+        spec_with(
+            "spec.authService.extraEnv",
+            [{"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "a", "key": "t"}}}],
+        ),
+        ["spec.authService.extraEnv must not set a variable the operator manages", "adminTokenSecretRef"],
+    ),
+    (
+        "admin-port-equals-port",
+        spec_with("spec.authService", {"port": 4000, "adminPort": 4000}),
+        ["spec.authService.adminPort", "must differ from spec.authService.port"],
+    ),
+    (
+        "service-monitor-without-admin-service",
+        spec_with("spec.authService.adminService", {"enabled": False}),
+        ["spec.monitoring.serviceMonitor.enabled needs spec.authService.adminService.enabled"],
     ),
     ("cache-ttl-zero", spec_with("spec.cache.ttlSeconds", 0), ["spec.cache.ttlSeconds"]),
     (
@@ -197,15 +215,21 @@ def test_what_the_new_rules_must_still_accept(
     migration Secret: the rules above refuse only what they name."""
     obj = spec_with("spec.authService.trustedProxies", ["10.0.0.0/8", "2001:db8::/32", "10.244.1.7"])
     obj["spec"]["authService"]["extraEnv"] = [
-        {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}},
+        {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}},
         {"name": "PHOENIX_LOG_LEVEL", "value": "DEBUG"},
     ]
     obj["spec"]["database"]["migrationSecretRef"] = {"name": "phoenix-db-owner"}
+    obj["spec"]["authService"]["adminTokenSecretRef"] = {"name": "team-admin"}
+    obj["spec"]["authService"]["cacheSigningKeySecretRef"] = {"name": "team-keys", "key": "l2"}
     created = control_plane.kubectl(
         "create", "-n", namespace, "--dry-run=server", "-o", "json", "-f", "-", input=yaml.safe_dump(obj)
     ).stdout
     spec = json.loads(created)["spec"]
     assert spec["database"]["migrationSecretRef"] == {"name": "phoenix-db-owner", "key": "DATABASE_URL"}
+    auth = spec["authService"]
+    assert auth["adminTokenSecretRef"] == {"name": "team-admin", "key": "PHOENIX_ADMIN_TOKEN"}
+    assert auth["cacheSigningKeySecretRef"] == {"name": "team-keys", "key": "l2"}
+    assert (auth["adminPort"], auth["adminService"]) == (3008, {"enabled": True})
     assert (
         spec["authService"]["extraEnv"][0] == obj["spec"]["authService"]["extraEnv"][0]
     )  # no value defaulted

@@ -88,6 +88,8 @@ def test_minimal_sample_becomes_ready_with_all_children(
     children = {
         ("deployment", "phoenix"),
         ("service", "phoenix"),
+        ("service", "phoenix-admin"),
+        ("secret", "phoenix-phoenix-keys"),
         ("configmap", "phoenix-config"),
         ("poddisruptionbudget", "phoenix"),
         ("horizontalpodautoscaler", "phoenix"),

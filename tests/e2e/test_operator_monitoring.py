@@ -94,11 +94,19 @@ def test_monitoring_objects_follow_the_crds_and_the_spec(
 
     monitor = cp.get("servicemonitor", "phoenix", ns)
     assert monitor["metadata"]["ownerReferences"][0]["uid"] == owner_uid
-    service = cp.get("service", "phoenix", ns)
-    # The monitor really selects the auth Service and names one of its ports.
-    labels = service["metadata"]["labels"]
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+    # The monitor selects the admin Service (the auth service answers /metrics on its admin port
+    # only) and names its port; it never selects the public Service, which has no admin port.
+    admin = cp.get("service", "phoenix-admin", ns)
+    public = cp.get("service", "phoenix", ns)
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= admin["metadata"]["labels"].items()
+    assert not selector.items() <= public["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "admin"
+    assert [p["name"] for p in admin["spec"]["ports"]] == ["admin"]
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
+    template = cp.get("deployment", "phoenix", ns)["spec"]["template"]
+    ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["admin"])
     assert cp.get("pxa", "phoenix", ns)["status"]["monitoring"] == {
         "prometheusRule": True,
         "serviceMonitor": True,

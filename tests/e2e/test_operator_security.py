@@ -115,7 +115,7 @@ def test_extra_env_from_a_secret_is_a_reference_watched_through_its_label(
     cp.apply(secret("app", {"admin": TOKEN}), namespace=ns)
     cp.apply(secret("unrelated", {"value": "unrelated"}), namespace=ns)
     env = [
-        {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}},
+        {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}},
         {"name": "PHOENIX_LOG_LEVEL", "value": "INFO"},
     ]
     cp.apply(phoenixauth("phoenix", authService={"extraEnv": env}), namespace=ns)
@@ -123,10 +123,10 @@ def test_extra_env_from_a_secret_is_a_reference_watched_through_its_label(
 
     container = cp.get("deployment", "phoenix", ns)["spec"]["template"]["spec"]["containers"][0]
     by_name = {e["name"]: e for e in container["env"]}
-    assert by_name["PHOENIX_ADMIN_TOKEN"] == env[0]
+    assert by_name["APP_API_TOKEN"] == env[0]
     assert by_name["PHOENIX_LOG_LEVEL"]["value"] == "INFO"
     config = cp.get("configmap", "phoenix-config", ns)["data"]
-    assert "PHOENIX_ADMIN_TOKEN" not in config and config["PHOENIX_LOG_LEVEL"] == "INFO"
+    assert "APP_API_TOKEN" not in config and config["PHOENIX_LOG_LEVEL"] == "INFO"
     for kind in ("configmaps", "deployments", "events", "pxa"):
         assert TOKEN not in json.dumps(cp.get(kind, namespace=ns)), f"the token is in {kind}"
     # Referenced Secrets and the generated one carry the watch label; other Secrets are left alone.
@@ -192,3 +192,74 @@ def test_unset_trusted_proxies_warn_without_failing_ready(
     wait_condition(cp, ns, "phoenix", "TrustedProxiesConfigured", "True", "TrustedProxiesSet")
     env = cp.get("deployment", "phoenix", ns)["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "PHOENIX_TRUSTED_PROXIES", "value": "10.244.0.0/16"} in env
+
+
+KEY_ENVS = ("PHOENIX_ADMIN_TOKEN", "PHOENIX_CACHE_SIGNING_KEY")
+
+
+def test_the_admin_token_and_signing_key_are_generated_once_and_kept(
+    control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
+) -> None:
+    """Finding 3/4 (operator part): without a signing key the service's L2 cache is off, without an
+    admin token its admin API is; the operator generates both once into `<name>-phoenix-keys`
+    (owned, watched), hands them to the pods by reference, keeps them across reconciles (a
+    spec change, a drifted child, the operator restarted) and writes them nowhere else."""
+    cp, ns = control_plane, namespace
+    cp.apply(secret("db", {"DATABASE_URL": "postgresql://phoenix:pw@db.example:5432/phoenix"}), namespace=ns)
+    cp.apply(phoenixauth("phoenix"), namespace=ns)
+    wait_condition(cp, ns, "phoenix", "Ready", "True")
+    keys = cp.get("secret", "phoenix-phoenix-keys", ns)
+    owner = cp.get("pxa", "phoenix", ns)["metadata"]["uid"]
+    assert [r["uid"] for r in keys["metadata"]["ownerReferences"]] == [owner]
+    assert keys["metadata"]["labels"][WATCHED] == "true"
+    values = {k: base64.b64decode(keys["data"][k]).decode() for k in KEY_ENVS}
+    assert all(len(v.encode()) >= 32 for v in values.values())
+    container = cp.get("deployment", "phoenix", ns)["spec"]["template"]["spec"]["containers"][0]
+    by_name = {e["name"]: e for e in container["env"]}
+    for k in KEY_ENVS:
+        assert by_name[k] == {
+            "name": k,
+            "valueFrom": {"secretKeyRef": {"name": "phoenix-phoenix-keys", "key": k}},
+        }
+
+    # reconciles of every kind: a spec change, a deleted child put back
+    cp.apply(phoenixauth("phoenix", authService={"trustedProxies": ["10.244.0.0/16"]}), namespace=ns)
+    wait_condition(cp, ns, "phoenix", "TrustedProxiesConfigured", "True")
+    cp.kubectl("delete", "configmap", "phoenix-config", "-n", ns)
+    wait_until(lambda: cp.exists("configmap", "phoenix-config", ns), 30, "the ConfigMap put back")
+    again = cp.get("secret", "phoenix-phoenix-keys", ns)
+    assert again["metadata"]["uid"] == keys["metadata"]["uid"]
+    assert {k: base64.b64decode(again["data"][k]).decode() for k in KEY_ENVS} == values
+
+    # nowhere else: ConfigMaps, Deployments, the PhoenixAuth (status), events, describe, operator log
+    text = json.dumps([cp.get(kind, namespace=ns) for kind in ("configmaps", "deployments", "events", "pxa")])
+    text += cp.kubectl("describe", "pxa", "phoenix", "-n", ns).stdout + module_operator.logs()
+    for value in values.values():
+        assert value not in text
+
+
+def test_the_user_s_own_admin_token_secret_is_used_and_a_missing_one_is_named(
+    control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
+) -> None:
+    cp, ns = control_plane, namespace
+    cp.apply(secret("db", {"DATABASE_URL": "postgresql://phoenix:pw@db.example:5432/phoenix"}), namespace=ns)
+    cp.apply(
+        phoenixauth("phoenix", authService={"adminTokenSecretRef": {"name": "team-admin"}}), namespace=ns
+    )
+    missing = wait_condition(cp, ns, "phoenix", "Ready", "False", "AdminTokenSecretMissing")
+    where = "(spec.authService.adminTokenSecretRef)"
+    assert f"Secret {ns}/team-admin with key PHOENIX_ADMIN_TOKEN not found {where}" in missing["message"]
+    cp.apply(secret("team-admin", {"PHOENIX_ADMIN_TOKEN": "too-short"}), namespace=ns)
+    short = wait_condition(cp, ns, "phoenix", "Ready", "False", "AdminTokenTooShort")
+    assert "holds 9 bytes" in short["message"] and "too-short" not in short["message"]
+    cp.apply(secret("team-admin", {"PHOENIX_ADMIN_TOKEN": TOKEN}), namespace=ns)
+    wait_condition(cp, ns, "phoenix", "Ready", "True")
+    env = cp.get("deployment", "phoenix", ns)["spec"]["template"]["spec"]["containers"][0]["env"]
+    by_name = {e["name"]: e.get("valueFrom") for e in env}
+    assert by_name["PHOENIX_ADMIN_TOKEN"] == {
+        "secretKeyRef": {"name": "team-admin", "key": "PHOENIX_ADMIN_TOKEN"}
+    }
+    assert by_name["PHOENIX_CACHE_SIGNING_KEY"]["secretKeyRef"]["name"] == "phoenix-phoenix-keys"
+    generated = cp.get("secret", "phoenix-phoenix-keys", ns)["data"]
+    assert set(generated) == {"PHOENIX_CACHE_SIGNING_KEY"}
+    assert TOKEN not in json.dumps([cp.get(k, namespace=ns) for k in ("configmaps", "events", "pxa")])

@@ -412,7 +412,7 @@ def test_the_secret_index_holds_every_secret_the_spec_names():
         "redis": {"mode": "external", "external": {"secretRef": {"name": "redis"}}},
         "authService": {
             "extraEnv": [
-                {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "t"}}}
+                {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "t"}}}
             ]
         },
     }

@@ -59,6 +59,14 @@ class Owner:
         return f"{self.name}-redis-auth"
 
     @property
+    def admin_service_name(self) -> str:
+        return f"{self.name}-admin"
+
+    @property
+    def keys_secret_name(self) -> str:
+        return f"{self.name}-phoenix-keys"
+
+    @property
     def rule_name(self) -> str:
         return f"{self.name}-alerts"
 

@@ -26,6 +26,7 @@ def auth_env(spec: PhoenixAuthSpec, pool: PoolSize) -> dict[str, str]:
     return {
         "PHOENIX_HOST": "0.0.0.0",  # noqa: S104 - a pod must listen on its pod IP
         "PHOENIX_PORT": str(svc.port),
+        "PHOENIX_ADMIN_PORT": str(svc.admin_port),
         "PHOENIX_WORKERS": str(svc.workers),
         "PHOENIX_MAX_DB_CONNECTIONS": str(pool.per_process),
         "PHOENIX_MIN_DB_CONNECTIONS": str(pool.min_per_process),

@@ -14,6 +14,7 @@ from phoenix_operator.builders.common import (
     selector,
 )
 from phoenix_operator.builders.configmap import auth_env
+from phoenix_operator.builders.keys import key_env_refs
 from phoenix_operator.pool_sizing import PoolSize
 from phoenix_operator.spec import PhoenixAuthSpec
 
@@ -48,6 +49,8 @@ def build_deployment(
         secret_env("DATABASE_URL", db.name, db.key),
         secret_env("REDIS_URL", redis_secret[0], redis_secret[1]),
     ]
+    # The admin token and the L2 signing key: references to a Secret, never values.
+    env += [secret_env(name, secret, key) for name, (secret, key) in key_env_refs(owner, spec).items()]
     env += [{"name": k, "value": v} for k, v in auth_env(spec, pool).items()]
     for e in svc.extra_env:  # a Secret's value stays a reference: never literal in the pod spec
         ref = e.secret_ref
@@ -57,7 +60,11 @@ def build_deployment(
         "image": svc.image,
         "imagePullPolicy": svc.image_pull_policy,
         "command": ["phoenix-auth", "serve"],
-        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        # admin: the admin API and /metrics (the public port answers 404 there); probes stay on http.
+        "ports": [
+            {"name": "http", "containerPort": svc.port, "protocol": "TCP"},
+            {"name": "admin", "containerPort": svc.admin_port, "protocol": "TCP"},
+        ],
         "env": env,
         "resources": svc.resources.to_k8s(),
         "securityContext": container_security_context(),
@@ -102,7 +109,7 @@ def build_deployment(
                     "annotations": {
                         ANNOTATION_CONFIG_HASH: config_hash,
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(svc.port),
+                        "prometheus.io/port": str(svc.admin_port),
                         "prometheus.io/path": "/metrics",
                     },
                 },

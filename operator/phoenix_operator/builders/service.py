@@ -1,4 +1,10 @@
-"""ClusterIP Service in front of the auth pods (also the ServiceMonitor's target)."""
+"""The auth Services: the public one (http only) and `<name>-admin` (the admin port only).
+
+The auth service serves its admin API and /metrics on PHOENIX_ADMIN_PORT alone, so the Service
+users and ingresses reach never carries that port; the admin Service is what the ServiceMonitor
+scrapes and what operators' tooling calls. Its labels carry component `admin`, so a selector for
+the admin Service (the ServiceMonitor's) never matches the public one.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from typing import Any
 
 from phoenix_operator.builders.common import Owner, metadata, selector
 from phoenix_operator.spec import PhoenixAuthSpec
+
+ADMIN_COMPONENT = "admin"
 
 
 def build_service(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
@@ -18,6 +26,26 @@ def build_service(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
             "selector": selector(owner, "auth"),
             "ports": [
                 {"name": "http", "port": spec.auth_service.port, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def build_admin_service(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, owner.admin_service_name, ADMIN_COMPONENT),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner, "auth"),
+            "ports": [
+                {
+                    "name": "admin",
+                    "port": spec.auth_service.admin_port,
+                    "targetPort": "admin",
+                    "protocol": "TCP",
+                }
             ],
         },
     }

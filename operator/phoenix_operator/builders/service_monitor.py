@@ -1,10 +1,15 @@
-"""ServiceMonitor scraping the auth Service's /metrics on the http port."""
+"""ServiceMonitor scraping /metrics through the admin Service (`<name>-admin`, port `admin`).
+
+The auth service answers /metrics on its admin port only (the public port says 404), so the
+ServiceMonitor selects the admin Service by its component label, never the public one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from phoenix_operator.builders.common import Owner, metadata, selector
+from phoenix_operator.builders.service import ADMIN_COMPONENT
 from phoenix_operator.spec import PhoenixAuthSpec
 
 
@@ -14,10 +19,10 @@ def build_service_monitor(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]
         "kind": "ServiceMonitor",
         "metadata": metadata(owner, owner.auth_name, "monitoring"),
         "spec": {
-            "selector": {"matchLabels": selector(owner, "auth")},
+            "selector": {"matchLabels": selector(owner, ADMIN_COMPONENT)},
             "namespaceSelector": {"matchNames": [owner.namespace]},
             "endpoints": [
-                {"port": "http", "path": "/metrics", "interval": spec.monitoring.service_monitor.interval}
+                {"port": "admin", "path": "/metrics", "interval": spec.monitoring.service_monitor.interval}
             ],
         },
     }

@@ -30,7 +30,7 @@ from phoenix_operator.builders.redis import (
     build_redis_secret,
     build_redis_service,
 )
-from phoenix_operator.builders.service import build_service
+from phoenix_operator.builders.service import build_admin_service, build_service
 from phoenix_operator.builders.service_monitor import build_service_monitor
 from phoenix_operator.pool_sizing import size_pool
 from phoenix_operator.spec import parse_spec
@@ -138,7 +138,12 @@ def test_deployment_env_probes_and_security(owner):
     assert env["PHOENIX_LOG_LEVEL"] == "DEBUG"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert c["ports"] == [{"name": "http", "containerPort": 3007, "protocol": "TCP"}]
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 3007, "protocol": "TCP"},
+        {"name": "admin", "containerPort": 3008, "protocol": "TCP"},
+    ]
+    assert env["PHOENIX_ADMIN_PORT"] == "3008"
     assert c["command"] == ["phoenix-auth", "serve"]
     assert_restricted(pod)
     assert dep["spec"]["replicas"] == 2
@@ -298,20 +303,51 @@ def test_cache_alert_uses_logical_lookups_and_needs_a_cache(owner):
 
 def test_service_monitor(owner):
     sm = build_service_monitor(owner, spec_of(monitoring={"serviceMonitor": {"interval": "15s"}}))
-    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "auth"
+    assert sm["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "15s"}]
+    assert sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "admin"
 
 
-SECRET_ENV = {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
+def _selects(selector: dict, obj: dict) -> bool:
+    return selector.items() <= obj["metadata"]["labels"].items()
+
+
+def test_metrics_are_scraped_on_the_admin_port_through_the_admin_service_only(owner):
+    """The auth service answers /metrics (and the admin API) on PHOENIX_ADMIN_PORT only: the
+    ServiceMonitor and the prometheus.io annotations must point there, and the public Service must
+    never carry that port."""
+    spec = spec_of(authService={"port": 8080, "adminPort": 9090})
+    public, admin = build_service(owner, spec), build_admin_service(owner, spec)
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
+    assert admin["metadata"]["name"] == "auth-admin"
+    assert admin["spec"]["type"] == "ClusterIP"
+    assert admin["spec"]["ports"] == [
+        {"name": "admin", "port": 9090, "targetPort": "admin", "protocol": "TCP"}
+    ]
+    assert admin["spec"]["selector"] == public["spec"]["selector"]  # the same auth pods
+    sm = build_service_monitor(owner, spec)["spec"]
+    assert _selects(sm["selector"]["matchLabels"], admin)
+    assert not _selects(sm["selector"]["matchLabels"], public)
+    assert sm["endpoints"][0]["port"] == "admin"
+    template = deployment(owner, spec)["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("9090", "/metrics")
+    container = template["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "admin": 9090}
+    assert env_of(container)["PHOENIX_ADMIN_PORT"] == "9090"
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "http"
+
+
+SECRET_ENV = {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
 
 
 def test_extra_env_from_a_secret_is_a_reference_and_never_in_the_configmap(owner):
     spec = spec_of(authService={"extraEnv": [SECRET_ENV, {"name": "PHOENIX_LOG_LEVEL", "value": "DEBUG"}]})
     env = env_of(deployment(owner, spec)["spec"]["template"]["spec"]["containers"][0])
-    assert env["PHOENIX_ADMIN_TOKEN"] == {"secretKeyRef": {"name": "app", "key": "admin"}}
+    assert env["APP_API_TOKEN"] == {"secretKeyRef": {"name": "app", "key": "admin"}}
     assert env["PHOENIX_LOG_LEVEL"] == "DEBUG"
     data = build_configmap(owner, spec, pool_of(spec))["data"]
-    assert "PHOENIX_ADMIN_TOKEN" not in data  # a Secret's value is never copied into a ConfigMap
+    assert "APP_API_TOKEN" not in data  # a Secret's value is never copied into a ConfigMap
     assert data["PHOENIX_LOG_LEVEL"] == "DEBUG"
 
 
@@ -341,3 +377,22 @@ def test_migration_job_connects_with_the_migration_secret_when_given(owner):
 def test_generated_secrets_carry_the_watched_label(owner):
     labels = build_redis_secret(owner, "pw")["metadata"]["labels"]
     assert labels[LABEL_WATCHED_SECRET] == "true"
+
+
+def test_auth_pods_get_the_admin_token_and_signing_key_from_a_secret_never_as_values(owner):
+    from phoenix_operator.builders.keys import build_keys_secret
+
+    env = env_of(deployment(owner)["spec"]["template"]["spec"]["containers"][0])
+    for name in ("PHOENIX_ADMIN_TOKEN", "PHOENIX_CACHE_SIGNING_KEY"):
+        assert env[name] == {"secretKeyRef": {"name": "auth-phoenix-keys", "key": name}}
+    own = spec_of(authService={"cacheSigningKeySecretRef": {"name": "team-keys", "key": "l2"}})
+    env = env_of(deployment(owner, own)["spec"]["template"]["spec"]["containers"][0])
+    assert env["PHOENIX_CACHE_SIGNING_KEY"] == {"secretKeyRef": {"name": "team-keys", "key": "l2"}}
+    assert env["PHOENIX_ADMIN_TOKEN"]["secretKeyRef"]["name"] == "auth-phoenix-keys"
+    data = build_configmap(owner, own, pool_of(own))["data"]
+    assert not {"PHOENIX_ADMIN_TOKEN", "PHOENIX_CACHE_SIGNING_KEY"} & set(data)
+    secret = build_keys_secret(owner, {"PHOENIX_ADMIN_TOKEN": "v" * 64})
+    assert secret["metadata"]["name"] == "auth-phoenix-keys"
+    assert secret["metadata"]["labels"][LABEL_WATCHED_SECRET] == "true"
+    assert secret["metadata"]["ownerReferences"] == [owner_reference(owner)]
+    assert base64.b64decode(secret["data"]["PHOENIX_ADMIN_TOKEN"]).decode() == "v" * 64

@@ -358,7 +358,7 @@ def test_referenced_secrets_are_labelled_for_the_secret_watch_once(kube):
 def test_extra_env_from_a_secret_rolls_the_pods_and_its_value_goes_nowhere(kube):
     token = "planted-admin-token-" + "x" * 24
     put_secret(kube, "app", {"admin": token})
-    env = {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
+    env = {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
     body = make_body(spec_with(authService={"extraEnv": [env]}))
     outcome, events = run(kube, body)
     assert outcome.error is None
@@ -367,13 +367,13 @@ def test_extra_env_from_a_secret_rolls_the_pods_and_its_value_goes_nowhere(kube)
     kube.obj("Secret", "app")["data"]["admin"] = b64("rotated-" + token)
     outcome, _ = run(kube, make_body(body["spec"], status=outcome.status))
     assert outcome.status["configHash"] != before
-    assert "PHOENIX_ADMIN_TOKEN" not in kube.obj("ConfigMap", "auth-config")["data"]
+    assert "APP_API_TOKEN" not in kube.obj("ConfigMap", "auth-config")["data"]
     text = repr([kube.applied, kube.status_patches, events])
     assert token not in text
 
 
 def test_a_missing_extra_env_secret_is_reported_naming_the_field(kube):
-    env = {"name": "PHOENIX_ADMIN_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
+    env = {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "admin"}}}
     outcome, _ = run(kube, make_body(spec_with(authService={"extraEnv": [env]})))
     assert isinstance(outcome.error, TransientError)
     ready = cond(outcome, "Ready")
@@ -386,15 +386,22 @@ def test_a_missing_extra_env_secret_is_reported_naming_the_field(kube):
 
 
 def test_specs_without_secret_env_keep_their_config_hash(kube):
-    """Upgrading the operator must not roll every auth pod: the hash of an unchanged spec is the
-    one the previous version computed (ConfigMap data, DB URL digest, Redis digest, DB ref)."""
+    """The hash of a spec without extraEnv Secrets has no entry for them (adding the feature did
+    not roll pods); it is ConfigMap data, DB URL digest, Redis digest, DB ref, then the digests of
+    the admin token and the L2 signing key (their env is new in the pod template, so this release
+    rolls the pods once anyway)."""
     from phoenix_operator.builders.common import stable_hash
     from phoenix_operator.reconcile import _digest
 
     outcome, _ = run(kube, make_body())
     redis_pw = b64decode(kube.obj("Secret", "auth-redis-auth")["data"]["password"])
     data = kube.obj("ConfigMap", "auth-config")["data"]
-    old = stable_hash(data, _digest(DB_URL), _digest(redis_pw), "db", "DATABASE_URL")
+    keys = kube.obj("Secret", "auth-phoenix-keys")["data"]
+    key_digests = [
+        [env, "auth-phoenix-keys", _digest(b64decode(keys[env]))]
+        for env in ("PHOENIX_ADMIN_TOKEN", "PHOENIX_CACHE_SIGNING_KEY")
+    ]
+    old = stable_hash(data, _digest(DB_URL), _digest(redis_pw), "db", "DATABASE_URL", key_digests)
     assert outcome.status["configHash"] == old
 
 
@@ -441,3 +448,138 @@ def test_empty_trusted_proxies_is_a_warning_condition_not_a_failure(kube):
     spec = spec_with(authService={"trustedProxies": ["10.244.0.0/16"]})
     outcome, _ = run(kube, make_body(spec, generation=2, status=outcome.status))
     assert cond(outcome, "TrustedProxiesConfigured")["status"] == "True"
+
+
+KEY_ENVS = ("PHOENIX_ADMIN_TOKEN", "PHOENIX_CACHE_SIGNING_KEY")
+
+
+def env_refs(kube: FakeKube) -> dict[str, dict]:
+    container = kube.obj("Deployment", "auth")["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("valueFrom", e.get("value")) for e in container["env"]}
+
+
+def test_the_admin_token_and_signing_key_are_generated_once_and_reach_the_pods_by_reference(kube):
+    outcome, events = run(kube, make_body())
+    assert outcome.error is None
+    secret = kube.obj("Secret", "auth-phoenix-keys")
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == make_body()["metadata"]["uid"]
+    assert secret["metadata"]["labels"]["auth.phoenix.dev/watched"] == "true"
+    values = {env: b64decode(secret["data"][env]) for env in KEY_ENVS}
+    assert all(len(v.encode()) >= 32 for v in values.values())  # the service's minimum
+    assert values["PHOENIX_ADMIN_TOKEN"] != values["PHOENIX_CACHE_SIGNING_KEY"]
+    env = env_refs(kube)
+    for name in KEY_ENVS:
+        assert env[name] == {"secretKeyRef": {"name": "auth-phoenix-keys", "key": name}}
+    # kept across reconciles, also by a fresh operator process (nothing cached) and after status
+    make_ready(kube)
+    for _ in range(3):
+        outcome, more = run(kube, make_body(status=outcome.status))
+        events += more
+    again = kube.obj("Secret", "auth-phoenix-keys")
+    assert {env: b64decode(again["data"][env]) for env in KEY_ENVS} == values
+    # the values go nowhere else: ConfigMap, pod spec, status, events
+    text = repr(
+        [kube.obj("ConfigMap", "auth-config"), kube.obj("Deployment", "auth"), kube.status_patches, events]
+    )
+    for value in values.values():
+        assert value not in text
+
+
+def test_a_key_removed_from_the_generated_secret_is_generated_again_the_other_kept(kube):
+    run(kube, make_body())
+    data = kube.obj("Secret", "auth-phoenix-keys")["data"]
+    token = data["PHOENIX_ADMIN_TOKEN"]
+    before = kube.status_patches[-1]["configHash"]
+    del data["PHOENIX_CACHE_SIGNING_KEY"]
+    outcome, _ = run(kube, make_body())
+    data = kube.obj("Secret", "auth-phoenix-keys")["data"]
+    assert data["PHOENIX_ADMIN_TOKEN"] == token
+    assert len(b64decode(data["PHOENIX_CACHE_SIGNING_KEY"])) >= 32
+    assert outcome.status["configHash"] != before  # a new key rolls the pods onto it
+
+
+def test_the_user_s_own_key_secrets_are_used_checked_and_watched(kube):
+    token, key = "t" * 40, "k" * 48
+    put_secret(kube, "admin", {"PHOENIX_ADMIN_TOKEN": token})
+    put_secret(kube, "l2", {"signing": key})
+    spec = spec_with(
+        authService={
+            "adminTokenSecretRef": {"name": "admin"},
+            "cacheSigningKeySecretRef": {"name": "l2", "key": "signing"},
+        }
+    )
+    outcome, events = run(kube, make_body(spec))
+    assert outcome.error is None
+    env = env_refs(kube)
+    assert env["PHOENIX_ADMIN_TOKEN"] == {"secretKeyRef": {"name": "admin", "key": "PHOENIX_ADMIN_TOKEN"}}
+    assert env["PHOENIX_CACHE_SIGNING_KEY"] == {"secretKeyRef": {"name": "l2", "key": "signing"}}
+    assert "Secret" not in [k for (k, _, n) in kube.objects if n == "auth-phoenix-keys"]  # none needed
+    for name in ("admin", "l2"):
+        assert kube.obj("Secret", name)["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    before = outcome.status["configHash"]
+    kube.obj("Secret", "l2")["data"]["signing"] = b64("r" * 48)  # the team rotates its key
+    outcome, more = run(kube, make_body(spec, status=outcome.status))
+    assert outcome.status["configHash"] != before
+    assert not {token, key, "r" * 48} & set(repr([kube.status_patches, events, more]).split("'"))
+
+
+def test_one_own_secret_and_one_generated(kube):
+    put_secret(kube, "admin", {"PHOENIX_ADMIN_TOKEN": "t" * 40})
+    outcome, _ = run(kube, make_body(spec_with(authService={"adminTokenSecretRef": {"name": "admin"}})))
+    assert outcome.error is None
+    assert set(kube.obj("Secret", "auth-phoenix-keys")["data"]) == {"PHOENIX_CACHE_SIGNING_KEY"}
+    env = env_refs(kube)
+    assert env["PHOENIX_ADMIN_TOKEN"]["secretKeyRef"]["name"] == "admin"
+    assert env["PHOENIX_CACHE_SIGNING_KEY"]["secretKeyRef"]["name"] == "auth-phoenix-keys"
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("adminTokenSecretRef", "AdminTokenSecretMissing"),
+        ("cacheSigningKeySecretRef", "CacheSigningKeySecretMissing"),
+    ],
+)
+def test_a_missing_key_secret_is_reported_naming_the_field(kube, field, reason):
+    outcome, _ = run(kube, make_body(spec_with(authService={field: {"name": "mine"}})))
+    assert isinstance(outcome.error, TransientError)
+    ready = cond(outcome, "Ready")
+    assert ready["reason"] == reason
+    assert "Secret demo/mine with key PHOENIX_" in ready["message"]
+    assert f"(spec.authService.{field})" in ready["message"]
+    assert "Deployment" not in kube.kinds()
+
+
+def test_a_key_shorter_than_the_service_accepts_is_reported_without_its_value(kube):
+    put_secret(kube, "admin", {"PHOENIX_ADMIN_TOKEN": "short-token"})
+    outcome, _ = run(kube, make_body(spec_with(authService={"adminTokenSecretRef": {"name": "admin"}})))
+    ready = cond(outcome, "Ready")
+    assert ready["reason"] == "AdminTokenTooShort"
+    assert "holds 11 bytes" in ready["message"] and "at least 32" in ready["message"]
+    assert "short-token" not in repr(kube.status_patches)
+    assert "Deployment" not in kube.kinds()
+
+
+def test_a_keys_secret_the_operator_does_not_own_is_never_overwritten(kube):
+    put_secret(kube, "auth-phoenix-keys", {"PHOENIX_ADMIN_TOKEN": "someone-else-" + "x" * 40})
+    outcome, _ = run(kube, make_body())
+    assert cond(outcome, "Ready")["reason"] == "ChildNameConflict"
+    assert "adminTokenSecretRef" in cond(outcome, "Ready")["message"]
+    assert b64decode(kube.obj("Secret", "auth-phoenix-keys")["data"]["PHOENIX_ADMIN_TOKEN"]).startswith(
+        "someone"
+    )
+
+
+def test_the_admin_service_exists_unless_disabled_and_the_public_one_never_has_the_admin_port(kube):
+    kube.monitoring = True
+    run(kube, make_body())
+    assert [p["name"] for p in kube.obj("Service", "auth")["spec"]["ports"]] == ["http"]
+    assert [p["port"] for p in kube.obj("Service", "auth-admin")["spec"]["ports"]] == [3008]
+    assert kube.obj("ServiceMonitor", "auth")["spec"]["endpoints"][0]["port"] == "admin"
+    spec = spec_with(
+        authService={"adminService": {"enabled": False}}, monitoring={"serviceMonitor": {"enabled": False}}
+    )
+    outcome, _ = run(kube, make_body(spec, generation=2))
+    assert outcome.error is None
+    assert ("Service", "auth-admin") in kube.deleted and ("Service", NS, "auth-admin") not in kube.objects
+    assert ("ServiceMonitor", NS, "auth") not in kube.objects

@@ -129,7 +129,7 @@ def secret_env(name):
 @pytest.mark.parametrize(
     ("env", "text"),
     [
-        ({"name": "PHOENIX_ADMIN_TOKEN", "value": "x" * 40}, "looks like a secret"),
+        ({"name": "APP_API_TOKEN", "value": "x" * 40}, "looks like a secret"),
         ({"name": "PHOENIX_CACHE_SIGNING_KEY", "value": "k" * 40}, "valueFrom.secretKeyRef"),
         ({"name": "db_password", "value": "hunter2"}, "looks like a secret"),
         ({"name": "SMTP_PASS", "value": "hunter2"}, "looks like a secret"),
@@ -154,7 +154,7 @@ def test_extra_env_from_a_secret_and_plain_literals_are_accepted():
         with_(
             authService={
                 "extraEnv": [
-                    secret_env("PHOENIX_ADMIN_TOKEN"),
+                    secret_env("APP_API_TOKEN"),
                     {"name": "PHOENIX_LOG_LEVEL", "value": "DEBUG"},
                     {"name": "BYPASS_CACHE", "value": "1"},  # ends in PASS only inside a word
                     {"name": "EMPTY_TOKEN", "value": ""},  # an empty literal leaks nothing
@@ -165,7 +165,7 @@ def test_extra_env_from_a_secret_and_plain_literals_are_accepted():
     )
     token = spec.auth_service.extra_env[0]
     assert token.value is None and token.secret_ref is not None
-    assert (token.secret_ref.name, token.secret_ref.key) == ("app-secrets", "phoenix_admin_token")
+    assert (token.secret_ref.name, token.secret_ref.key) == ("app-secrets", "app_api_token")
 
 
 def test_extra_env_names_are_unique():
@@ -184,7 +184,11 @@ def test_secret_uses_name_every_referenced_secret_with_its_field():
                 "connectionBudget": 100,
             },
             "redis": {"mode": "external", "external": {"secretRef": {"name": "redis"}}},
-            "authService": {"extraEnv": [{"name": "A", "value": "1"}, secret_env("PHOENIX_ADMIN_TOKEN")]},
+            "authService": {
+                "extraEnv": [{"name": "A", "value": "1"}, secret_env("APP_API_TOKEN")],
+                "adminTokenSecretRef": {"name": "admin"},
+                "cacheSigningKeySecretRef": {"name": "keys", "key": "l2"},
+            },
         }
     )
     uses = {(u.field, u.ref.name, u.ref.key, u.auth_pods) for u in secret_uses(spec)}
@@ -192,6 +196,40 @@ def test_secret_uses_name_every_referenced_secret_with_its_field():
         ("spec.database.secretRef", "db", "DATABASE_URL", True),
         ("spec.database.migrationSecretRef", "db-owner", "DATABASE_URL", False),
         ("spec.redis.external.secretRef", "redis", "REDIS_URL", True),
-        ("spec.authService.extraEnv[1].valueFrom.secretKeyRef", "app-secrets", "phoenix_admin_token", True),
+        ("spec.authService.extraEnv[1].valueFrom.secretKeyRef", "app-secrets", "app_api_token", True),
+        ("spec.authService.adminTokenSecretRef", "admin", "PHOENIX_ADMIN_TOKEN", True),
+        ("spec.authService.cacheSigningKeySecretRef", "keys", "l2", True),
     }
     assert [u.field for u in secret_uses(parse_spec(MIN))] == ["spec.database.secretRef"]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("PHOENIX_ADMIN_TOKEN", "spec.authService.adminTokenSecretRef"),
+        ("PHOENIX_CACHE_SIGNING_KEY", "spec.authService.cacheSigningKeySecretRef"),
+        ("PHOENIX_ADMIN_PORT", "spec.authService.adminPort"),
+    ],
+)
+def test_the_operator_s_keys_are_not_extra_env_and_the_error_names_the_field(name, hint):
+    env = {"name": name, "valueFrom": {"secretKeyRef": {"name": "mine", "key": "k"}}}
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(with_(authService={"extraEnv": [env]}))
+    assert f"{name} is set by the operator" in info.value.message and hint in info.value.message
+
+
+def test_the_admin_port_must_differ_from_the_public_port():
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(with_(authService={"port": 4000, "adminPort": 4000}))
+    assert info.value.field == "spec.authService"
+    assert "adminPort must differ from port (both are 4000)" in info.value.message
+    assert parse_spec(MIN).auth_service.admin_port == 3008
+
+
+def test_no_admin_service_needs_no_service_monitor():
+    no_admin = {"adminService": {"enabled": False}}
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(with_(authService=no_admin))
+    assert "monitoring.serviceMonitor.enabled needs authService.adminService.enabled" in info.value.message
+    spec = parse_spec(with_(authService=no_admin, monitoring={"serviceMonitor": {"enabled": False}}))
+    assert spec.auth_service.admin_service.enabled is False
