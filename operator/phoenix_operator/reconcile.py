@@ -50,6 +50,7 @@ from phoenix_operator.builders.redis import (
     build_redis_network_policy,
     build_redis_secret,
     build_redis_service,
+    redis_url,
 )
 from phoenix_operator.builders.service import build_admin_service, build_service
 from phoenix_operator.builders.service_monitor import build_service_monitor
@@ -446,6 +447,9 @@ class Reconciler:
         self._apply_child(owner, build_redis_secret(owner, password), existing)
         digest = _digest(password)
         redis_dep = self._apply_child(owner, build_redis_deployment(owner, managed, secret_hash=digest))
+        # The auth pods' hash follows the URL they read (user and password): a URL that changes
+        # (e.g. to the ACL user) rolls them onto it.
+        url_digest = _digest(redis_url(owner, password))
         self._apply_child(owner, build_redis_service(owner))
         self._apply_child(owner, build_redis_network_policy(owner))
         # Its readiness as the watch last saw it (fresher than our apply's answer), else the answer.
@@ -459,7 +463,7 @@ class Reconciler:
                 REDIS_READY, False, "RedisStarting", f"managed Redis {owner.redis_name} has no ready pod"
             )
         )
-        return (owner.redis_secret_name, URL_KEY), digest
+        return (owner.redis_secret_name, URL_KEY), url_digest
 
     def _migrations(self, owner: Owner, spec: PhoenixAuthSpec, obs: _Observed) -> None:
         ns = owner.namespace

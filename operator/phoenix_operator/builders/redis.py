@@ -1,9 +1,16 @@
 """Managed Redis: password Secret, Deployment, Service and a NetworkPolicy letting only auth pods in.
 
 The password is generated once (by the reconciler, which keeps an existing one) and only ever
-lives in the Secret: Redis reads `requirepass` from stdin config, so it is not in the pod spec
-or in the process arguments. Redis here is a cache (no persistence, eviction on), so an
-emptyDir is enough and a restart loses only warm entries — PostgreSQL stays the truth.
+lives in the Secret: Redis reads its config from stdin, so it is not in the pod spec or in the
+process arguments. Redis here is a cache (no persistence, eviction on), so an emptyDir is enough
+and a restart loses only warm entries — PostgreSQL stays the truth.
+
+Who may do what (finding 3 of the security review): the `default` user is off, and the auth pods
+connect as the ACL user `phoenix-auth`, limited to Phoenix's keys (`phoenix:*`) and the commands
+the service uses — the rule of docs/auth-service.md, which the auth service publishes as
+`redislink.acl_rule()` (a unit test holds this copy equal to it; the operator's image does not
+carry the auth service). A stolen REDIS_URL then cannot FLUSHALL, CONFIG SET, read other keys,
+or run arbitrary Lua; the L2 values it can reach are signed (PHOENIX_CACHE_SIGNING_KEY).
 """
 
 from __future__ import annotations
@@ -27,11 +34,17 @@ REDIS_PORT = 6379
 PASSWORD_KEY = "password"  # noqa: S105 - a key name, not a password
 URL_KEY = "REDIS_URL"
 REDIS_UID = 999  # the official image's redis user
+ACL_USER = "phoenix-auth"
+# The auth service's ACL rule (phoenix_auth.redislink.acl_rule(), docs/auth-service.md "ACL").
+SERVICE_ACL_RULE = (
+    "resetkeys ~phoenix:* resetchannels -@all +ping +client|setname +select +get +set +unlink +scan "
+    "+evalsha +script|load +incr +incrby +decrby +expire +pttl +del +hget +hset +hdel +hlen +hgetall"
+)
 
 
 def redis_url(owner: Owner, password: str) -> str:
     host = f"{owner.redis_name}.{owner.namespace}.svc"
-    return f"redis://:{password}@{host}:{REDIS_PORT}/0"
+    return f"redis://{ACL_USER}:{password}@{host}:{REDIS_PORT}/0"
 
 
 def build_redis_secret(owner: Owner, password: str) -> dict[str, Any]:
@@ -49,10 +62,19 @@ def build_redis_secret(owner: Owner, password: str) -> dict[str, Any]:
     }
 
 
+def redis_config_lines() -> str:
+    """The ACL part of the config redis-server reads on stdin (printf format, `%s` = password):
+    `default` off with no password and no rights, `phoenix-auth` with the service's rule."""
+    return (
+        "user default off resetpass resetkeys resetchannels -@all\\n"
+        f"user {ACL_USER} on >%s {SERVICE_ACL_RULE}\\n"
+    )
+
+
 def redis_command(managed: ManagedRedis) -> list[str]:
     """Start redis-server with config from stdin so the password never appears in argv."""
     script = (
-        'printf "requirepass %s\\n" "$REDIS_PASSWORD" | exec redis-server - '
+        f'printf "{redis_config_lines()}" "$REDIS_PASSWORD" | exec redis-server - '
         f"--port {REDIS_PORT} --maxmemory {managed.max_memory} --maxmemory-policy {managed.eviction_policy} "
         '--save "" --appendonly no --protected-mode yes --dir /data'
     )

@@ -203,14 +203,19 @@ def test_redis_objects(owner):
     secret = build_redis_secret(owner, "pw-123")
     assert base64.b64decode(secret["data"]["password"]).decode() == "pw-123"
     assert (
-        base64.b64decode(secret["data"]["REDIS_URL"]).decode() == "redis://:pw-123@auth-redis.demo.svc:6379/0"
+        base64.b64decode(secret["data"]["REDIS_URL"]).decode()
+        == "redis://phoenix-auth:pw-123@auth-redis.demo.svc:6379/0"
     )
     dep = build_redis_deployment(owner, spec.redis.managed_or_default, secret_hash="h1")
     pod = dep["spec"]["template"]["spec"]
     assert_restricted(pod)
     script = pod["containers"][0]["command"][-1]
     assert "--maxmemory 64mb" in script and "--maxmemory-policy volatile-lru" in script
-    assert "requirepass" in script and "pw-123" not in repr(dep)  # password only via the Secret
+    assert "pw-123" not in repr(dep)  # password only via the Secret
+    # default user off; the auth pods' user limited to phoenix:* and the service's commands
+    assert "user default off resetpass resetkeys resetchannels -@all" in script
+    assert "user phoenix-auth on >%s resetkeys ~phoenix:* resetchannels -@all +ping" in script
+    assert "requirepass" not in script and "+@all" not in script and "allkeys" not in script
     assert pod["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"] == {
         "name": "auth-redis-auth",
         "key": "password",

@@ -387,7 +387,7 @@ def test_a_missing_extra_env_secret_is_reported_naming_the_field(kube):
 
 def test_specs_without_secret_env_keep_their_config_hash(kube):
     """The hash of a spec without extraEnv Secrets has no entry for them (adding the feature did
-    not roll pods); it is ConfigMap data, DB URL digest, Redis digest, DB ref, then the digests of
+    not roll pods); it is ConfigMap data, DB URL digest, Redis URL digest, DB ref, then the digests of
     the admin token and the L2 signing key (their env is new in the pod template, so this release
     rolls the pods once anyway)."""
     from phoenix_operator.builders.common import stable_hash
@@ -401,7 +401,8 @@ def test_specs_without_secret_env_keep_their_config_hash(kube):
         [env, "auth-phoenix-keys", _digest(b64decode(keys[env]))]
         for env in ("PHOENIX_ADMIN_TOKEN", "PHOENIX_CACHE_SIGNING_KEY")
     ]
-    old = stable_hash(data, _digest(DB_URL), _digest(redis_pw), "db", "DATABASE_URL", key_digests)
+    redis_url = f"redis://phoenix-auth:{redis_pw}@auth-redis.demo.svc:6379/0"
+    old = stable_hash(data, _digest(DB_URL), _digest(redis_url), "db", "DATABASE_URL", key_digests)
     assert outcome.status["configHash"] == old
 
 
@@ -583,3 +584,29 @@ def test_the_admin_service_exists_unless_disabled_and_the_public_one_never_has_t
     assert outcome.error is None
     assert ("Service", "auth-admin") in kube.deleted and ("Service", NS, "auth-admin") not in kube.objects
     assert ("ServiceMonitor", NS, "auth") not in kube.objects
+
+
+def test_an_upgraded_managed_redis_keeps_its_password_and_the_pods_move_to_the_acl_user(kube):
+    """A Secret written by the previous operator (`redis://:<pw>@…`, the default user) keeps its
+    password; its URL now names the ACL user, and the auth pods' hash follows the URL (they roll)."""
+    from phoenix_operator.builders.common import owner_reference
+    from phoenix_operator.builders.redis import build_redis_secret
+
+    run(kube, make_body())
+    owner = kube.obj("Secret", "auth-redis-auth")["metadata"]["ownerReferences"]
+    assert owner == [owner_reference(owner_of(make_body()))]
+    old = build_redis_secret(owner_of(make_body()), "old-password-kept")
+    old["data"]["REDIS_URL"] = b64("redis://:old-password-kept@auth-redis.demo.svc:6379/0")
+    kube.put(old)
+    before = kube.status_patches[-1]["configHash"]
+    outcome, _ = run(kube, make_body())
+    data = kube.obj("Secret", "auth-redis-auth")["data"]
+    assert b64decode(data["password"]) == "old-password-kept"
+    assert b64decode(data["REDIS_URL"]) == "redis://phoenix-auth:old-password-kept@auth-redis.demo.svc:6379/0"
+    assert outcome.status["configHash"] != before
+
+
+def owner_of(body: dict):
+    from phoenix_operator.builders.common import Owner
+
+    return Owner.from_body(body)
