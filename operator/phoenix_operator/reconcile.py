@@ -91,6 +91,7 @@ MISSING_SECRET_REASON = {
     "spec.database.secretRef": "DatabaseSecretMissing",
     "spec.database.migrationSecretRef": "MigrationSecretMissing",
     "spec.redis.external.secretRef": "RedisSecretMissing",
+    "spec.redis.external.caSecretRef": "RedisCASecretMissing",
     "spec.authService.adminTokenSecretRef": "AdminTokenSecretMissing",
     "spec.authService.cacheSigningKeySecretRef": "CacheSigningKeySecretMissing",
 }
@@ -431,10 +432,32 @@ class Reconciler:
                     reason="RedisSecretMissing",
                     delay=30.0,
                 )
+            digest = _digest(url)
+            if (ca_ref := spec.redis.external.ca_secret_ref) is not None:
+                use = SecretUse("spec.redis.external.caSecretRef", ca_ref, True)
+                ca = self._secret_value(ns, use)
+                problem: TransientError | None = None
+                if ca is None:
+                    problem = _missing(ns, use)
+                elif not url.startswith("rediss://"):
+                    # The service refuses a CA file without TLS; say so here, not in a crash loop.
+                    problem = TransientError(
+                        f"spec.redis.external.caSecretRef is set but the URL in Secret {ns}/{ref.name} "
+                        f"(key {ref.key}) does not start with rediss:// (TLS): use rediss://, or remove "
+                        "caSecretRef",
+                        reason="RedisURLNotTLS",
+                        delay=30.0,
+                    )
+                if problem is not None:
+                    obs.redis_ready = Condition(REDIS_READY, False, problem.reason, problem.message)
+                    raise problem
+                assert ca is not None
+                digest = stable_hash(digest, _digest(ca))
+            tls = " (TLS)" if url.startswith("rediss://") else ""
             obs.redis_ready = Condition(
-                REDIS_READY, True, "ExternalRedis", f"using Secret {ref.name}/{ref.key}"
+                REDIS_READY, True, "ExternalRedis", f"using Secret {ref.name}/{ref.key}{tls}"
             )
-            return (ref.name, ref.key), _digest(url)
+            return (ref.name, ref.key), digest
 
         managed = spec.redis.managed_or_default
         existing = self._read("v1", "Secret", ns, owner.redis_secret_name)

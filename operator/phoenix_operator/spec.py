@@ -44,6 +44,7 @@ RESERVED_ENV = frozenset(
         "PHOENIX_ADMIN_TOKEN",
         "PHOENIX_CACHE_SIGNING_KEY",
         "PHOENIX_ADMIN_PORT",
+        "PHOENIX_REDIS_CA_FILE",
     }
 )
 
@@ -52,6 +53,7 @@ RESERVED_ENV_HINT = {
     "PHOENIX_ADMIN_TOKEN": "name your Secret in spec.authService.adminTokenSecretRef",
     "PHOENIX_CACHE_SIGNING_KEY": "name your Secret in spec.authService.cacheSigningKeySecretRef",
     "PHOENIX_ADMIN_PORT": "set spec.authService.adminPort",
+    "PHOENIX_REDIS_CA_FILE": "name the CA's Secret in spec.redis.external.caSecretRef",
 }
 
 
@@ -286,8 +288,15 @@ class ManagedRedis(_Model):
     resources: Resources = Field(default_factory=_redis_resources)
 
 
+class RedisCASecretKeyRef(SecretKeySelector):
+    key: str = Field(default="ca.crt", min_length=1, max_length=253, pattern=SECRET_KEY_RE)
+
+
 class ExternalRedis(_Model):
     secret_ref: RedisSecretKeyRef
+    # The CA bundle (PEM) that signs the server's certificate of a rediss:// URL, mounted into the
+    # auth pods as PHOENIX_REDIS_CA_FILE; unset, a rediss:// server is checked against the image's CAs.
+    ca_secret_ref: RedisCASecretKeyRef | None = None
 
 
 class Redis(_Model):
@@ -421,6 +430,8 @@ def secret_uses(spec: PhoenixAuthSpec) -> list[SecretUse]:
         uses.append(SecretUse("spec.database.migrationSecretRef", db.migration_secret_ref, False))
     if spec.redis.external is not None:
         uses.append(SecretUse("spec.redis.external.secretRef", spec.redis.external.secret_ref, True))
+        if (ca := spec.redis.external.ca_secret_ref) is not None:
+            uses.append(SecretUse("spec.redis.external.caSecretRef", ca, True))
     svc = spec.auth_service
     if svc.admin_token_secret_ref is not None:
         uses.append(SecretUse("spec.authService.adminTokenSecretRef", svc.admin_token_secret_ref, True))

@@ -16,6 +16,10 @@ from phoenix_operator.pool_sizing import PoolSize
 from phoenix_operator.spec import PhoenixAuthSpec
 
 
+REDIS_CA_DIR = "/etc/phoenix/redis-ca"
+REDIS_CA_FILE = f"{REDIS_CA_DIR}/ca.crt"
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
@@ -23,7 +27,7 @@ def _flag(value: bool) -> str:
 def auth_env(spec: PhoenixAuthSpec, pool: PoolSize) -> dict[str, str]:
     """PHOENIX_* env of the auth service, named as its settings read them."""
     svc = spec.auth_service
-    return {
+    env = {
         "PHOENIX_HOST": "0.0.0.0",  # noqa: S104 - a pod must listen on its pod IP
         "PHOENIX_PORT": str(svc.port),
         "PHOENIX_ADMIN_PORT": str(svc.admin_port),
@@ -37,6 +41,9 @@ def auth_env(spec: PhoenixAuthSpec, pool: PoolSize) -> dict[str, str]:
         "PHOENIX_ENABLE_MONITORING": _flag(spec.monitoring.enabled),
         "PHOENIX_TRUSTED_PROXIES": ",".join(svc.trusted_proxies),
     }
+    if spec.redis.external is not None and spec.redis.external.ca_secret_ref is not None:
+        env["PHOENIX_REDIS_CA_FILE"] = REDIS_CA_FILE
+    return env
 
 
 def build_configmap(owner: Owner, spec: PhoenixAuthSpec, pool: PoolSize) -> dict[str, Any]:

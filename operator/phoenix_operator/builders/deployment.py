@@ -13,7 +13,7 @@ from phoenix_operator.builders.common import (
     pod_security_context,
     selector,
 )
-from phoenix_operator.builders.configmap import auth_env
+from phoenix_operator.builders.configmap import REDIS_CA_DIR, auth_env
 from phoenix_operator.builders.keys import key_env_refs
 from phoenix_operator.pool_sizing import PoolSize
 from phoenix_operator.spec import PhoenixAuthSpec
@@ -94,6 +94,12 @@ def build_deployment(
             "preStop": {"exec": {"command": ["phoenix-auth", "drain", "--seconds", str(PRE_STOP_SECONDS)]}}
         },
     }
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]
+    ca = spec.redis.external.ca_secret_ref if spec.redis.external is not None else None
+    if ca is not None:  # the CA of a rediss:// server: a read-only file, PHOENIX_REDIS_CA_FILE
+        items = [{"key": ca.key, "path": "ca.crt"}]
+        volumes.append({"name": "redis-ca", "secret": {"secretName": ca.name, "items": items}})
+        container["volumeMounts"].append({"name": "redis-ca", "mountPath": REDIS_CA_DIR, "readOnly": True})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -119,7 +125,7 @@ def build_deployment(
                     "securityContext": pod_security_context(),
                     "terminationGracePeriodSeconds": 30,
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}],
+                    "volumes": volumes,
                 },
             },
         },

@@ -610,3 +610,59 @@ def owner_of(body: dict):
     from phoenix_operator.builders.common import Owner
 
     return Owner.from_body(body)
+
+
+CA_PEM = "-----BEGIN CERTIFICATE-----\nplanted-ca-body\n-----END CERTIFICATE-----\n"
+
+
+def external_tls_spec() -> dict:
+    external = {"secretRef": {"name": "ext"}, "caSecretRef": {"name": "redis-ca"}}
+    return spec_with(redis={"mode": "external", "external": external})
+
+
+def test_external_rediss_with_its_ca_mounted_for_the_service(kube):
+    put_secret(kube, "ext", {"REDIS_URL": "rediss://phoenix-auth:pw@redis.example:6380/0"})
+    outcome, _ = run(kube, make_body(external_tls_spec()))
+    assert cond(outcome, "RedisReady")["reason"] == "RedisCASecretMissing"
+    assert (
+        "Secret demo/redis-ca with key ca.crt not found (spec.redis.external.caSecretRef)"
+        in (cond(outcome, "Ready")["message"])
+    )
+    assert "Deployment" not in kube.kinds()
+    put_secret(kube, "redis-ca", {"ca.crt": CA_PEM})
+    outcome, events = run(kube, make_body(external_tls_spec(), status=outcome.status))
+    assert outcome.error is None
+    assert cond(outcome, "RedisReady")["message"] == "using Secret ext/REDIS_URL (TLS)"
+    pod = kube.obj("Deployment", "auth")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "PHOENIX_REDIS_CA_FILE", "value": "/etc/phoenix/redis-ca/ca.crt"} in container["env"]
+    assert {"name": "redis-ca", "mountPath": "/etc/phoenix/redis-ca", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {
+        "name": "redis-ca",
+        "secret": {"secretName": "redis-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]},
+    } in pod["volumes"]
+    assert (
+        kube.obj("ConfigMap", "auth-config")["data"]["PHOENIX_REDIS_CA_FILE"]
+        == "/etc/phoenix/redis-ca/ca.crt"
+    )
+    assert kube.obj("Secret", "redis-ca")["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    before = outcome.status["configHash"]
+    kube.obj("Secret", "redis-ca")["data"]["ca.crt"] = b64(CA_PEM.replace("planted", "renewed"))
+    outcome, more = run(kube, make_body(external_tls_spec(), status=outcome.status))
+    assert outcome.status["configHash"] != before  # a renewed CA rolls the pods
+    assert "planted-ca-body" not in repr(
+        [kube.obj("ConfigMap", "auth-config"), kube.status_patches, events, more]
+    )
+
+
+def test_a_ca_for_a_plain_redis_url_is_reported_not_crash_looped(kube):
+    put_secret(kube, "ext", {"REDIS_URL": "redis://phoenix-auth:pw@redis.example:6379/0"})
+    put_secret(kube, "redis-ca", {"ca.crt": CA_PEM})
+    outcome, _ = run(kube, make_body(external_tls_spec()))
+    redis = cond(outcome, "RedisReady")
+    assert redis["status"] == "False" and redis["reason"] == "RedisURLNotTLS"
+    assert "does not start with rediss://" in redis["message"] and "pw" not in redis["message"]
+    assert cond(outcome, "Ready")["reason"] == "RedisURLNotTLS"
+    assert "Deployment" not in kube.kinds()
