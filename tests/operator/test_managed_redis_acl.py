@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -48,6 +49,7 @@ def managed_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]
         env={**os.environ, "REDIS_PASSWORD": PASSWORD},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # redis-server runs in a pipeline's subshell: end the whole group
     )
     deadline = time.monotonic() + 10
     while True:
@@ -63,7 +65,7 @@ def managed_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]
     try:
         yield port, proc
     finally:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
