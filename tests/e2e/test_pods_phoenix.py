@@ -2,13 +2,16 @@
 image, a PhoenixAuth whose migration Job, managed Redis and auth pods really run on the real node,
 PostgreSQL on the host, and the seed's login through the auth Service.
 
-Then what only real pods can show: a pod deleted under load, a rolling update under load, the
-operator pod killed, a database password rotated. The tests of this module share one stack and run
-in file order (each leaves the stack Ready for the next).
+Then what only real pods can show: /metrics and the admin API on the admin Service only, the signed
+Redis (L2) cache on in every pod (the operator's signing key) and the managed Redis's ACL user, a pod
+deleted under load, a rolling update under load, the operator pod killed, a database password
+rotated. The tests of this module share one stack and run in file order (each leaves the stack Ready
+for the next).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -119,6 +122,115 @@ def test_seed_curl_through_the_auth_service(stack: dict[str, Any]) -> None:
     assert "performance" in body
     health = httpx.get(f"{stack['base']}/api/phoenix/health", timeout=5).json()
     assert health["database"]["healthy"] is True
+
+
+def _admin_base(cp: ControlPlane, ns: str) -> str:
+    svc = cp.get("service", f"{NAME}-admin", ns)
+    return f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+
+
+def _pod_metrics(cp: ControlPlane, ns: str) -> dict[str, str]:
+    """Each Ready auth pod's /metrics, read on its admin port (the container port named admin)."""
+    out = {}
+    for pod in ready_pods(cp, ns, AUTH_SELECTOR):
+        port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "admin")
+        response = httpx.get(f"http://{pod['status']['podIP']}:{port}/metrics", timeout=5)
+        assert response.status_code == 200, response.text
+        out[pod["metadata"]["name"]] = response.text
+    return out
+
+
+def _sample_sum(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def test_metrics_are_on_the_admin_service_and_not_on_the_public_one(stack: dict[str, Any]) -> None:
+    """Finding 13 (operator part): /metrics and the admin API answer on the admin port only; the
+    operator exposes it on `<name>-admin`, never on the Service users reach, and Prometheus (the
+    ServiceMonitor, the prometheus.io annotations) scrapes it there."""
+    cp, ns, base = stack["cp"], stack["ns"], stack["base"]
+    admin = _admin_base(cp, ns)
+    public = httpx.get(f"{base}/metrics", timeout=5)
+    assert public.status_code == 404, public.text
+    scraped = httpx.get(f"{admin}/metrics", timeout=5)
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    assert _sample_sum(scraped.text, "phoenix_http_request_duration_seconds_count") > 0
+    template = cp.get("deployment", NAME, ns)["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == admin.rsplit(":", 1)[1]
+    # The admin API: the operator's generated token works on the admin Service only.
+    keys = cp.get("secret", f"{NAME}-phoenix-keys", ns)["data"]
+    token = base64.b64decode(keys["PHOENIX_ADMIN_TOKEN"]).decode()
+    path = "/api/auth/admin/users/00000000-0000-0000-0000-000000000000/revoke-sessions"
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.post(f"{base}{path}", headers=auth, timeout=5).json()["error"] == "NOT_FOUND"
+    wrong = httpx.post(f"{admin}{path}", headers={"Authorization": "Bearer " + "x" * 40}, timeout=5)
+    assert wrong.status_code == 401, wrong.text
+    right = httpx.post(f"{admin}{path}", headers=auth, timeout=5)
+    assert right.status_code == 404 and right.json()["error"] == "USER_NOT_FOUND", right.text
+
+
+def test_the_redis_l2_cache_is_on_and_serves_sessions_across_pods(stack: dict[str, Any]) -> None:
+    """Finding 3 (operator part): every auth pod has the operator's signing key, so the signed L2
+    cache is on (before, no pod had PHOENIX_CACHE_SIGNING_KEY and L2 was off everywhere); sessions
+    created on one pod are then found in Redis by the others."""
+    cp, ns, base = stack["cp"], stack["ns"], stack["base"]
+    for pod in ready_pods(cp, ns, AUTH_SELECTOR):
+        port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+        out = httpx.get(f"http://{pod['status']['podIP']}:{port}/api/phoenix/health", timeout=5).text
+        stats = json.loads(out)["cache"]["stats"]
+        assert stats["l2Enabled"] is True and stats["l2DisabledReason"] is None, stats
+        assert stats["redis"] == {"configured": True, "healthy": True}, stats
+    before = sum(
+        _sample_sum(t, "phoenix_cache_requests_total", layer="l2", result="hit")
+        for t in _pod_metrics(cp, ns).values()
+    )
+    tokens = _sessions(base, 6)
+    with httpx.Client(timeout=5) as client:  # new connections: kube-proxy spreads them over the pods
+        for _ in range(10):
+            for token in tokens:
+                r = client.get(
+                    f"{base}/api/auth/session",
+                    headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+                )
+                assert r.status_code == 200, r.text
+    after = _pod_metrics(cp, ns)
+    hits = sum(
+        _sample_sum(t, "phoenix_cache_requests_total", layer="l2", result="hit") for t in after.values()
+    )
+    rejected = sum(_sample_sum(t, "phoenix_cache_l2_rejected_total") for t in after.values())
+    print(f"\n[pods] L2 hits across {len(after)} pods: {before:.0f} -> {hits:.0f}; rejected {rejected:.0f}")
+    assert hits > before
+    assert rejected == 0
+
+
+def test_managed_redis_lets_only_the_acl_user_in_and_only_to_phoenix_keys(stack: dict[str, Any]) -> None:
+    """Finding 3 (operator part): the managed Redis's default user is off and the auth pods' user
+    `phoenix-auth` may touch `phoenix:*` with the service's commands only (it does: the L2 entries
+    of the test above are there)."""
+    cp, ns = stack["cp"], stack["ns"]
+    pod = ready_pods(cp, ns, f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=redis")[0]
+
+    def cli(*args: str, user: bool = True) -> str:
+        # The password stays in the pod: REDIS_PASSWORD (from the Secret) → REDISCLI_AUTH.
+        auth = 'REDISCLI_AUTH="$REDIS_PASSWORD" ' if user else ""
+        command = (
+            auth + "redis-cli --no-auth-warning " + ("--user phoenix-auth " if user else "") + " ".join(args)
+        )
+        out = cp.kubectl("exec", "-n", ns, pod["metadata"]["name"], "--", "sh", "-c", command)
+        return out.stdout + out.stderr
+
+    assert "NOAUTH" in cli("GET", "phoenix:x", user=False)
+    keys = cli("--scan", "--pattern", "'phoenix:c:*'").split()
+    assert keys, "no L2 entries in Redis"
+    for refused in ("FLUSHALL", "CONFIG GET maxmemory", "GET other:key", "KEYS '*'", "EVAL 'return 1' 0"):
+        assert "NOPERM" in cli(refused), refused
 
 
 def test_auth_pod_logs_show_the_summary_line(stack: dict[str, Any]) -> None:
