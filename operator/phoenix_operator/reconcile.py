@@ -52,7 +52,7 @@ from phoenix_operator.builders.redis import (
     build_redis_service,
     redis_url,
 )
-from phoenix_operator.builders.service import build_admin_service, build_service
+from phoenix_operator.builders.service import build_admin_service, build_auth_network_policy, build_service
 from phoenix_operator.builders.service_monitor import build_service_monitor
 from phoenix_operator.cache import ChildCache, Key, content_digest
 from phoenix_operator.errors import (
@@ -295,7 +295,18 @@ class Reconciler:
         self.cache.remember_apply(key, applied, digest)
         return applied
 
-    def _delete_owned(self, owner: Owner, api_version: str, kind: str, name: str) -> None:
+    def _delete_owned(
+        self, owner: Owner, api_version: str, kind: str, name: str, *, watched: bool = False
+    ) -> None:
+        """Delete a child we own if it exists. `watched`: a kind the drift watch feeds into the
+        cache; once the cache holds any object of that kind here, the watch has listed them, so a
+        miss means absent and costs no GET (an optional child left off is the common case)."""
+        if (
+            watched
+            and self.cache.get(api_version, kind, owner.namespace, name) is None
+            and next(iter(self.cache.items(api_version, kind, owner.namespace)), None) is not None
+        ):
+            return
         current = self._read(api_version, kind, owner.namespace, name)
         if current is not None and _owned_by(current, owner):
             self.kube.delete(api_version, kind, owner.namespace, name)
@@ -360,7 +371,11 @@ class Reconciler:
         if spec.auth_service.admin_service.enabled:
             self._apply_child(owner, build_admin_service(owner, spec))
         else:
-            self._delete_owned(owner, "v1", "Service", owner.admin_service_name)
+            self._delete_owned(owner, "v1", "Service", owner.admin_service_name, watched=True)
+        if spec.auth_service.network_policy.enabled:
+            self._apply_child(owner, build_auth_network_policy(owner, spec))
+        else:
+            self._delete_owned(owner, "networking.k8s.io/v1", "NetworkPolicy", owner.auth_name, watched=True)
         self._apply_child(owner, build_pdb(owner))
         self._apply_child(owner, build_hpa(owner, spec))
 

@@ -184,6 +184,44 @@ class AdminService(_Model):
     enabled: bool = True
 
 
+LABEL_VALUE_RE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+
+class MatchLabels(_Model):
+    match_labels: dict[str, str] = Field(default_factory=dict, max_length=16)
+
+    @field_validator("match_labels")
+    @classmethod
+    def _values(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, label in value.items():
+            if not key or len(key) > 317 or len(label) > 63 or not re.match(LABEL_VALUE_RE, label):
+                raise ValueError(f"{key}={label!r} is not a valid label selector entry")
+        return value
+
+
+class NetworkPeer(_Model):
+    """Who may reach the admin port: pods matching podSelector in namespaces matching
+    namespaceSelector (Kubernetes' NetworkPolicyPeer, label matches only)."""
+
+    namespace_selector: MatchLabels | None = None
+    pod_selector: MatchLabels | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> NetworkPeer:
+        if self.namespace_selector is None and self.pod_selector is None:
+            raise ValueError("set namespaceSelector, podSelector or both")
+        return self
+
+
+class AuthNetworkPolicy(_Model):
+    """An opt-in NetworkPolicy on the auth pods: the public port open, the admin port only to
+    `adminFrom` (none listed: no pod). Off by default: it needs a CNI that enforces policies, and
+    who must reach the public port is the team's to say."""
+
+    enabled: bool = False
+    admin_from: tuple[NetworkPeer, ...] = Field(default=(), max_length=16)
+
+
 class AuthService(_Model):
     image: str = Field(default=DEFAULT_AUTH_IMAGE, min_length=1, max_length=512, pattern=r"^\S+$")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
@@ -195,6 +233,7 @@ class AuthService(_Model):
     # PHOENIX_ADMIN_PORT: the admin API and /metrics, never on the public Service.
     admin_port: int = Field(default=3008, ge=1024, le=65535)
     admin_service: AdminService = Field(default_factory=AdminService)
+    network_policy: AuthNetworkPolicy = Field(default_factory=AuthNetworkPolicy)
     extra_env: tuple[EnvVar, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     # Your own Secrets for PHOENIX_ADMIN_TOKEN / PHOENIX_CACHE_SIGNING_KEY (>= 32 bytes each); unset,

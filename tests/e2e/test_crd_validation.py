@@ -170,6 +170,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], list[str]]] = [
         spec_with("spec.authService.adminService", {"enabled": False}),
         ["spec.monitoring.serviceMonitor.enabled needs spec.authService.adminService.enabled"],
     ),
+    (
+        "network-policy-peer-without-selector",
+        spec_with("spec.authService.networkPolicy", {"enabled": True, "adminFrom": [{}]}),
+        ["spec.authService.networkPolicy.adminFrom", "set namespaceSelector, podSelector or both"],
+    ),
     ("cache-ttl-zero", spec_with("spec.cache.ttlSeconds", 0), ["spec.cache.ttlSeconds"]),
     (
         "hit-ratio-above-one",

@@ -15,7 +15,6 @@ from phoenix_operator.builders.common import Owner, metadata
 from phoenix_operator.pool_sizing import PoolSize
 from phoenix_operator.spec import PhoenixAuthSpec
 
-
 REDIS_CA_DIR = "/etc/phoenix/redis-ca"
 REDIS_CA_FILE = f"{REDIS_CA_DIR}/ca.crt"
 

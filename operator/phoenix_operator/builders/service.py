@@ -49,3 +49,31 @@ def build_admin_service(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
             ],
         },
     }
+
+
+def build_auth_network_policy(owner: Owner, spec: PhoenixAuthSpec) -> dict[str, Any]:
+    """Ingress to the auth pods: the public port from anywhere, the admin port (admin API,
+    /metrics, health JSON) only from `networkPolicy.adminFrom`. An empty list leaves that rule
+    out (a rule without `from` would admit every source)."""
+    svc = spec.auth_service
+    ingress: list[dict[str, Any]] = [{"ports": [{"protocol": "TCP", "port": svc.port}]}]
+    peers = []
+    for peer in svc.network_policy.admin_from:
+        entry: dict[str, Any] = {}
+        if peer.namespace_selector is not None:
+            entry["namespaceSelector"] = {"matchLabels": dict(peer.namespace_selector.match_labels)}
+        if peer.pod_selector is not None:
+            entry["podSelector"] = {"matchLabels": dict(peer.pod_selector.match_labels)}
+        peers.append(entry)
+    if peers:
+        ingress.append({"ports": [{"protocol": "TCP", "port": svc.admin_port}], "from": peers})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(owner, owner.auth_name, "auth"),
+        "spec": {
+            "podSelector": {"matchLabels": selector(owner, "auth")},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    }

@@ -401,3 +401,23 @@ def test_auth_pods_get_the_admin_token_and_signing_key_from_a_secret_never_as_va
     assert secret["metadata"]["labels"][LABEL_WATCHED_SECRET] == "true"
     assert secret["metadata"]["ownerReferences"] == [owner_reference(owner)]
     assert base64.b64decode(secret["data"]["PHOENIX_ADMIN_TOKEN"]).decode() == "v" * 64
+
+
+def test_the_opt_in_network_policy_keeps_the_admin_port_to_the_listed_peers(owner):
+    from phoenix_operator.builders.service import build_auth_network_policy
+
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    spec = spec_of(authService={"networkPolicy": {"enabled": True, "adminFrom": [prometheus]}})
+    np = build_auth_network_policy(owner, spec)
+    assert np["metadata"]["name"] == "auth" and np["metadata"]["ownerReferences"] == [owner_reference(owner)]
+    assert np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "auth"
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    public, admin = np["spec"]["ingress"]
+    assert public == {"ports": [{"protocol": "TCP", "port": 3007}]}  # no `from`: every source
+    assert admin == {"ports": [{"protocol": "TCP", "port": 3008}], "from": [prometheus]}
+    # nobody listed: no rule for the admin port at all (a rule without `from` admits every source)
+    closed = build_auth_network_policy(owner, spec_of(authService={"networkPolicy": {"enabled": True}}))
+    assert closed["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 3007}]}]

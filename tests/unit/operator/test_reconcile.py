@@ -666,3 +666,17 @@ def test_a_ca_for_a_plain_redis_url_is_reported_not_crash_looped(kube):
     assert "does not start with rediss://" in redis["message"] and "pw" not in redis["message"]
     assert cond(outcome, "Ready")["reason"] == "RedisURLNotTLS"
     assert "Deployment" not in kube.kinds()
+
+
+def test_the_auth_network_policy_is_made_only_when_asked_and_removed_after(kube):
+    run(kube, make_body())
+    assert ("NetworkPolicy", NS, "auth") not in kube.objects  # off by default
+    peer = {"podSelector": {"matchLabels": {"app": "prometheus"}}}
+    on = spec_with(authService={"networkPolicy": {"enabled": True, "adminFrom": [peer]}})
+    outcome, _ = run(kube, make_body(on, generation=2))
+    assert outcome.error is None
+    rules = kube.obj("NetworkPolicy", "auth")["spec"]["ingress"]
+    assert rules[1]["from"] == [peer] and rules[1]["ports"][0]["port"] == 3008
+    run(kube, make_body(generation=3))
+    assert ("NetworkPolicy", NS, "auth") not in kube.objects
+    assert ("NetworkPolicy", NS, "auth-redis") in kube.objects  # Redis's own policy stays

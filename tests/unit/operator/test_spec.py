@@ -233,3 +233,11 @@ def test_no_admin_service_needs_no_service_monitor():
     assert "monitoring.serviceMonitor.enabled needs authService.adminService.enabled" in info.value.message
     spec = parse_spec(with_(authService=no_admin, monitoring={"serviceMonitor": {"enabled": False}}))
     assert spec.auth_service.admin_service.enabled is False
+
+
+def test_a_network_policy_peer_needs_a_selector():
+    with pytest.raises(SpecInvalid) as info:
+        parse_spec(with_(authService={"networkPolicy": {"enabled": True, "adminFrom": [{}]}}))
+    assert info.value.field == "spec.authService.networkPolicy.adminFrom[0]"
+    assert "set namespaceSelector, podSelector or both" in info.value.message
+    assert parse_spec(MIN).auth_service.network_policy.enabled is False  # opt-in
