@@ -128,7 +128,8 @@ def test_operator_image_has_kopf_and_not_the_service_stack_or_tooling(run_in) ->
 
 
 def test_redis_image_runs_redis_server_with_the_config_on_stdin(run_in) -> None:
-    # As the operator's managed Redis starts it: config (with the password) on stdin, never in argv.
+    # Config (with a password) on stdin, never in argv, as the operator's managed Redis reads its ACL
+    # users (tests/operator/test_managed_redis_acl.py runs that exact command).
     out = run_in["redis"](
         "printf 'requirepass s3cret\\n' | redis-server - --port 6399 --save '' --appendonly no --dir /data "
         "--daemonize yes --logfile /data/redis.log && sleep 0.5 "

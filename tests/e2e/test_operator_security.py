@@ -263,3 +263,55 @@ def test_the_user_s_own_admin_token_secret_is_used_and_a_missing_one_is_named(
     generated = cp.get("secret", "phoenix-phoenix-keys", ns)["data"]
     assert set(generated) == {"PHOENIX_CACHE_SIGNING_KEY"}
     assert TOKEN not in json.dumps([cp.get(k, namespace=ns) for k in ("configmaps", "events", "pxa")])
+
+
+def test_the_opt_in_network_policy_keeps_the_admin_port_to_prometheus(
+    control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
+) -> None:
+    """Finding 13 (operator part): with networkPolicy on, a NetworkPolicy admits the public port from
+    anywhere and the admin port from the listed peers only; turned off, it is gone."""
+    cp, ns = control_plane, namespace
+    cp.apply(secret("db", {"DATABASE_URL": "postgresql://phoenix:pw@db.example:5432/phoenix"}), namespace=ns)
+    prometheus = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }
+    on = {"networkPolicy": {"enabled": True, "adminFrom": [prometheus]}}
+    cp.apply(phoenixauth("phoenix", authService=on), namespace=ns)
+    wait_condition(cp, ns, "phoenix", "Ready", "True")
+    policy = cp.get("networkpolicy", "phoenix", ns)["spec"]
+    assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "auth"
+    assert policy["ingress"] == [
+        {"ports": [{"protocol": "TCP", "port": 3007}]},
+        {"ports": [{"protocol": "TCP", "port": 3008}], "from": [prometheus]},
+    ]
+    cp.apply(phoenixauth("phoenix"), namespace=ns)
+    wait_until(lambda: not cp.exists("networkpolicy", "phoenix", ns), 30, "the auth NetworkPolicy removed")
+    assert cp.exists("networkpolicy", "phoenix-redis", ns)
+
+
+def test_external_rediss_gets_its_ca_and_a_plain_url_with_a_ca_is_named(
+    control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
+) -> None:
+    cp, ns = control_plane, namespace
+    cp.apply(secret("db", {"DATABASE_URL": "postgresql://phoenix:pw@db.example:5432/phoenix"}), namespace=ns)
+    cp.apply(secret("redis", {"REDIS_URL": "redis://phoenix-auth:pw@redis.example:6379/0"}), namespace=ns)
+    cp.apply(
+        secret("redis-ca", {"ca.crt": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"}),
+        namespace=ns,
+    )
+    external = {"secretRef": {"name": "redis"}, "caSecretRef": {"name": "redis-ca"}}
+    body = phoenixauth("phoenix")
+    body["spec"]["redis"] = {"mode": "external", "external": external}
+    cp.apply(body, namespace=ns)
+    plain = wait_condition(cp, ns, "phoenix", "RedisReady", "False", "RedisURLNotTLS")
+    assert "does not start with rediss://" in plain["message"] and ":pw@" not in plain["message"]
+    cp.apply(secret("redis", {"REDIS_URL": "rediss://phoenix-auth:pw@redis.example:6380/0"}), namespace=ns)
+    wait_condition(cp, ns, "phoenix", "Ready", "True")  # the watched Secret's change, not the resync
+    pod = cp.get("deployment", "phoenix", ns)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert {"name": "PHOENIX_REDIS_CA_FILE", "value": "/etc/phoenix/redis-ca/ca.crt"} in container["env"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "redis-ca")
+    assert (mount["mountPath"], mount.get("readOnly")) == ("/etc/phoenix/redis-ca", True)
+    volume = next(v for v in pod["volumes"] if v["name"] == "redis-ca")
+    assert volume["secret"]["secretName"] == "redis-ca"

@@ -41,12 +41,14 @@ def test_created_pods_pass_restricted_pss_and_redis_is_locked_down(
     events = cp.get("events", namespace=ns)["items"]
     assert not [e for e in events if e.get("reason") == "FailedCreate"], "a controller could not create a pod"
 
-    # Redis requires a password, read from the Secret: it appears in no pod spec.
+    # Redis requires a user and password, read from the Secret: the password is in no pod spec.
     secret = cp.get("secret", "phoenix-redis-auth", ns)
     assert owned_by(secret, owner) and {"password", "REDIS_URL"} <= set(secret["data"])
     redis = cp.get("deployment", "phoenix-redis", ns)
     container = redis["spec"]["template"]["spec"]["containers"][0]
-    assert "requirepass" in " ".join(container.get("command", []) + container.get("args", []))
+    command = " ".join(container.get("command", []) + container.get("args", []))
+    # the default user off, the auth pods' ACL user with the password from stdin ($REDIS_PASSWORD)
+    assert "user default off" in command and "user phoenix-auth on >%s" in command
     refs = [e.get("valueFrom", {}).get("secretKeyRef", {}) for e in container.get("env", [])]
     assert any(r.get("name") == "phoenix-redis-auth" for r in refs)
     password = base64.b64decode(secret["data"]["password"]).decode()

@@ -4,8 +4,9 @@
   die, reconnects by itself and resumes watching (a new PhoenixAuth becomes Ready, a deleted child
   is restored).
 - Planted secret values (a unique database password inside DATABASE_URL, the generated managed
-  Redis password) never appear in the PhoenixAuth's status, in any event of the namespace, in
-  `kubectl describe`, in the operator's logs or in its /metrics.
+  Redis password, the generated admin token and L2 signing key) never appear in the PhoenixAuth's
+  status, in any event of the namespace, in `kubectl describe`, in the operator's logs or in its
+  /metrics.
 
 Uses the e2e fixtures of tests/e2e/conftest.py (a private control plane, the chart installed, the
 operator as a local process with the chart's ServiceAccount).
@@ -143,6 +144,10 @@ def test_planted_secrets_never_in_status_events_describe_or_operator_logs(
     assert redis_auth, "no managed Redis Secret was created"
     for key, value in (redis_auth[0].get("data") or {}).items():
         planted[f"managed redis {key}"] = base64.b64decode(value).decode()
+    keys = cp.get("secret", "leak-phoenix-keys", ns)  # the generated admin token and L2 signing key
+    for key, value in (keys.get("data") or {}).items():
+        planted[f"generated {key}"] = base64.b64decode(value).decode()
+    assert {"generated PHOENIX_ADMIN_TOKEN", "generated PHOENIX_CACHE_SIGNING_KEY"} <= planted.keys()
     assert all(len(v) >= 8 for v in planted.values()), planted.keys()
 
     places = {
