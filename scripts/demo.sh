@@ -300,6 +300,9 @@ print(yaml.safe_dump_all(docs))' \
   cluster_ip="$(kubectl -n "$NS" get service phoenix -o 'jsonpath={.spec.clusterIP}')"
   printf '\n[demo] up in %ss: the operator, the migration Job, Redis and the auth service ran in pods on this machine.\n' "$((SECONDS - t_start))" >&2
   printf '  The auth Service: http://%s:%s (ClusterIP, reachable from this machine) and http://localhost:%s (port-forward).\n' "$cluster_ip" "$svc_port" "$PORT" >&2
+  local admin_ip
+  admin_ip="$(kubectl -n "$NS" get service phoenix-admin -o 'jsonpath={.spec.clusterIP}:{.spec.ports[0].port}' 2>/dev/null || true)"
+  [ -z "$admin_ip" ] || printf '  Admin API and /metrics (not on the public Service): http://%s, bearer token in Secret phoenix-phoenix-keys (key PHOENIX_ADMIN_TOKEN).\n' "$admin_ip" >&2
   printf '  eval "$(bash scripts/control-plane.sh env)"; kubectl get pxa,pods -n %s; kubectl logs -n %s deploy/phoenix\n  bash scripts/demo.sh down\n' "$NS" "$NS" >&2
 }
 
