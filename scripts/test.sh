@@ -28,7 +28,7 @@ step "lint (ruff)"
 ruff check auth_service operator tools tests scripts
 ruff format --check auth_service operator tools tests scripts
 
-step "lint (mypy --strict: auth_service/phoenix_auth, config in pyproject.toml)"
+step "lint (mypy --strict: auth_service/phoenix_auth and operator/phoenix_operator, config in pyproject.toml)"
 mypy
 
 step "tests"

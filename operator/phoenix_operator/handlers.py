@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from concurrent.futures import Executor
 from typing import Any
@@ -66,7 +67,7 @@ DEBOUNCE_SECONDS = 0.5
 
 def backoff(retry: int, base: float) -> float:
     """Exponential backoff for Kopf retries: base, 2·base, 4·base ... capped at 5 minutes."""
-    return min(MAX_BACKOFF, base * (2 ** max(0, retry)))
+    return min(MAX_BACKOFF, base * 2.0 ** max(0, retry))
 
 
 def settle(outcome: Outcome | None, retry: int) -> None:
@@ -122,6 +123,9 @@ class Handlers:
             return None  # gone or going: the garbage collector handles the children
         return self.reconciler.reconcile(body)
 
+    def _fresh_or_empty(self, namespace: str, name: str) -> Outcome:
+        return self._fresh(namespace, name) or Outcome(status={})
+
     def on_parent(self, body: Any, retry: int = 0, **_: Any) -> None:
         """create / update / resume / timer of a PhoenixAuth."""
         meta = body["metadata"]
@@ -152,8 +156,8 @@ class Handlers:
             try:
                 self.serializer.run(
                     key,
-                    lambda owner=owner: self._fresh(namespace, owner) or Outcome(status={}),
-                    lambda owner=owner: self._fresh(namespace, owner),
+                    functools.partial(self._fresh_or_empty, namespace, owner),
+                    functools.partial(self._fresh, namespace, owner),
                     wait=False,
                 )
             except TransientError as exc:
@@ -217,13 +221,17 @@ class Handlers:
             log.exception("child event reconcile of %s failed; the resync timer retries", key)
 
 
-def secret_refs_index(namespace: str, name: str, spec: Any, **_: Any) -> dict[tuple[str, str], str]:
+def secret_refs_index(
+    *, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str]:
     """Kopf index: (namespace, Secret name) → PhoenixAuth names that reference the Secret.
 
     The references are those of the typed spec (`spec.secret_uses`); an invalid spec references
     nothing (its reconcile reads no Secret, it reports what to fix)."""
+    if namespace is None:  # PhoenixAuth is namespaced: never, but the index's type allows it
+        return {}
     try:
-        uses = secret_uses(parse_spec(spec))
+        uses = secret_uses(parse_spec(dict(spec)))
     except SpecInvalid:
         return {}
     return {(namespace, use.ref.name): name for use in uses}

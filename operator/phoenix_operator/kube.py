@@ -106,7 +106,7 @@ class KubeClient:
         content_type: str = "application/json",
         missing_ok: bool = False,
         hide_body_in_errors: bool = False,
-    ) -> Any:
+    ) -> dict[str, Any] | None:
         verb, _, rest = what.partition(" ")
         kind = "PhoenixAuth/status" if rest.startswith("status of ") else rest.split(" ", 1)[0]
         metrics.API_REQUESTS.labels(verb=verb, kind=kind).inc()
@@ -128,7 +128,8 @@ class KubeClient:
                 raw = response.read()
                 status = int(response.status)
                 if 200 <= status < 300:
-                    return json.loads(raw) if raw else {}
+                    answer: dict[str, Any] = json.loads(raw) if raw else {}
+                    return answer
                 if missing_ok and status == 404:
                     return None
                 detail = "" if hide_body_in_errors else _api_message(raw)
@@ -161,7 +162,7 @@ class KubeClient:
         k = kind_of(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         what = f"apply {obj['kind']} {meta['namespace']}/{meta['name']}"
-        return self._call(
+        applied = self._call(
             what,
             "PATCH",
             k.path(meta["namespace"], meta["name"]),
@@ -170,6 +171,7 @@ class KubeClient:
             content_type="application/apply-patch+yaml",
             hide_body_in_errors=obj["kind"] == "Secret",
         )
+        return applied or {}  # None only answers a missing_ok call
 
     def label(
         self, api_version: str, kind: str, namespace: str, name: str, labels: Mapping[str, str]

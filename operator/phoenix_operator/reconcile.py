@@ -12,6 +12,7 @@ Outcome so the handler layer can decide between a Kopf retry (transient) and wai
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import logging
 import secrets
@@ -83,7 +84,15 @@ log = logging.getLogger(__name__)
 
 MONITORING_GV = "monitoring.coreos.com/v1"
 DISCOVERY_TTL = 30.0  # seconds a "are the Prometheus Operator CRDs served?" answer is reused
-_UNREAD = object()
+
+
+class _Unread(enum.Enum):
+    """The caller has not read the child: `_apply_child` reads it (None already means absent)."""
+
+    UNREAD = enum.auto()
+
+
+_UNREAD = _Unread.UNREAD
 Detector = Callable[[str], DetectedBudget]
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
 # Reason of the condition a missing Secret key sets, by the spec field that names the Secret.
@@ -268,7 +277,9 @@ class Reconciler:
             raise _missing(namespace, use)
         return value
 
-    def _apply_child(self, owner: Owner, obj: dict[str, Any], current: Any = _UNREAD) -> dict[str, Any]:
+    def _apply_child(
+        self, owner: Owner, obj: dict[str, Any], current: dict[str, Any] | _Unread | None = _UNREAD
+    ) -> dict[str, Any]:
         """Apply a child, refusing to take over an object of the same name we do not own.
 
         `current`: the object as the caller just read it, None if absent (saves a second read)."""
@@ -526,9 +537,9 @@ class Reconciler:
                 f"app.kubernetes.io/instance={owner.name},app.kubernetes.io/component=migration",
             )
         )
-        for job in jobs:
-            name = job["metadata"]["name"]
-            if name != current_name and _owned_by(job, owner):
+        for old in jobs:
+            name = old["metadata"]["name"]
+            if name != current_name and _owned_by(old, owner):
                 self.kube.delete("batch/v1", "Job", ns, name)
                 self.cache.forget(("batch/v1", "Job", ns, name))
         if not m.enabled or current_name is None:

@@ -260,7 +260,9 @@ async def test_changed_referenced_secret_rolls_the_deployment(handlers, api):
     before = config_hash()
     secret = api.objects[f"/api/v1/namespaces/{NS}/secrets/db"]
     secret["data"]["DATABASE_URL"] = base64.b64encode(b"postgresql://phoenix:rotated@db/phoenix").decode()
-    index = {key: [owner] for key, owner in secret_refs_index(NS, NAME, BODY["spec"]).items()}
+    index = {
+        key: [owner] for key, owner in secret_refs_index(namespace=NS, name=NAME, spec=BODY["spec"]).items()
+    }
     assert index == {(NS, "db"): [NAME]}
     await asyncio.to_thread(handlers.on_secret, body=secret, secret_refs=index, type="MODIFIED")
     assert config_hash() != before
@@ -416,5 +418,9 @@ def test_the_secret_index_holds_every_secret_the_spec_names():
             ]
         },
     }
-    assert secret_refs_index(NS, NAME, spec) == {(NS, n): NAME for n in ("db", "owner", "redis", "app")}
-    assert secret_refs_index(NS, NAME, {"database": {}}) == {}  # invalid: reads no Secret, names none
+    assert secret_refs_index(namespace=NS, name=NAME, spec=spec) == {
+        (NS, n): NAME for n in ("db", "owner", "redis", "app")
+    }
+    assert (
+        secret_refs_index(namespace=NS, name=NAME, spec={"database": {}}) == {}
+    )  # invalid: reads no Secret, names none
