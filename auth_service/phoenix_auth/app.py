@@ -744,7 +744,7 @@ def _make_lifespan(
             await cache.close()
             await redis.close()
             await db.close()
-            hasher.close()
+            await hasher.aclose()
             metrics.close()
 
     return lifespan

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import bcrypt
 from argon2 import PasswordHasher as _Argon2
@@ -37,6 +38,8 @@ from argon2 import Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from argon2.low_level import hash_secret
 
+from .errors import Overloaded
+from .hashpool import HashClient, HashServiceUnavailable
 from .settings import Settings
 
 log = logging.getLogger("phoenix_auth.passwords")
@@ -114,7 +117,11 @@ class PasswordHasher:
         self.current_kind = hash_kind(self._dummy_hash) or "argon2id"
         self._observe(self.current_kind, time.perf_counter() - start)
         self._present: set[str] = {self.current_kind}
-        self._executor = ThreadPoolExecutor(max_workers=settings.hash_threads, thread_name_prefix="hash")
+        # With several workers the server's supervisor hashes for all of them (hashpool.py); one
+        # thread is kept here only for the rare local call (none on the login path).
+        self._remote = HashClient(settings.hash_socket) if settings.hash_socket else None
+        threads = 1 if self._remote is not None else settings.hash_threads
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash")
 
     # --- hashing and verifying (synchronous: run them in the pool) ---
     def hash(self, password: str) -> str:
@@ -165,8 +172,8 @@ class PasswordHasher:
     # --- async entry points ---
     async def verify_async(self, stored_hash: str | None, password: str) -> bool:
         """Verify in the pool; a failure returns only after `failure_hold` more seconds."""
-        loop = asyncio.get_running_loop()
-        ok, kind, run = await loop.run_in_executor(self._executor, self._timed_check, stored_hash, password)
+        checked = await self._run("check", self._timed_check, stored_hash, password)
+        ok, kind, run = bool(checked[0]), str(checked[1]), float(checked[2])
         self._observe(kind, run)
         if kind not in self._present:
             self._present.add(kind)
@@ -177,8 +184,22 @@ class PasswordHasher:
         return ok
 
     async def hash_async(self, password: str) -> str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.hash, password)
+        return str(await self._run("hash", self.hash, password))
+
+    async def _run(self, op: str, local: Callable[..., Any], *args: Any) -> Any:
+        """`local(*args)` in this process's pool, or operation `op` on the pod's hash service."""
+        if self._remote is None:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, local, *args)
+        try:
+            result = await self._remote.call(op, *args)
+        except HashServiceUnavailable as exc:
+            log.warning("hash service unavailable", extra={"fields": {"error": str(exc)}})
+            raise Overloaded(retry_after=1) from None
+        return tuple(result) if isinstance(result, list) else result
+
+    def operations(self) -> dict[str, Callable[..., Any]]:
+        """What the pod's hash service runs for its workers (hashpool.HashServer)."""
+        return {"check": self._timed_check, "hash": self.hash, "sample": _sample_hash}
 
     # --- failure hold ---
     def _observe(self, kind: str, seconds: float) -> None:
@@ -209,23 +230,28 @@ class PasswordHasher:
         """Take the users table's census (hash prefixes) and calibrate any kind not measured yet."""
         kinds = {k for k in map(hash_kind, prefixes) if k is not None}
         kinds.add(self.current_kind)
-        loop = asyncio.get_running_loop()
         for kind in sorted(kinds - self._runs.keys()):
             start = time.perf_counter()
             try:
-                sample = await loop.run_in_executor(self._executor, _sample_hash, kind)
+                sample = await self._run("sample", _sample_hash, kind)
             except ValueError:
                 sample = None
             if sample is None:
                 log.warning("hash kind not calibrated", extra={"fields": {"kind": kind}})
                 continue
             self._observe(kind, time.perf_counter() - start)  # hashing is one verify's work
-            _, measured, run = await loop.run_in_executor(self._executor, self._timed_check, sample, "x")
+            _, measured, run = await self._run("check", self._timed_check, sample, "x")
             self._observe(measured, run)
         self._present = kinds
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        """close(), and the connection to the pod's hash service."""
+        self.close()
+        if self._remote is not None:
+            await self._remote.close()
 
 
 CENSUS_INTERVAL = 3600.0  # seconds between censuses of the users table's hash kinds

@@ -29,6 +29,8 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from . import drain
+from .hashpool import SOCKET_ENV, HashServer
+from .passwords import PasswordHasher
 from .settings import Settings
 
 FACTORY = "phoenix_auth.app:app_from_env"
@@ -80,8 +82,17 @@ def run(settings: Settings, factory: str = FACTORY) -> None:
     started = True
     try:
         if settings.workers > 1:
-            config = uvicorn.Config(factory, factory=True, workers=settings.workers, **common)
-            Multiprocess(config, sockets=sockets).run()
+            # One hashing budget for the pod: this process hashes for every worker (hashpool.py).
+            hasher = PasswordHasher(settings)
+            hash_server = HashServer(hasher.operations(), settings.hash_threads)
+            os.environ[SOCKET_ENV] = hash_server.path
+            try:
+                config = uvicorn.Config(factory, factory=True, workers=settings.workers, **common)
+                Multiprocess(config, sockets=sockets).run()
+            finally:
+                os.environ.pop(SOCKET_ENV, None)
+                hash_server.close()
+                hasher.close()
         else:
             if factory == FACTORY:
                 from .app import create_app

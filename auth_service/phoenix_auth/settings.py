@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_valid
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .addresses import Network, parse_network
+from .hashpool import cpu_budget
 
 DEFAULT_DATABASE_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -83,7 +84,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8 * 1024, le=4 * 1024 * 1024)
     argon2_time_cost: int = Field(default=2, ge=1, le=20)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
-    hash_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    # Hashing threads for the whole server (all workers share them: hashpool.py); default the CPUs
+    # the cgroup's quota grants, i.e. the pod's CPU limit, not the node's cores.
+    hash_threads: int = Field(default_factory=cpu_budget, ge=1, le=256)
+    # Set by the server for its workers: the supervisor's hashing socket (empty: hash in-process).
+    hash_socket: str = ""
     # Logins in progress per process (each ends in one hash); beyond it a login gets 503 OVERLOADED
     # at once instead of queueing without bound (a flood across many accounts and IPs evades
     # throttling). 64 is ~0.5 s of queue at 2 threads x ~16 ms per verify.

@@ -1,0 +1,239 @@
+"""One hashing budget per pod: the supervisor hashes for all of its workers.
+
+Password hashing is the login's cost, and its capacity is the CPU the pod may use. With W worker
+processes each owning T threads, either W*T > C (the hashes oversubscribe the cores and the CFS
+quota throttles them) or a worker whose clients queue waits while another worker's threads sit
+idle. So with several workers the supervising process (`server.run`) runs the only hashing
+threads, C of them, fed by one FIFO queue: every worker submits over a Unix socket and is served
+in arrival order, so any connection pattern sees the whole pod's capacity and no worker starves.
+With one worker its own pool is the same thing and no socket is used.
+
+C is `cpu_budget()`: the cgroup's CPU quota rounded up (what the pod's CPU limit grants), else the
+CPUs this process may run on. `PHOENIX_HASH_THREADS` overrides it, for the pod.
+
+The socket lives in a fresh 0700 directory of the supervisor's (same user, same pod); passwords
+cross it, as they cross the process boundary of the request, and nothing else listens on it.
+Frames are a 4-byte big-endian length and a JSON object; requests carry an id so one connection
+per worker multiplexes all of its concurrent logins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import queue
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("phoenix.hashpool")
+
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 64 * 1024  # a password is at most PHOENIX_MAX_PASSWORD_BYTES (1 KiB by default)
+SOCKET_ENV = "PHOENIX_HASH_SOCKET"  # set by the supervisor for its workers
+
+
+class HashServiceUnavailable(Exception):
+    """The pod's hashing service cannot be reached (the supervisor is stopping or gone)."""
+
+
+# ----------------------------------------------------------------------------- the budget
+def cpu_budget(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may use: the cgroup CPU quota rounded up, else its affinity."""
+    quota = _cgroup_quota(cgroup_root)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if quota is None:
+        return max(1, cpus)
+    return max(1, min(cpus, math.ceil(quota - 1e-9)))
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """Cores granted by the CPU quota (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us`); None: no quota."""
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    for v1 in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        with contextlib.suppress(OSError, ValueError):
+            quota_us = int((root / v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((root / v1 / "cpu.cfs_period_us").read_text())
+            return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+# ----------------------------------------------------------------------------- framing
+def _pack(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return _HEADER.pack(len(body)) + body
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            return None
+        chunks += chunk
+    return bytes(chunks)
+
+
+# ----------------------------------------------------------------------------- supervisor side
+Operation = Callable[..., Any]
+
+
+class HashServer:
+    """C hashing threads behind one FIFO queue, reached through a Unix socket (supervisor side).
+
+    `operations` maps an operation name to the function that does it (the PasswordHasher's
+    `_timed_check`, `hash` and `_sample_hash`): a worker names what to run, never code.
+    """
+
+    def __init__(self, operations: dict[str, Operation], threads: int) -> None:
+        self._operations = operations
+        self.threads = threads
+        self._dir = tempfile.mkdtemp(prefix="phoenix-hash-")  # 0700
+        self.path = os.path.join(self._dir, "hash.sock")
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, threading.Lock, dict[str, Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(64)
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._threads = [
+            threading.Thread(target=self._hash_loop, name=f"hash-{i}", daemon=True) for i in range(threads)
+        ]
+        self._threads.append(threading.Thread(target=self._accept_loop, name="hash-accept", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            lock = threading.Lock()
+            self._connections.add(conn)
+            threading.Thread(target=self._read_loop, args=(conn, lock), name="hash-conn", daemon=True).start()
+
+    def _read_loop(self, conn: socket.socket, lock: threading.Lock) -> None:
+        try:
+            while not self._stopping.is_set():
+                header = _recv_exact(conn, _HEADER.size)
+                if header is None:
+                    return
+                (size,) = _HEADER.unpack(header)
+                body = _recv_exact(conn, size) if size <= MAX_FRAME else None
+                if body is None:
+                    return
+                self._jobs.put((conn, lock, json.loads(body)))
+        except (OSError, ValueError):
+            return
+        finally:
+            self._connections.discard(conn)
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _hash_loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            conn, lock, request = job
+            reply: dict[str, Any] = {"id": request.get("id")}
+            operation = self._operations.get(str(request.get("op")))
+            try:
+                if operation is None:
+                    raise ValueError(f"unknown operation {request.get('op')!r}")
+                reply["result"] = operation(*request.get("args", ()))
+            except ValueError as exc:
+                reply["error"] = str(exc)
+            except Exception:
+                log.exception("hash operation failed")
+                reply["error"] = "internal error"
+            with lock, contextlib.suppress(OSError):
+                conn.sendall(_pack(reply))
+
+    def close(self) -> None:
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for conn in list(self._connections):  # workers waiting on a reply hear EOF at once
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for _ in range(self.threads):
+            self._jobs.put(None)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- worker side
+class HashClient:
+    """A worker's connection to its supervisor's HashServer; concurrent calls share it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+
+    async def call(self, op: str, *args: Any) -> Any:
+        writer = await self._connect()
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            writer.write(_pack({"id": request_id, "op": op, "args": list(args)}))
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _connect(self) -> asyncio.StreamWriter:
+        async with self._connecting:
+            if self._writer is None or self._writer.is_closing():
+                try:
+                    reader, self._writer = await asyncio.open_unix_connection(self.path)
+                except OSError as exc:
+                    raise HashServiceUnavailable(f"hash service at {self.path}: {exc}") from exc
+                self._reader_task = asyncio.create_task(self._read(reader))
+            return self._writer
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        error: BaseException = HashServiceUnavailable("the hash service closed the connection")
+        try:
+            while True:
+                (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+                reply = json.loads(await reader.readexactly(size))
+                future = self._pending.get(int(reply.get("id") or 0))
+                if future is None or future.done():
+                    continue
+                if "error" in reply:
+                    future.set_exception(ValueError(str(reply["error"])))
+                else:
+                    future.set_result(reply.get("result"))
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            error = HashServiceUnavailable(f"the hash service connection failed: {exc}")
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = None
+            for future in list(self._pending.values()):
+                if not future.done():
+                    future.set_exception(error)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task

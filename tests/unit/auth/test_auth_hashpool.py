@@ -1,0 +1,129 @@
+"""The pod's hashing budget: its size from the cgroup, and one FIFO queue that every worker shares."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from phoenix_auth.hashpool import HashClient, HashServer, HashServiceUnavailable, cpu_budget
+
+CPUS = len(os.sched_getaffinity(0))
+
+
+def _write(root: Path, name: str, text: str) -> None:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"cpu.max": "100000 100000\n"}, 1),  # v2, limit 1 CPU
+        ({"cpu.max": "150000 100000\n"}, 2),  # v2, 1.5 CPUs: rounded up
+        ({"cpu.max": "25000 100000\n"}, 1),  # v2, 250m: at least one thread
+        ({"cpu.max": "max 100000\n"}, CPUS),  # v2, no limit: the CPUs we may run on
+        ({"cpu,cpuacct/cpu.cfs_quota_us": "100000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 1),  # v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, CPUS),  # v1, no limit
+        ({}, CPUS),  # no cgroup files at all
+    ],
+)
+def test_cpu_budget_follows_the_cgroup_quota(tmp_path: Path, files: dict[str, str], expected: int) -> None:
+    for name, text in files.items():
+        _write(tmp_path, name, text)
+    assert cpu_budget(tmp_path) == min(expected, CPUS)
+
+
+def test_hash_threads_default_to_the_budget_and_the_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    from phoenix_auth.settings import Settings
+
+    monkeypatch.delenv("PHOENIX_HASH_THREADS", raising=False)
+    assert Settings().hash_threads == cpu_budget()
+    monkeypatch.setenv("PHOENIX_HASH_THREADS", "3")
+    assert Settings().hash_threads == 3
+
+
+class _Recorder:
+    """An operation that takes 20 ms and records how many ran at once and in which order."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.order: list[str] = []
+
+    def __call__(self, tag: str) -> str:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.order.append(tag)
+        time.sleep(0.02)
+        with self.lock:
+            self.running -= 1
+        return tag
+
+
+def test_all_workers_share_exactly_the_budget_in_arrival_order() -> None:
+    recorder = _Recorder()
+    server = HashServer({"work": recorder}, threads=2)
+
+    async def main() -> dict[str, list[str]]:
+        busy, quiet = HashClient(server.path), HashClient(server.path)  # two workers' connections
+
+        async def calls(client: HashClient, tags: list[str]) -> list[str]:
+            return list(await asyncio.gather(*(client.call("work", t) for t in tags)))
+
+        try:
+            first = asyncio.create_task(calls(busy, [f"busy-{i}" for i in range(10)]))
+            await asyncio.sleep(0.05)
+            middle = asyncio.create_task(calls(quiet, [f"quiet-{i}" for i in range(3)]))
+            await asyncio.sleep(0.05)
+            last = asyncio.create_task(calls(busy, [f"busy-{i}" for i in range(10, 20)]))
+            return {"first": await first, "middle": await middle, "last": await last}
+        finally:
+            await busy.close()
+            await quiet.close()
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        server.close()
+    assert recorder.peak == 2  # never more in flight than the pod's budget, whoever submits
+    assert results["middle"] == ["quiet-0", "quiet-1", "quiet-2"]
+    # One queue in arrival order: the quiet worker's jobs, sent while the busy one had 10 queued,
+    # run before the busy worker's next 10 (its own pool would not make it wait at all, a pool
+    # per worker on shared cores would let the busy side's backlog take the CPU).
+    order = recorder.order
+    assert max(order.index(f"quiet-{i}") for i in range(3)) < min(
+        order.index(f"busy-{i}") for i in range(10, 20)
+    )
+    assert max(order.index(f"busy-{i}") for i in range(10)) < min(order.index(f"quiet-{i}") for i in range(3))
+
+
+def test_errors_travel_back_and_a_gone_server_fails_fast() -> None:
+    def refuse(_: str) -> None:
+        raise ValueError("not a hash")
+
+    server = HashServer({"refuse": refuse}, threads=1)
+
+    async def main() -> None:
+        client = HashClient(server.path)
+        with pytest.raises(ValueError, match="not a hash"):
+            await client.call("refuse", "x")
+        with pytest.raises(ValueError, match="unknown operation"):
+            await client.call("exec", "x")
+        server.close()
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(HashServiceUnavailable):
+            await asyncio.wait_for(client.call("refuse", "x"), timeout=5)
+        assert time.monotonic() - started < 1
+        await client.close()
+
+    asyncio.run(main())
+    assert not Path(server.path).parent.exists()  # the socket's directory is removed
