@@ -25,11 +25,25 @@ step "Kubernetes control plane binaries (cached outside the repo; cold build ~12
 bash scripts/build-control-plane.sh >/dev/null
 
 step "lint (ruff)"
-ruff check auth_service operator tools tests scripts
-ruff format --check auth_service operator tools tests scripts
+ruff check auth_service operator tools tests scripts clients
+ruff format --check auth_service operator tools tests scripts clients
 
 step "lint (mypy --strict: auth_service/phoenix_auth and operator/phoenix_operator, config in pyproject.toml)"
 mypy
+
+step "TypeScript client (clients/phoenix-client: npm ci, tsc strict, node --test, npm pack)"
+command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm are required" >&2; exit 1; }
+(
+  cd clients/phoenix-client
+  export npm_config_cache="${PHOENIX_CACHE:-$HOME/.cache/phoenix}/npm" npm_config_fund=false npm_config_audit=false
+  npm ci --no-progress >/dev/null
+  npm run --silent build
+  log="$(mktemp)"
+  npm test >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  grep -E '^# (tests|pass|fail) ' "$log" | tr '\n' ' ' >&2; echo >&2
+  npm pack --dry-run >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -f "$log"
+)
 
 step "tests"
 mkdir -p "$ROOT/.phoenix"
