@@ -1,6 +1,7 @@
 // Run by tests/integration/auth/test_auth_ts_client.py against a real service: each step prints
 // one JSON line the test asserts on. Args: publicUrl adminUrl adminToken email password userId.
 import { createPhoenixAdminClient, createPhoenixClient, PhoenixError } from "../dist/src/index.js";
+import { createSessionGuard } from "../dist/src/session-guard.js";
 
 const [publicUrl, adminUrl, adminToken, email, password, userId] = process.argv.slice(2);
 const client = createPhoenixClient({ baseUrl: publicUrl, timeoutMs: 5000 });
@@ -20,6 +21,18 @@ try {
   out("after-logout", failure(err));
 }
 const second = await client.login(email, password);
+// What the guard adds to a page request: a cached answer, and a real check (cacheMs 0).
+const pct = (xs, p) => xs.sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)];
+for (const [name, cacheMs] of [["cached", 5000], ["uncached", 0]]) {
+  const guard = createSessionGuard({ client, cacheMs });
+  const times = [];
+  for (let i = 0; i < 500; i++) {
+    const t = performance.now();
+    if (!(await guard.check(second.session.sessionId))) throw new Error("valid session refused");
+    times.push(performance.now() - t);
+  }
+  out(`guard-${name}`, { p50: pct(times, 50), p99: pct(times, 99) });
+}
 out("revoke", { revoked: await admin.revokeUserSessions(userId) });
 try {
   await client.session(second.session.sessionId);

@@ -84,6 +84,13 @@ def test_client_login_session_logout_revoke_and_throttle(
     assert steps["revoke"]["revoked"] >= 1
     assert steps["after-revoke"]["error"] == "INVALID_SESSION"
     assert steps["bad-admin-token"]["error"] == "ADMIN_UNAUTHORIZED"
+    # The session guard (Next.js middleware): a cached answer costs well under a millisecond.
+    cached, uncached = steps["guard-cached"], steps["guard-uncached"]
+    print(
+        f"\n[ts-client] guard per request: cached p50 {cached['p50']:.3f} / p99 {cached['p99']:.3f} ms, "
+        f"uncached p50 {uncached['p50']:.2f} / p99 {uncached['p99']:.2f} ms"
+    )
+    assert cached["p99"] < 0.5 and cached["p50"] < uncached["p50"]
     answers = steps["wrong"]["answers"]
     # Wrong passwords are INVALID_CREDENTIALS until the account's free failures are used; then
     # the client sees THROTTLED with the seconds to wait, never a wrong-password error.
