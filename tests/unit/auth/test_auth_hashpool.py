@@ -127,3 +127,31 @@ def test_errors_travel_back_and_a_gone_server_fails_fast() -> None:
 
     asyncio.run(main())
     assert not Path(server.path).parent.exists()  # the socket's directory is removed
+
+
+def test_a_worker_whose_hash_server_is_gone_answers_logins_503_overloaded_at_once() -> None:
+    """A login on a worker whose supervisor's hash service went away is shed, never left hanging."""
+    from phoenix_auth.errors import Overloaded
+    from phoenix_auth.passwords import PasswordHasher
+    from phoenix_auth.settings import Settings
+
+    server = PasswordHasher(Settings(hash_threads=1))
+    hash_server = HashServer(server.operations(), threads=1)
+    worker = PasswordHasher(Settings(hash_socket=hash_server.path))
+    stored = server.hash("correct horse battery staple")
+
+    async def main() -> None:
+        assert await worker.verify_async(stored, "correct horse battery staple")
+        hash_server.close()
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(Overloaded) as caught:
+            await asyncio.wait_for(worker.verify_async(stored, "correct horse battery staple"), timeout=5)
+        assert caught.value.status == 503 and caught.value.code == "OVERLOADED"
+        assert time.monotonic() - started < 1
+        await worker.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
