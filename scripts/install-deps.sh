@@ -9,6 +9,9 @@ command -v promtool >/dev/null || want+=(prometheus)
 command -v openssl >/dev/null || want+=(openssl)
 command -v curl >/dev/null || want+=(curl)
 command -v wrk >/dev/null || want+=(wrk)
+# The app developer's side: the TypeScript client, the example Next.js app and its browser test.
+command -v node >/dev/null || want+=(nodejs npm)
+[ -x /usr/bin/chromium ] || want+=(chromium)
 # The real Kubernetes node (scripts/control-plane.sh, PHOENIX_CP_NODES=real), the images (mmdebstrap) and the local image
 # registry (scripts/registry.sh): "test:package" pairs, the package wanted when the test fails.
 node_packages() {
