@@ -71,6 +71,14 @@ def _cgroup_quota(root: Path) -> float | None:
 
 
 # ----------------------------------------------------------------------------- framing
+def _peer_pid(conn: socket.socket) -> int:
+    """The connecting worker's pid (SO_PEERCRED), to count jobs per worker; 0 where unknown."""
+    with contextlib.suppress(OSError, AttributeError, struct.error):
+        pid, _uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return int(pid)
+    return 0
+
+
 def _pack(message: dict[str, Any]) -> bytes:
     body = json.dumps(message, separators=(",", ":")).encode()
     return _HEADER.pack(len(body)) + body
@@ -88,6 +96,43 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
 
 # ----------------------------------------------------------------------------- supervisor side
 Operation = Callable[..., Any]
+LoadObserver = Callable[[int, int, "int | None"], None]  # (in flight, peak, pid of a started job's worker)
+
+
+def metrics_observer() -> LoadObserver:
+    """Export the hash server's load to /metrics (supervisor side).
+
+    Call after `PROMETHEUS_MULTIPROC_DIR` is set (server.run does): the supervisor writes its
+    values there and every worker's /metrics reads them, as it reads the other workers'.
+    """
+    from prometheus_client import Counter, Gauge
+
+    in_flight = Gauge(
+        "phoenix_hash_in_flight",
+        "Password verifies/hashes running now on the server's hash service (at most its threads).",
+        registry=None,
+        multiprocess_mode="livemax",
+    )
+    peak = Gauge(
+        "phoenix_hash_in_flight_peak",
+        "Most verifies/hashes ever running at once on the server's hash service since it started.",
+        registry=None,
+        multiprocess_mode="max",
+    )
+    jobs = Counter(
+        "phoenix_hash_jobs",
+        "Jobs run by the server's hash service, by the worker process (pid) that submitted them.",
+        ("worker",),
+        registry=None,
+    )
+
+    def observe(now: int, most: int, worker: int | None) -> None:
+        in_flight.set(now)
+        peak.set(most)
+        if worker is not None:
+            jobs.labels(worker=str(worker)).inc()
+
+    return observe
 
 
 class HashServer:
@@ -97,12 +142,21 @@ class HashServer:
     `_timed_check`, `hash` and `_sample_hash`): a worker names what to run, never code.
     """
 
-    def __init__(self, operations: dict[str, Operation], threads: int) -> None:
+    def __init__(
+        self, operations: dict[str, Operation], threads: int, observer: LoadObserver | None = None
+    ) -> None:
         self._operations = operations
         self.threads = threads
+        # The pod-wide load, kept so /metrics can show that the budget holds (never more than
+        # `threads` in flight) and that every worker is served (jobs per worker pid).
+        self._load_lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0
+        self.jobs_by_worker: dict[int, int] = {}
+        self._observer = observer
         self._dir = tempfile.mkdtemp(prefix="phoenix-hash-")  # 0700
         self.path = os.path.join(self._dir, "hash.sock")
-        self._jobs: queue.SimpleQueue[tuple[socket.socket, threading.Lock, dict[str, Any]] | None] = (
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, threading.Lock, int, dict[str, Any]] | None] = (
             queue.SimpleQueue()
         )
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -125,9 +179,12 @@ class HashServer:
                 return
             lock = threading.Lock()
             self._connections.add(conn)
-            threading.Thread(target=self._read_loop, args=(conn, lock), name="hash-conn", daemon=True).start()
+            worker = _peer_pid(conn)
+            threading.Thread(
+                target=self._read_loop, args=(conn, lock, worker), name="hash-conn", daemon=True
+            ).start()
 
-    def _read_loop(self, conn: socket.socket, lock: threading.Lock) -> None:
+    def _read_loop(self, conn: socket.socket, lock: threading.Lock, worker: int) -> None:
         try:
             while not self._stopping.is_set():
                 header = _recv_exact(conn, _HEADER.size)
@@ -137,7 +194,7 @@ class HashServer:
                 body = _recv_exact(conn, size) if size <= MAX_FRAME else None
                 if body is None:
                     return
-                self._jobs.put((conn, lock, json.loads(body)))
+                self._jobs.put((conn, lock, worker, json.loads(body)))
         except (OSError, ValueError):
             return
         finally:
@@ -147,9 +204,10 @@ class HashServer:
 
     def _hash_loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            conn, lock, request = job
+            conn, lock, worker, request = job
             reply: dict[str, Any] = {"id": request.get("id")}
             operation = self._operations.get(str(request.get("op")))
+            self._count(+1, worker)
             try:
                 if operation is None:
                     raise ValueError(f"unknown operation {request.get('op')!r}")
@@ -159,8 +217,21 @@ class HashServer:
             except Exception:
                 log.exception("hash operation failed")
                 reply["error"] = "internal error"
+            finally:
+                self._count(-1, worker)
             with lock, contextlib.suppress(OSError):
                 conn.sendall(_pack(reply))
+
+    def _count(self, delta: int, worker: int) -> None:
+        with self._load_lock:
+            self.in_flight += delta
+            self.peak = max(self.peak, self.in_flight)
+            if delta > 0:
+                self.jobs_by_worker[worker] = self.jobs_by_worker.get(worker, 0) + 1
+            in_flight, peak = self.in_flight, self.peak
+        if self._observer is not None:
+            with contextlib.suppress(Exception):  # metrics never fail a login
+                self._observer(in_flight, peak, worker if delta > 0 else None)
 
     def close(self) -> None:
         self._stopping.set()

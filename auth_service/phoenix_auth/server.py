@@ -29,7 +29,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from . import drain
-from .hashpool import SOCKET_ENV, HashServer
+from .hashpool import SOCKET_ENV, HashServer, metrics_observer
 from .passwords import PasswordHasher
 from .settings import Settings
 
@@ -84,7 +84,7 @@ def run(settings: Settings, factory: str = FACTORY) -> None:
         if settings.workers > 1:
             # One hashing budget for the pod: this process hashes for every worker (hashpool.py).
             hasher = PasswordHasher(settings)
-            hash_server = HashServer(hasher.operations(), settings.hash_threads)
+            hash_server = HashServer(hasher.operations(), settings.hash_threads, metrics_observer())
             os.environ[SOCKET_ENV] = hash_server.path
             try:
                 config = uvicorn.Config(factory, factory=True, workers=settings.workers, **common)
