@@ -30,6 +30,7 @@ ROOT="$(pwd)"
 
 STATE="${PHOENIX_DEMO_STATE:-$HOME/.cache/phoenix/state/demo}"
 PORT="${PHOENIX_PORT:-3007}"
+EXAMPLE_PORT="${PHOENIX_EXAMPLE_PORT:-3000}"
 export DATABASE_URL="${DATABASE_URL:-postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 USERS="${PHOENIX_DEMO_USERS:-1000}"
@@ -47,6 +48,7 @@ die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
 alive() {
   local p want="phoenix-$1"
   [ "$1" != port-forward ] || want="port-forward"
+  [ "$1" != example ] || want="next-server"  # Next renames its process
   [ -s "$STATE/$1.pid" ] && p="$(cat "$STATE/$1.pid")" || return 1
   kill -0 "$p" 2>/dev/null && tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$want"
 }
@@ -296,19 +298,39 @@ print(yaml.safe_dump_all(docs))' \
 
   step "login with the seed's curl (answered by an auth pod)"
   seed_curl || die "the seed's login failed"
+  start_example
   local cluster_ip
   cluster_ip="$(kubectl -n "$NS" get service phoenix -o 'jsonpath={.spec.clusterIP}')"
   printf '\n[demo] up in %ss: the operator, the migration Job, Redis and the auth service ran in pods on this machine.\n' "$((SECONDS - t_start))" >&2
   printf '  The auth Service: http://%s:%s (ClusterIP, reachable from this machine) and http://localhost:%s (port-forward).\n' "$cluster_ip" "$svc_port" "$PORT" >&2
+  if alive example; then
+    printf '  The example Next.js app (examples/nextjs, Auth.js + @phoenix-auth/client): http://localhost:%s (test@example.com / testpassword).\n' "$EXAMPLE_PORT" >&2
+  fi
   local admin_ip
   admin_ip="$(kubectl -n "$NS" get service phoenix-admin -o 'jsonpath={.spec.clusterIP}:{.spec.ports[0].port}' 2>/dev/null || true)"
   [ -z "$admin_ip" ] || printf '  Admin API and /metrics (not on the public Service): http://%s, bearer token in Secret phoenix-phoenix-keys (key PHOENIX_ADMIN_TOKEN).\n' "$admin_ip" >&2
   printf '  eval "$(bash scripts/control-plane.sh env)"; kubectl get pxa,pods -n %s; kubectl logs -n %s deploy/phoenix\n  bash scripts/demo.sh down\n' "$NS" "$NS" >&2
 }
 
+# The example Next.js app against the demo's Phoenix, when Node is here (skipped with a line if not).
+start_example() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    info "no node/npm here: the example Next.js app is not started (examples/nextjs/README.md)"; return 0; fi
+  step "the example Next.js app on http://localhost:$EXAMPLE_PORT (scripts/example.sh build; ~35 s the first time)"
+  if ! alive example; then
+    bash scripts/example.sh build || { info "the example app did not build; the demo goes on without it"; return 0; }
+  fi
+  [ -s "$STATE/auth-secret" ] || (umask 077; openssl rand -base64 32 > "$STATE/auth-secret")
+  (cd examples/nextjs && PHOENIX_URL="http://localhost:$PORT" AUTH_SECRET="$(cat "$STATE/auth-secret")" \
+    NEXT_TELEMETRY_DISABLED=1 start_bg example node node_modules/next/dist/bin/next start -p "$EXAMPLE_PORT" -H 127.0.0.1)
+  wait_for 60 "the example app" curl -sf -o /dev/null "http://127.0.0.1:$EXAMPLE_PORT/login" \
+    || info "the example app did not answer; see $STATE/example.log"
+}
+
 cmd_down() {
   mkdir -p "$STATE"
-  step "port-forward, local auth service and operator"
+  step "port-forward, example app, local auth service and operator"
+  stop_bg example
   stop_bg port-forward
   stop_bg auth
   stop_bg operator

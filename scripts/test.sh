@@ -45,19 +45,8 @@ command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm 
   rm -f "$log"
 )
 
-step "example Next.js app (examples/nextjs: npm ci, the client package from its npm pack, next build)"
-(
-  export npm_config_cache="${PHOENIX_CACHE:-$HOME/.cache/phoenix}/npm" npm_config_fund=false npm_config_audit=false
-  export NEXT_TELEMETRY_DISABLED=1
-  tgz="$(cd clients/phoenix-client && npm pack --silent 2>/dev/null | tail -1)"
-  cd examples/nextjs
-  npm ci --no-progress >/dev/null
-  npm install --no-save --no-progress "../../clients/phoenix-client/$tgz" >/dev/null
-  log="$(mktemp)"
-  node node_modules/next/dist/bin/next build >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  rm -f "$log" "../../clients/phoenix-client/$tgz"
-  echo "built" >&2
-)
+step "example Next.js app (examples/nextjs, for the browser test; scripts/example.sh build)"
+bash scripts/example.sh build
 
 step "tests"
 mkdir -p "$ROOT/.phoenix"
