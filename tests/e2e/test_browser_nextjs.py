@@ -70,6 +70,7 @@ def stack() -> Iterator[dict[str, str]]:
         )
         service = ServiceProcess(["phoenix-auth", "serve"], env, log_prefix="phoenix-browser-")
         port = free_port()
+        SHOTS.mkdir(parents=True, exist_ok=True)
         app_log = open(ROOT / ".phoenix" / "nextjs-example.log", "wb")  # noqa: SIM115 (closed below)
         app = None
         try:
