@@ -80,6 +80,63 @@ def cell(
     }
 
 
+def flood(
+    env: dict[str, str],
+    workers: int,
+    rate: float,
+    emails: Sequence[str],
+    password: str,
+    seconds: float,
+    log_dir: Path,
+) -> dict[str, float]:
+    """Logins offered at `rate` (beyond the limit) on 512 connections, the service's default
+    admission (PHOENIX_MAX_PENDING_LOGINS): how many are shed with 503 and how fast, and the p99
+    of the admitted ones."""
+    server_env = {k: v for k, v in env.items() if k != "PHOENIX_MAX_PENDING_LOGINS"}
+    proc = servers.start_app("phoenix", {**server_env, "PHOENIX_WORKERS": str(workers)}, log_dir)
+    try:
+        requests = [login_request(e, password) for e in emails]
+        run = loadgen.run(
+            lambda: loadgen.open_loop(
+                "127.0.0.1",
+                proc.port,
+                requests,
+                rate=rate,
+                duration=seconds,
+                connections=512,
+                drain_timeout=10.0,
+            )
+        )
+    finally:
+        proc.stop()
+    ok = [loadgen.service_time(s) * 1000 for s in run.samples if s.status == 200]
+    shed = [loadgen.service_time(s) * 1000 for s in run.samples if s.status == 503]
+    return {
+        "offered_per_s": rate,
+        "ok_per_s": len(ok) / seconds,
+        "shed_share": len(shed) / max(1, len(run.samples)),
+        "ok_p99_ms": percentile(ok, 99) if ok else float("nan"),
+        "shed_p99_ms": percentile(shed, 99) if shed else float("nan"),
+        "shed_max_ms": max(shed) if shed else float("nan"),
+        "other_errors": float(sum(1 for s in run.samples if s.status not in (200, 503)) + run.unfinished),
+    }
+
+
+def flood_table(result: dict[str, Any]) -> str:
+    lines = [
+        "| workers | offered/s | admitted/s | shed (503) | admitted p99 ms (verifies) | 503 p99 / max ms "
+        "| other errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in result.get("floods", []):
+        lines.append(
+            f"| {f['workers']} | {f['offered_per_s']:.0f} | {f['ok_per_s']:.1f} | {f['shed_share']:.0%} | "
+            f"{f['ok_p99_ms']:.0f} ({f['ok_p99_ms'] / result['verify_ms']:.1f}) | "
+            f"{f['shed_p99_ms']:.1f} / {f['shed_max_ms']:.1f} | {f['other_errors']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def table(result: dict[str, Any]) -> str:
     lines = [
         f"verify {result['verify_ms']:.1f} ms, limit {result['limit_per_s']:.1f} logins/s "
@@ -103,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--users", type=int, default=2000)
     p.add_argument("--env", action="append", default=[], help="extra server env NAME=VALUE (repeatable)")
+    p.add_argument("--flood", type=float, default=0.0, help="also offer this multiple of the limit (e.g. 3)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
 
@@ -133,8 +191,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
+            if args.flood:
+                result["floods"] = []
+                for w in (int(x) for x in args.workers.split(",")):
+                    f = flood(
+                        env, w, args.flood * result["limit_per_s"], emails, password, args.seconds, log_dir
+                    )
+                    f["workers"] = w
+                    result["floods"].append(f)
             repeats.append(result)
             print(table(result) + "\n", flush=True)
+            if args.flood:
+                print(flood_table(result) + "\n", flush=True)
     finally:
         redis_proc.stop()
     medians: dict[str, Any] = {
@@ -146,7 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for j in range(len(repeats[0]["cells"]))
         ],
     }
+    if args.flood:
+        medians["floods"] = [
+            {key: statistics.median(r["floods"][j][key] for r in repeats) for key in repeats[0]["floods"][j]}
+            for j in range(len(repeats[0]["floods"]))
+        ]
     print("medians of", len(repeats), "repeats\n" + table(medians))
+    if args.flood:
+        print(flood_table(medians))
     if args.json:
         args.json.write_text(json.dumps({"repeats": repeats, "median": medians}, indent=1) + "\n")
     return 0
