@@ -15,6 +15,11 @@ The socket lives in a fresh 0700 directory of the supervisor's (same user, same 
 cross it, as they cross the process boundary of the request, and nothing else listens on it.
 Frames are a 4-byte big-endian length and a JSON object; requests carry an id so one connection
 per worker multiplexes all of its concurrent logins.
+
+The queue's depth (jobs received and not yet done, all workers') is published in a shared page
+beside the socket (`DEPTH_FILE`, one 8-byte integer that only the server writes): a worker reads
+it with one memory load (`DepthGauge`) to decide, before it reads a login's body, whether that
+login would wait longer than the admission bound (login.py), so a login it sheds costs nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import itertools
 import json
 import logging
 import math
+import mmap
 import os
 import queue
 import shutil
@@ -41,6 +47,8 @@ log = logging.getLogger("phoenix.hashpool")
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024  # a password is at most PHOENIX_MAX_PASSWORD_BYTES (1 KiB by default)
 SOCKET_ENV = "PHOENIX_HASH_SOCKET"  # set by the supervisor for its workers
+DEPTH_FILE = "depth"  # beside the socket: the queue's depth, written by the server only
+_DEPTH = struct.Struct("=q")  # native order, 8-byte aligned: read and written whole
 
 
 class HashServiceUnavailable(Exception):
@@ -156,6 +164,13 @@ class HashServer:
         self._observer = observer
         self._dir = tempfile.mkdtemp(prefix="phoenix-hash-")  # 0700
         self.path = os.path.join(self._dir, "hash.sock")
+        # Jobs received and not yet done (queued + running), all workers': what a new login would
+        # wait behind. Kept under _load_lock and mirrored into the shared page workers read.
+        self.depth = 0
+        with open(os.path.join(self._dir, DEPTH_FILE), "w+b") as page:
+            page.write(bytes(mmap.PAGESIZE))
+            page.flush()
+            self._depth_page = mmap.mmap(page.fileno(), mmap.PAGESIZE)
         self._jobs: queue.SimpleQueue[tuple[socket.socket, threading.Lock, int, dict[str, Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -194,7 +209,9 @@ class HashServer:
                 body = _recv_exact(conn, size) if size <= MAX_FRAME else None
                 if body is None:
                     return
-                self._jobs.put((conn, lock, worker, json.loads(body)))
+                request = json.loads(body)
+                self._queued(+1)
+                self._jobs.put((conn, lock, worker, request))
         except (OSError, ValueError):
             return
         finally:
@@ -219,8 +236,15 @@ class HashServer:
                 reply["error"] = "internal error"
             finally:
                 self._count(-1, worker)
+                self._queued(-1)
             with lock, contextlib.suppress(OSError):
                 conn.sendall(_pack(reply))
+
+    def _queued(self, delta: int) -> None:
+        with self._load_lock:
+            self.depth += delta
+            with contextlib.suppress(ValueError):  # closed: the server is stopping
+                _DEPTH.pack_into(self._depth_page, 0, self.depth)
 
     def _count(self, delta: int, worker: int) -> None:
         with self._load_lock:
@@ -242,7 +266,27 @@ class HashServer:
                 conn.shutdown(socket.SHUT_RDWR)
         for _ in range(self.threads):
             self._jobs.put(None)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self._dir, ignore_errors=True)  # a worker's mapping outlives the file
+
+
+class DepthGauge:
+    """A worker's view of its hash server's queue depth (jobs queued + running, all workers').
+
+    One memory load per reading: the server's page is mapped read-only once. If the page cannot
+    be mapped (the server is gone or not started), the gauge reads 0, so admission lets the login
+    through and the hash call itself answers 503 OVERLOADED at once (HashServiceUnavailable).
+    """
+
+    def __init__(self, socket_path: str) -> None:
+        self._page: mmap.mmap | None = None
+        path = os.path.join(os.path.dirname(socket_path), DEPTH_FILE)
+        with contextlib.suppress(OSError, ValueError), open(path, "rb") as page:
+            self._page = mmap.mmap(page.fileno(), _DEPTH.size, access=mmap.ACCESS_READ)
+
+    def __call__(self) -> int:
+        if self._page is None:
+            return 0
+        return max(0, int(_DEPTH.unpack_from(self._page, 0)[0]))
 
 
 # ----------------------------------------------------------------------------- worker side

@@ -151,16 +151,51 @@ class LoginService:
         self._sessions = sessions
         self._metrics = metrics
         self._in_flight = 0  # logins between entry and answer (one event loop touches it)
+        self._before_hash = 0  # admitted logins of this process whose verify is not submitted yet
 
-    async def login(self, creds: Credentials, client_ip: str, user_agent: str | None) -> LoginResult:
-        if self._in_flight >= self._settings.max_pending_logins:
-            # Shed load before any work: the same answer for every account, so it reveals nothing.
-            raise Overloaded(retry_after=1)
+    def admit(self) -> Admission:
+        """Admit one login or shed it with 503 OVERLOADED, before its body is read.
+
+        The bound is the wait for a hashing thread: the hash jobs queued or running on the
+        server's threads (all workers', `PasswordHasher.queue_depth`) plus this process's admitted
+        logins that have not submitted their verify yet (no other worker's are seen: they reach
+        the queue within a lookup, ~1 ms). A login that would wait more than
+        `max_hash_wait_verifies` verifies is refused, so an admitted one ends within that wait +
+        its own verify + its own work under any flood, and a refused one costs no body read, no
+        throttle, no lookup, no hash. The answer is the same for every account (nothing is known
+        of it yet); Retry-After is the queue's expected wait. `max_pending_logins` still caps
+        this process's logins in progress (throttled logins' detached lookups included)."""
+        threads = self._settings.hash_threads
+        depth = self._hasher.queue_depth() + self._before_hash
+        bound = self._settings.max_hash_wait_verifies
+        # A new job starts once (depth - threads + 1) of those ahead are done: T threads end one
+        # every verify / T on average.
+        wait_verifies = max(0, depth + 1 - threads) / threads
+        if self._in_flight >= self._settings.max_pending_logins or (bound and wait_verifies > bound):
+            verify = self._hasher.typical_run(self._hasher.current_kind) or 1.0
+            raise Overloaded(retry_after=wait_verifies * verify)
         self._in_flight += 1
-        try:
-            return await self._login(creds, client_ip, user_agent)
-        finally:
-            self._in_flight -= 1
+        self._before_hash += 1
+        return Admission(self)
+
+    def _release(self, admission: Admission) -> None:
+        self._in_flight -= 1
+        self._hashing(admission)
+
+    def _hashing(self, admission: Admission | None) -> None:
+        """The login's first verify is being submitted: from now the queue's depth counts it."""
+        if admission is not None and admission.before_hash:
+            admission.before_hash = False
+            self._before_hash -= 1
+
+    async def login(
+        self, creds: Credentials, client_ip: str, user_agent: str | None, admission: Admission | None = None
+    ) -> LoginResult:
+        """Log in; `admission` is the one `admit` gave before the body was read (None: admit now)."""
+        if admission is not None:
+            return await self._login(creds, client_ip, user_agent, admission)
+        with self.admit() as admitted:
+            return await self._login(creds, client_ip, user_agent, admitted)
 
     async def _timed_lookup(self, email: str, spans: _Spans) -> UserRecord | None:
         t = time.perf_counter()
@@ -184,7 +219,9 @@ class LoginService:
 
         task.add_done_callback(done)
 
-    async def _login(self, creds: Credentials, client_ip: str, user_agent: str | None) -> LoginResult:
+    async def _login(
+        self, creds: Credentials, client_ip: str, user_agent: str | None, admission: Admission
+    ) -> LoginResult:
         start = time.perf_counter()
         spans = _Spans()
         generation = self._cache.generation
@@ -201,7 +238,7 @@ class LoginService:
             raise
         finally:
             spans.throttle += time.perf_counter() - start
-        attempt = _Attempt(ticket)
+        attempt = _Attempt(ticket, admission)
         try:
             result = await self._verify_and_open(
                 creds, client_ip, user_agent, attempt, (record, lookup, generation), spans
@@ -254,6 +291,7 @@ class LoginService:
                 record = await lookup
             if not from_cache and record is not None and not record.disabled and record.hashed_password:
                 self._cache.fill_login_record(record, generation)
+            self._hashing(attempt.admission)
             ok = await self._verify(record, creds.password, spans)
             if not ok and from_cache:
                 attempt.wrong_password_seen = True
@@ -318,11 +356,31 @@ class LoginService:
             spans.throttle += time.perf_counter() - t
 
 
+class Admission:
+    """One admitted login (`LoginService.admit`); leaving the `with` block releases its place."""
+
+    __slots__ = ("_open", "_service", "before_hash")
+
+    def __init__(self, service: LoginService) -> None:
+        self._service = service
+        self.before_hash = True  # counted in the service's _before_hash until its verify is submitted
+        self._open = True
+
+    def __enter__(self) -> Admission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._open:
+            self._open = False
+            self._service._release(self)
+
+
 @dataclass(slots=True)
 class _Attempt:
     """One login's throttle reservation and what happened to it so far."""
 
     ticket: Reservation
+    admission: Admission | None = None
     wrong_password_seen: bool = False
     failure_recorded: bool = False
 

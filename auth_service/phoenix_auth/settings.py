@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     # at once instead of queueing without bound (a flood across many accounts and IPs evades
     # throttling). 64 is ~0.5 s of queue at 2 threads x ~16 ms per verify.
     max_pending_logins: int = Field(default=64, ge=1, le=100_000)
+    # Admission tied to the hashing budget (login.py): a login is admitted only while the hash jobs
+    # queued or running on the server's threads (all workers') plus this process's admitted logins
+    # not yet hashing would make it wait at most this many verifies for a thread; beyond it, 503
+    # OVERLOADED before its body is read. 2 keeps an admitted login within ~3 verifies + its own
+    # work under any flood; 0 switches the bound off (only max_pending_logins is left).
+    max_hash_wait_verifies: float = Field(default=2.0, ge=0, le=10_000)
 
     # --- sessions ---
     session_ttl: int = Field(default=12 * 3600, ge=60, le=90 * 86400)  # seconds

@@ -252,6 +252,7 @@ async def test_pool_exhausted_gives_bounded_503_pool_exhausted_never_a_hang(
             PHOENIX_MIN_DB_CONNECTIONS="2",
             PHOENIX_DB_POOL_TIMEOUT="0.5",
             PHOENIX_DB_STATEMENT_TIMEOUT_MS="8000",
+            PHOENIX_MAX_HASH_WAIT_VERIFIES="0",  # 18 logins at once must all reach the pool
         )
     )
     users = make_users(pg_database, 20)

@@ -150,6 +150,9 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
             PHOENIX_WORKERS="2",
             PHOENIX_MAX_DB_CONNECTIONS="8",
             PHOENIX_THROTTLE_IP_FREE_FAILURES="100000",
+            # 16 closed-loop clients can have more logins at once than the admission bound lets
+            # wait (login.py); the soak measures leaks and latency, not shedding.
+            PHOENIX_MAX_HASH_WAIT_VERIFIES="0",
         )
     )
     users = make_users(pg_database, 200)

@@ -98,7 +98,9 @@ async def _concurrent_wrong_guesses(client: httpx.AsyncClient, email: str, n: in
 async def test_concurrent_wrong_guesses_verify_at_most_the_free_budget(make_settings, make_user):
     """40 simultaneous wrong guesses at one account with 3 free failures: at most 3 + 1 are
     verified (401), every other one is refused before hashing (429); then the account is locked."""
-    settings = make_settings(throttle_free_failures=3, throttle_base_delay=30.0, max_pending_logins=100)
+    settings = make_settings(
+        throttle_free_failures=3, throttle_base_delay=30.0, max_pending_logins=100, max_hash_wait_verifies=0
+    )
     async with running_app(settings) as (_, client):
         user = make_user()
         statuses = await _concurrent_wrong_guesses(client, user.email, 40)
@@ -116,6 +118,7 @@ async def test_with_redis_down_each_process_still_verifies_at_most_the_free_budg
         throttle_free_failures=3,
         throttle_base_delay=30.0,
         max_pending_logins=100,
+        max_hash_wait_verifies=0,
     )
     async with running_app(settings) as (_, client):
         user = make_user()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from phoenix_auth.hashpool import HashClient, HashServer, HashServiceUnavailable, cpu_budget
+from phoenix_auth.hashpool import DepthGauge, HashClient, HashServer, HashServiceUnavailable, cpu_budget
 
 CPUS = len(os.sched_getaffinity(0))
 
@@ -155,3 +155,43 @@ def test_a_worker_whose_hash_server_is_gone_answers_logins_503_overloaded_at_onc
         asyncio.run(main())
     finally:
         server.close()
+
+
+def test_every_worker_sees_the_servers_queue_depth_through_its_shared_page() -> None:
+    """Admission (login.py) reads how many jobs wait for or hold the server's threads, all
+    workers' together, with one memory load: the depth page beside the socket."""
+    release = threading.Event()
+
+    def slow(tag: str) -> str:
+        release.wait(5)
+        return tag
+
+    server = HashServer({"slow": slow}, threads=1)
+    gauge = DepthGauge(server.path)
+    assert gauge() == 0
+
+    async def main() -> None:
+        one, two = HashClient(server.path), HashClient(server.path)  # two workers
+        calls = [
+            asyncio.ensure_future(c.call("slow", str(i))) for i, c in enumerate([one, two, two, one, two])
+        ]
+        for _ in range(200):
+            if gauge() == 5:
+                break
+            await asyncio.sleep(0.01)
+        assert gauge() == 5 == server.depth  # 1 running + 4 queued, from both workers
+        release.set()
+        assert sorted(await asyncio.gather(*calls)) == ["0", "1", "2", "3", "4"]
+        for _ in range(200):
+            if gauge() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert gauge() == 0
+        await one.close()
+        await two.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    assert DepthGauge(server.path)() == 0  # gone: reads 0, and the hash call itself answers 503
