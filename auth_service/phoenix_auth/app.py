@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import openapi
+from . import api_models, openapi
 from .addresses import client_address, is_private_untrusted_peer
 from .cache import AuthCache
 from .db import Database
@@ -59,7 +59,7 @@ from .errors import (
     error_response,
 )
 from .invalidation import InvalidationListener
-from .login import Admission, LoginService, parse_credentials
+from .login import LoginService, parse_credentials
 from .logs import configure_logging
 from .metrics import FLUSH_INTERVAL, Metrics
 from .passwords import PasswordHasher, keep_kinds_current
@@ -157,20 +157,14 @@ def peer_ip(request: Request, settings: Settings) -> str:
     return client_address(peer, request.headers.getlist("x-forwarded-for"), settings.trusted_proxy_networks)
 
 
+def _wire(body: api_models.Model) -> dict[str, Any]:
+    """A response model as the JSON object sent (wire names; optional fields not set are left
+    out, api_models.py); its schema is the documented one."""
+    return body.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
 # --------------------------------------------------------------------------- endpoints
 async def login_endpoint(request: Request) -> Response:
-    state = resources(request)
-    try:
-        # Before the body is read: a login shed here costs no read, lookup, throttle or hash (login.py).
-        admission = state.login.admit()
-    except Overloaded:
-        state.metrics.login("unavailable")
-        raise
-    with admission:
-        return await _admitted_login(request, admission)
-
-
-async def _admitted_login(request: Request, admission: Admission) -> Response:
     state = resources(request)
     settings = state.settings
     metrics = state.metrics
@@ -183,9 +177,7 @@ async def _admitted_login(request: Request, admission: Admission) -> Response:
     if request.client and is_private_untrusted_peer(request.client.host, settings.trusted_proxy_networks):
         metrics.untrusted_private_peer_login()
     try:
-        result = await state.login.login(
-            creds, peer_ip(request, settings), request.headers.get("user-agent"), admission
-        )
+        result = await state.login.login(creds, peer_ip(request, settings), request.headers.get("user-agent"))
     except PhoenixError as exc:
         outcome = {
             "INVALID_CREDENTIALS": "invalid_credentials",
@@ -307,7 +299,7 @@ async def logout_endpoint(request: Request) -> Response:
     if token is None:
         raise SessionRequired()
     revoked = await state.sessions.revoke(token)
-    response = JSONResponse({"revoked": revoked}, headers=NO_STORE)
+    response = JSONResponse(_wire(api_models.LogoutResponse(revoked=revoked)), headers=NO_STORE)
     response.delete_cookie(
         settings.session_cookie_name, path="/", secure=settings.cookie_secure, httponly=True, samesite="lax"
     )
@@ -330,7 +322,8 @@ async def revoke_user_sessions_endpoint(request: Request) -> Response:
     if revoked is None:
         raise UserNotFound()
     log.info("admin revoked user sessions", extra={"fields": {"user_id": user_id, "revoked": revoked}})
-    return JSONResponse({"userId": user_id, "revoked": revoked}, headers=NO_STORE)
+    body = api_models.RevokedSessions(userId=user_id, revoked=revoked)
+    return JSONResponse(_wire(body), headers=NO_STORE)
 
 
 async def health_endpoint(request: Request) -> Response:
@@ -392,7 +385,9 @@ async def health_endpoint(request: Request) -> Response:
         },
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     }
-    return JSONResponse(body, status_code=200 if db_ok else 503, headers=NO_STORE)
+    return JSONResponse(
+        _wire(api_models.Health.model_validate(body)), status_code=200 if db_ok else 503, headers=NO_STORE
+    )
 
 
 async def _false() -> bool:
@@ -401,7 +396,7 @@ async def _false() -> bool:
 
 async def healthz_endpoint(request: Request) -> Response:
     """Liveness: the process and its event loop answer. Dependencies are not checked here."""
-    return JSONResponse({"status": "ok"}, headers=NO_STORE)
+    return JSONResponse(_wire(api_models.Liveness(status="ok")), headers=NO_STORE)
 
 
 async def readyz_endpoint(request: Request) -> Response:
@@ -410,14 +405,14 @@ async def readyz_endpoint(request: Request) -> Response:
     state = resources(request)
     db_ok = await state.db.reachable(1.0)
     draining = state.drain.active
-    body = {
-        "ready": db_ok and not draining,
-        "draining": draining,
-        "database": db_ok,
-        "redis": state.redis.healthy if state.redis.configured else None,
-        "listener": state.listener.connected.is_set(),
-    }
-    return JSONResponse(body, status_code=200 if body["ready"] else 503, headers=NO_STORE)
+    body = api_models.Readiness(
+        ready=db_ok and not draining,
+        draining=draining,
+        database=db_ok,
+        redis=state.redis.healthy if state.redis.configured else None,
+        listener=state.listener.connected.is_set(),
+    )
+    return JSONResponse(_wire(body), status_code=200 if body.ready else 503, headers=NO_STORE)
 
 
 async def metrics_endpoint(request: Request) -> Response:

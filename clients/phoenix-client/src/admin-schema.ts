@@ -115,6 +115,7 @@ export interface components {
             email: string;
             password: string;
         };
+        /** @description The `user` object of login and session answers (the seed's PhoenixUser shape). */
         User: {
             id: string;
             email: string;
@@ -142,20 +143,31 @@ export interface components {
         SessionResponse: {
             user: components["schemas"]["User"];
             session: {
+                /** @description Epoch milliseconds. */
                 expiresAt: number;
             };
-            performance?: Record<string, never>;
+            performance?: {
+                /** @description Cache layers that answered (L1/L2). */
+                cacheHits: number;
+            };
         };
+        /** @description The seed's health report, with this worker's numbers. */
         Health: {
             /** @enum {string} */
             status?: "healthy" | "degraded" | "unhealthy";
             database: {
                 healthy: boolean;
-                metrics: Record<string, never>;
+                metrics: {
+                    [key: string]: unknown;
+                };
             };
             cache: {
-                metrics: Record<string, never>;
-                stats: Record<string, never>;
+                metrics: {
+                    [key: string]: unknown;
+                };
+                stats: {
+                    [key: string]: unknown;
+                };
             };
             /** @description Trusted proxy ranges set, and this worker's logins from private peers outside them (a proxy whose X-Forwarded-For is ignored). */
             throttle?: {
@@ -165,6 +177,7 @@ export interface components {
             /** Format: date-time */
             timestamp: string;
         };
+        /** @description Every 4xx and 5xx: clients branch on `error`, never on `message`. */
         Error: {
             /** @enum {string} */
             error: "ADMIN_API_DISABLED" | "ADMIN_UNAUTHORIZED" | "BODY_TOO_LARGE" | "DATABASE_UNAVAILABLE" | "INTERNAL_ERROR" | "INVALID_BODY" | "INVALID_CREDENTIALS" | "INVALID_EMAIL" | "INVALID_FIELD_TYPE" | "INVALID_JSON" | "INVALID_SESSION" | "METHOD_NOT_ALLOWED" | "MISSING_FIELD" | "NOT_FOUND" | "OVERLOADED" | "PASSWORD_TOO_LONG" | "POOL_EXHAUSTED" | "REQUEST_TIMEOUT" | "SESSION_REQUIRED" | "THROTTLED" | "UNSUPPORTED_MEDIA_TYPE" | "USER_NOT_FOUND";
@@ -201,6 +214,7 @@ export interface operations {
                 content: {
                     "application/json": {
                         userId: string;
+                        /** @description Live sessions revoked. */
                         revoked: number;
                     };
                 };
@@ -344,7 +358,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @constant */
+                        status: "ok";
+                    };
                 };
             };
         };
@@ -364,7 +381,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @description PostgreSQL answers and the pod is not draining. */
+                        ready: boolean;
+                        draining: boolean;
+                        database: boolean;
+                        /** @description Null when no Redis is configured. */
+                        redis: boolean | null;
+                        /** @description The invalidation listener's connection is up. */
+                        listener: boolean;
+                    };
                 };
             };
             /** @description Not ready. */
@@ -373,7 +399,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @description PostgreSQL answers and the pod is not draining. */
+                        ready: boolean;
+                        draining: boolean;
+                        database: boolean;
+                        /** @description Null when no Redis is configured. */
+                        redis: boolean | null;
+                        /** @description The invalidation listener's connection is up. */
+                        listener: boolean;
+                    };
                 };
             };
         };

@@ -158,6 +158,7 @@ export interface components {
             email: string;
             password: string;
         };
+        /** @description The `user` object of login and session answers (the seed's PhoenixUser shape). */
         User: {
             id: string;
             email: string;
@@ -185,20 +186,31 @@ export interface components {
         SessionResponse: {
             user: components["schemas"]["User"];
             session: {
+                /** @description Epoch milliseconds. */
                 expiresAt: number;
             };
-            performance?: Record<string, never>;
+            performance?: {
+                /** @description Cache layers that answered (L1/L2). */
+                cacheHits: number;
+            };
         };
+        /** @description The seed's health report, with this worker's numbers. */
         Health: {
             /** @enum {string} */
             status?: "healthy" | "degraded" | "unhealthy";
             database: {
                 healthy: boolean;
-                metrics: Record<string, never>;
+                metrics: {
+                    [key: string]: unknown;
+                };
             };
             cache: {
-                metrics: Record<string, never>;
-                stats: Record<string, never>;
+                metrics: {
+                    [key: string]: unknown;
+                };
+                stats: {
+                    [key: string]: unknown;
+                };
             };
             /** @description Trusted proxy ranges set, and this worker's logins from private peers outside them (a proxy whose X-Forwarded-For is ignored). */
             throttle?: {
@@ -208,6 +220,7 @@ export interface components {
             /** Format: date-time */
             timestamp: string;
         };
+        /** @description Every 4xx and 5xx: clients branch on `error`, never on `message`. */
         Error: {
             /** @enum {string} */
             error: "ADMIN_API_DISABLED" | "ADMIN_UNAUTHORIZED" | "BODY_TOO_LARGE" | "DATABASE_UNAVAILABLE" | "INTERNAL_ERROR" | "INVALID_BODY" | "INVALID_CREDENTIALS" | "INVALID_EMAIL" | "INVALID_FIELD_TYPE" | "INVALID_JSON" | "INVALID_SESSION" | "METHOD_NOT_ALLOWED" | "MISSING_FIELD" | "NOT_FOUND" | "OVERLOADED" | "PASSWORD_TOO_LONG" | "POOL_EXHAUSTED" | "REQUEST_TIMEOUT" | "SESSION_REQUIRED" | "THROTTLED" | "UNSUPPORTED_MEDIA_TYPE" | "USER_NOT_FOUND";
@@ -524,6 +537,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
+                        /** @description False when the session was already invalid. */
                         revoked: boolean;
                     };
                 };
@@ -623,7 +637,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @constant */
+                        status: "ok";
+                    };
                 };
             };
         };
@@ -643,7 +660,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @description PostgreSQL answers and the pod is not draining. */
+                        ready: boolean;
+                        draining: boolean;
+                        database: boolean;
+                        /** @description Null when no Redis is configured. */
+                        redis: boolean | null;
+                        /** @description The invalidation listener's connection is up. */
+                        listener: boolean;
+                    };
                 };
             };
             /** @description Not ready. */
@@ -652,7 +678,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": {
+                        /** @description PostgreSQL answers and the pod is not draining. */
+                        ready: boolean;
+                        draining: boolean;
+                        database: boolean;
+                        /** @description Null when no Redis is configured. */
+                        redis: boolean | null;
+                        /** @description The invalidation listener's connection is up. */
+                        listener: boolean;
+                    };
                 };
             };
         };

@@ -1,6 +1,7 @@
 """The session hot path's hand-made pieces against the library code they replace: the response
-body against JSONResponse, header parsing against Starlette's Request, deferred metrics against
-prometheus-client's own updates."""
+body against JSONResponse and its model (api_models.SessionResponse, the documented shape),
+header parsing against Starlette's Request, deferred metrics against prometheus-client's own
+updates."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from phoenix_auth.api_models import SessionResponse
 from phoenix_auth.app import scope_session_token, session_json, session_token
 from phoenix_auth.metrics import LATENCY_BUCKETS, Metrics
 from phoenix_auth.records import SessionRecord, UserRecord
@@ -49,6 +51,8 @@ def test_session_body_is_byte_identical_to_json_response(name, team):
     ).body
     body = session_json(valid)
     assert body == expected
+    assert body == SessionResponse.of(valid).model_dump_json(by_alias=True).encode()
+    assert SessionResponse.model_validate_json(body) == SessionResponse.of(valid)
     assert b"argon2" not in body
 
 
