@@ -59,7 +59,7 @@ from .errors import (
     error_response,
 )
 from .invalidation import InvalidationListener
-from .login import LoginService, parse_credentials
+from .login import Admission, LoginService, parse_credentials
 from .logs import configure_logging
 from .metrics import FLUSH_INTERVAL, Metrics
 from .passwords import PasswordHasher, keep_kinds_current
@@ -166,6 +166,18 @@ def _wire(body: api_models.Model) -> dict[str, Any]:
 # --------------------------------------------------------------------------- endpoints
 async def login_endpoint(request: Request) -> Response:
     state = resources(request)
+    try:
+        # Before the body is read: a login shed here costs no read, lookup, throttle or hash (login.py).
+        admission = state.login.admit()
+    except Overloaded:
+        state.metrics.login("unavailable")
+        raise
+    with admission:
+        return await _admitted_login(request, admission)
+
+
+async def _admitted_login(request: Request, admission: Admission) -> Response:
+    state = resources(request)
     settings = state.settings
     metrics = state.metrics
     try:
@@ -177,7 +189,9 @@ async def login_endpoint(request: Request) -> Response:
     if request.client and is_private_untrusted_peer(request.client.host, settings.trusted_proxy_networks):
         metrics.untrusted_private_peer_login()
     try:
-        result = await state.login.login(creds, peer_ip(request, settings), request.headers.get("user-agent"))
+        result = await state.login.login(
+            creds, peer_ip(request, settings), request.headers.get("user-agent"), admission
+        )
     except PhoenixError as exc:
         outcome = {
             "INVALID_CREDENTIALS": "invalid_credentials",
