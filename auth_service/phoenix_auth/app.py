@@ -20,7 +20,6 @@ import contextlib
 import hmac
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -28,7 +27,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request, cookie_parser
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -58,6 +57,7 @@ from .errors import (
     UserNotFound,
     error_response,
 )
+from .exchange import Exchange, bearer_token, session_token
 from .invalidation import InvalidationListener
 from .login import Admission, LoginService, parse_credentials
 from .logs import configure_logging
@@ -71,7 +71,6 @@ from .throttle import Throttle
 
 log = logging.getLogger("phoenix_auth.app")
 
-KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 # An unread request body is drained (read and discarded) before the response, up to this much
 # and this long, so a client that writes its whole body before reading gets our answer instead
 # of a TCP reset; past either bound the response says `Connection: close`.
@@ -134,20 +133,6 @@ async def read_json_object(request: Request, max_bytes: int, read_timeout: float
     if not isinstance(body, dict):
         raise InvalidBody()
     return body
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    return None
-
-
-def session_token(request: Request, cookie_name: str) -> str | None:
-    """Bearer token first, then the session cookie."""
-    return bearer_token(request) or request.cookies.get(cookie_name) or None
 
 
 def peer_ip(request: Request, settings: Settings) -> str:
@@ -223,7 +208,8 @@ async def login_alias_endpoint(request: Request) -> Response:
 
 # The session check is the hot path: one shared core (`session_body`) serves both the Starlette
 # route (HEAD, and any request the fast path does not take) and `PhoenixApp`'s direct ASGI path
-# for GET /api/auth/session, so the two cannot drift apart.
+# for GET /api/auth/session, with the same token parser and request accounting (exchange.py), so
+# the two cannot drift apart.
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -272,32 +258,10 @@ async def session_body(state: Resources, token: str | None) -> bytes:
 
 async def session_endpoint(request: Request) -> Response:
     state = resources(request)
-    body = await session_body(state, session_token(request, state.settings.session_cookie_name))
+    body = await session_body(
+        state, session_token(request.scope["headers"], state.settings.session_cookie_name)
+    )
     return Response(body, headers=NO_STORE, media_type="application/json")
-
-
-def scope_session_token(headers: list[tuple[bytes, bytes]], cookie_name: str) -> str | None:
-    """`session_token` on raw ASGI headers, decoded and parsed exactly as Starlette's
-    `Request.headers` (the first Authorization header) and `Request.cookies` (every Cookie
-    header, later ones overriding) do; a test holds the two equal."""
-    authorization = None
-    cookies: list[bytes] = []
-    for key, value in headers:
-        if key == b"authorization":
-            if authorization is None:
-                authorization = value
-        elif key == b"cookie":
-            cookies.append(value)
-    if authorization:
-        scheme, _, rest = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and rest.strip():
-            return rest.strip()
-    token = None
-    for cookie in cookies:
-        parsed = cookie_parser(cookie.decode("latin-1"))
-        if cookie_name in parsed:
-            token = parsed[cookie_name]
-    return token or None
 
 
 async def logout_endpoint(request: Request) -> Response:
@@ -309,7 +273,7 @@ async def logout_endpoint(request: Request) -> Response:
     media = media_type(request)
     if (media and not is_json(media)) or (not media and declares_body(request.scope["headers"])):
         raise UnsupportedMediaType("Logout takes no body, or a JSON one (Content-Type: application/json).")
-    token = session_token(request, settings.session_cookie_name)
+    token = session_token(request.scope["headers"], settings.session_cookie_name)
     if token is None:
         raise SessionRequired()
     revoked = await state.sessions.revoke(token)
@@ -325,7 +289,7 @@ async def revoke_user_sessions_endpoint(request: Request) -> Response:
     settings: Settings = state.settings
     if settings.admin_token is None:
         raise AdminDisabled()
-    offered = bearer_token(request) or ""
+    offered = bearer_token(request.scope["headers"]) or ""
     expected = settings.admin_token.get_secret_value()
     if not hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), expected.encode("utf-8")):
         raise AdminUnauthorized()
@@ -467,7 +431,8 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
 
 
 class MetricsMiddleware:
-    """Times every HTTP request by route template, and turns an unexpected exception into a 500 JSON error."""
+    """Times every HTTP request by route template, and turns an unexpected exception into a 500 JSON
+    error (`exchange.Exchange`, shared with the session fast path)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: dict[Callable[..., Any], str]) -> None:
         self.app = app
@@ -478,28 +443,16 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 500
-        started = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                started = True
-            await send(message)
-
+        exchange = Exchange(scope, receive, send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, exchange.send)
         except Exception:
-            log.exception("unhandled error", extra={"fields": {"path": scope.get("path", "")[:200]}})
-            if not started:
-                await error_response(InternalError())(scope, receive, send_wrapper)
+            await exchange.failed()
         finally:
-            method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
             endpoint = scope.get("endpoint")
-            route = "unmatched" if endpoint is None else self.routes.get(endpoint, "unmatched")
-            self.metrics.request(route, method, status, time.perf_counter() - start)
+            exchange.done(
+                self.metrics, "unmatched" if endpoint is None else self.routes.get(endpoint, "unmatched")
+            )
 
 
 class DrainUnreadBody:
@@ -574,9 +527,10 @@ class PhoenixApp(Starlette):
     own work; Starlette's per-request machinery (three middlewares, routing through every route,
     a Request object, the response object) cost more than the check itself. For exactly
     `GET /api/auth/session` (no root path) on the public port this class answers directly: the
-    same core (`session_body`), the same headers in the same order, the same error rendering
-    (`error_response`), the same unexpected-error handling and request metrics as
-    `MetricsMiddleware` + the route. Everything else, HEAD included, goes through Starlette.
+    same core (`session_body`) and token parser (`exchange.session_token`), the same headers in
+    the same order, and the same `exchange.Exchange` as `MetricsMiddleware` (error rendering,
+    unexpected-error handling, request metrics). Everything else, HEAD included, goes through
+    Starlette.
     """
 
     admin_app: ASGIApp
@@ -599,38 +553,25 @@ class PhoenixApp(Starlette):
         await super().__call__(scope, receive, send)
 
     async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = time.perf_counter()
         state = self.resources
-        status = 500
-        started = False
+        exchange = Exchange(scope, receive, send)
         try:
             try:
-                body = await session_body(state, scope_session_token(scope["headers"], self.session_cookie))
+                body = await session_body(state, session_token(scope["headers"], self.session_cookie))
             except PhoenixError as exc:
-                response = error_response(exc)
-                status, started = response.status_code, True
-                await response(scope, receive, send)
+                await exchange.error(exc)
                 return
-            status, started = 200, True
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"cache-control", b"no-store"),
-                        (b"content-length", str(len(body)).encode("latin-1")),
-                        (b"content-type", b"application/json"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            # The headers, in order, that `Response(body, headers=NO_STORE, media_type=...)` sends.
+            headers = [
+                (b"cache-control", b"no-store"),
+                (b"content-length", str(len(body)).encode("latin-1")),
+                (b"content-type", b"application/json"),
+            ]
+            await exchange.answer(200, headers, body)
         except Exception:
-            log.exception("unhandled error", extra={"fields": {"path": SESSION_PATH}})
-            if not started:
-                status, started = 500, True
-                await error_response(InternalError())(scope, receive, send)
+            await exchange.failed()
         finally:
-            state.metrics.request(SESSION_PATH, "GET", status, time.perf_counter() - start)
+            exchange.done(state.metrics, SESSION_PATH)
 
 
 class AdminApp(Starlette):

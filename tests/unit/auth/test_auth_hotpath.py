@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from phoenix_auth.api_models import SessionResponse
-from phoenix_auth.app import scope_session_token, session_json, session_token
+from phoenix_auth.app import session_json
+from phoenix_auth.exchange import bearer_token, session_token
 from phoenix_auth.metrics import LATENCY_BUCKETS, Metrics
 from phoenix_auth.records import SessionRecord, UserRecord
 from phoenix_auth.sessions import ValidSession
@@ -76,10 +77,23 @@ HEADER_CASES = [
 ]
 
 
+def _starlette_bearer(request: Request) -> str | None:
+    """What the service read with Starlette's Request before both paths shared exchange.py."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return None
+
+
 @pytest.mark.parametrize("headers", HEADER_CASES)
 def test_raw_header_token_matches_starlette_request(headers):
+    """The one token parser (fast path and Starlette routes) reads what Starlette's Request reads."""
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
-    assert scope_session_token(headers, "phoenix_session") == session_token(request, "phoenix_session")
+    expected = _starlette_bearer(request) or request.cookies.get("phoenix_session") or None
+    assert session_token(headers, "phoenix_session") == expected
+    assert bearer_token(headers) == _starlette_bearer(request)
 
 
 def test_deferred_metrics_render_what_direct_updates_render():
