@@ -15,29 +15,27 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 import kopf
 
 from phoenix_operator import metrics
-from phoenix_operator.handlers import WATCH_LABEL_SELECTORS, Handlers, register
-from phoenix_operator.kube import KubeClient, load_api_client
+from phoenix_operator.daemon import Loops, Wakeups
+from phoenix_operator.handlers import WATCH_LABEL_SELECTORS, register
+from phoenix_operator.kube import ApiSession, KubeClient
 from phoenix_operator.reconcile import Reconciler
 from phoenix_operator.settings import OperatorSettings
 
 log = logging.getLogger("phoenix_operator")
 
-# Kopf's own API session has no connection limit. Under a burst (200 PhoenixAuths created at once)
-# its per-object workers opened ~150 TLS connections at the same time, and each holds asyncio's
-# 256 KiB TLS read buffer: ~20 MB of the operator's peak RSS (tracemalloc, asyncio/sslproto.py).
-# Requests beyond the limit wait for a free connection instead. Watch streams hold a connection
-# each for minutes, so the limit is the request budget plus one connection per watch stream.
+# The operator's one API session (Kopf's watches and our requests) has a connection limit: without
+# one, a burst opened a TLS connection per busy object, each holding asyncio's 256 KiB read buffer
+# (~20 MB of peak RSS at 200 PhoenixAuths). Requests beyond the limit wait for a free connection.
+# Watch streams hold a connection each for minutes, so the limit is the request budget plus one
+# connection per watch stream.
 API_REQUEST_CONNECTIONS = 24
 WATCH_STREAMS_PER_NAMESPACE = 16  # resources Kopf watches per namespace, peering included (a test holds it)
 
@@ -53,7 +51,8 @@ def api_connection_limit(settings: OperatorSettings) -> int:
 
 
 def limited_session(info: kopf.ConnectionInfo, limit: int) -> kopf.AiohttpSession:
-    """The session Kopf would build from these credentials, with at most `limit` connections."""
+    """The session Kopf would build from these credentials, with at most `limit` connections
+    (0: no limit)."""
     with warnings.catch_warnings():  # as Kopf does: basic auth is deprecated there, not refused
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="kopf")
         auth = info.as_aiohttp_basic_auth()
@@ -121,9 +120,7 @@ def build_settings(args: argparse.Namespace) -> OperatorSettings:
     return settings
 
 
-def make_registry(
-    settings: OperatorSettings, reconciler: Reconciler, executor: ThreadPoolExecutor | None = None
-) -> kopf.OperatorRegistry:
+def make_registry(settings: OperatorSettings, loops: Loops, api: ApiSession) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -136,26 +133,25 @@ def make_registry(
         settings.watching.client_timeout = 330
         settings.watching.connect_timeout = 30
         settings.networking.request_timeout = 60
-        if executor is not None:  # ours, so main() can shut it down (idle workers end) on exit
-            settings.execution.executor = executor
-        settings.execution.max_workers = 8
         for resource, selector in WATCH_LABEL_SELECTORS.items():  # server-side: nothing else arrives
             settings.watching.label_selectors[resource] = selector
 
     @kopf.on.login(registry=registry)
-    async def login(**kwargs: Any) -> kopf.AiohttpSession | kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # A custom registry has no default login handlers: in a pod use the service account,
-        # otherwise the kubeconfig (KUBECONFIG, set from --kubeconfig by main()). Async, so the
-        # aiohttp session is made inside Kopf's event loop; Kopf closes it on re-login.
+        # otherwise the kubeconfig (KUBECONFIG, set from --kubeconfig by main()). The session is
+        # made here, inside Kopf's event loop, and serves Kopf and the reconciles alike; Kopf
+        # closes it when it logs in again, and the reconciles then take the new one.
         info = None if settings.kubeconfig else kopf.login_with_service_account(**kwargs)
         if info is None:
             info = kopf.login_with_kubeconfig(**kwargs)
-        limit = api_connection_limit(settings)
-        if info is None or limit == 0:
-            return info
-        return limited_session(info, limit)
+        if info is None:
+            return None
+        session = limited_session(info, api_connection_limit(settings))
+        api.set(session.aiohttp_session, str(info.server))
+        return session
 
-    register(registry, Handlers(reconciler, executor=executor), resync_seconds=settings.resync_seconds)
+    register(registry, loops)
     return registry
 
 
@@ -207,29 +203,6 @@ async def run_operator(**kopf_kwargs: Any) -> int:
     return 0
 
 
-def exit_now_if_threads_hang(exit_code: int, grace: float = 1.0) -> None:
-    """Exit without joining handler threads that are still blocked after Kopf has stopped.
-
-    Kopf runs our sync handlers in a ThreadPoolExecutor, whose non-daemon threads the interpreter
-    joins at exit; a handler blocked in a Kubernetes call (30 s timeout, retried), a detection
-    probe or a per-object lock wait (up to 120 s) would hold the process that long after SIGTERM,
-    past the pod's grace period. Their work is abandoned either way (as in a crash, which the
-    reconciler is built to survive), so after a short grace we flush the logs and leave.
-    """
-    deadline = time.monotonic() + grace
-    stuck: list[threading.Thread] = []
-    while time.monotonic() < deadline:
-        stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-        if not stuck:
-            return
-        time.sleep(0.05)
-    log.warning("exiting with %d handler thread(s) still blocked; their work is abandoned", len(stuck))
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(exit_code)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = build_settings(args)
@@ -239,16 +212,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     kopf.configure(verbose=settings.verbose)  # Kopf's log format and handlers for every logger
     logging.getLogger().setLevel(logging.DEBUG if settings.verbose else settings.log_level)
 
-    api_client = load_api_client(settings.kubeconfig)
-    kube = KubeClient(api_client, timeout=settings.api_timeout)
+    api = ApiSession()
     reconciler = Reconciler(
-        kube,
+        KubeClient(api, timeout=settings.api_timeout),
         detect_timeout=settings.detect_timeout,
         emit=post_event,
         allowed_images=settings.allowed_image_prefixes,
     )
-    executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="phoenix-handler")
-    registry = make_registry(settings, reconciler, executor)
+    loops = Loops(
+        reconciler,
+        Wakeups(),
+        resync_seconds=settings.resync_seconds,
+        concurrency=settings.reconcile_concurrency,
+    )
+    registry = make_registry(settings, loops, api)
     if settings.metrics_port:
         metrics.serve(settings.metrics_port, settings.metrics_host)
 
@@ -274,8 +251,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             **peering,
         )
     )
-    executor.shutdown(wait=False, cancel_futures=True)  # idle workers exit; busy ones finish their call
-    exit_now_if_threads_hang(exit_code)
     return exit_code
 
 

@@ -1,23 +1,24 @@
-"""Thin Kubernetes API access: server-side apply, get, list, label, delete, status patch, discovery.
+"""Kubernetes API access on Kopf's own HTTP stack: server-side apply, get, list, label, delete,
+status patch, discovery.
 
-One generic path for every kind (a table of apiVersion/kind → URL) keeps the reconciler free of
+One async path for every kind (a table of apiVersion/kind → URL) keeps the reconciler free of
 per-kind client classes and makes PrometheusRule/ServiceMonitor no different from a Service.
+Requests go through the aiohttp session the operator's login handler gives Kopf (`ApiSession`):
+one login, one connection pool with one limit, for Kopf's watches and our requests alike.
 Every API failure is translated into a typed error here (errors.classify_api_status), so the
 reconciler only ever sees TransientError/PermanentError. 409/429/5xx get two quick in-process
-retries first; what still fails goes back to Kopf for a backoff retry.
+retries first; what still fails goes back to the object's loop for a backoff retry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as Urllib3Error
+import aiohttp
 
 from phoenix_operator import metrics
 from phoenix_operator.builders.common import FIELD_MANAGER, GROUP, PLURAL, VERSION
@@ -76,26 +77,50 @@ def _api_message(raw: bytes | str | None) -> str:
         return ""
 
 
+class ApiSession:
+    """The session of the current login: set by the login handler, replaced on re-login.
+
+    Kopf closes a session when it logs in again (e.g. after a 401), so requests always take the
+    latest one; a request in flight on a closed session fails as transient and is retried."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._server = ""
+        self._headers: dict[str, str] = {}
+
+    def set(
+        self, session: aiohttp.ClientSession, server: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self._session, self._server, self._headers = session, server.rstrip("/"), dict(headers or {})
+
+    def current(self) -> tuple[aiohttp.ClientSession, str, dict[str, str]]:
+        if self._session is None or self._session.closed:
+            raise TransientError(
+                "not logged in to the Kubernetes API yet", reason="ApiUnreachable", delay=2.0
+            )
+        return self._session, self._server, self._headers
+
+
 class KubeClient:
-    """A small wrapper over kubernetes.client.ApiClient (sync; Kopf runs sync handlers in threads)."""
+    """Async requests to the Kubernetes API through the operator's one session."""
 
     def __init__(
         self,
-        api_client: k8s.ApiClient,
+        session: ApiSession,
         *,
         field_manager: str = FIELD_MANAGER,
         timeout: float = 30.0,
         quick_retries: int = 2,
         retry_pause: float = 0.3,
     ) -> None:
-        self.api = api_client
+        self.session = session
         self.field_manager = field_manager
-        self.timeout = timeout
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.quick_retries = quick_retries
         self.retry_pause = retry_pause
 
     # --- the one place that talks HTTP ---
-    def _call(
+    async def _call(
         self,
         what: str,
         method: str,
@@ -110,23 +135,22 @@ class KubeClient:
         verb, _, rest = what.partition(" ")
         kind = "PhoenixAuth/status" if rest.startswith("status of ") else rest.split(" ", 1)[0]
         metrics.API_REQUESTS.labels(verb=verb, kind=kind).inc()
+        data = None if body is None else json.dumps(body)
         attempt = 0
         while True:
             err: OperatorError
             try:
-                method_, url, headers, body_, post = self.api.param_serialize(
+                session, server, headers = self.session.current()
+                async with session.request(
                     method,
-                    path,
-                    query_params=query or [],
-                    header_params={"Content-Type": content_type, "Accept": "application/json"},
-                    body=body,
-                    auth_settings=["BearerToken"],
-                )
-                response = self.api.call_api(
-                    method_, url, headers, body_, post, _request_timeout=self.timeout
-                )
-                raw = response.read()
-                status = int(response.status)
+                    server + path,
+                    params=query or None,
+                    data=data,
+                    headers={**headers, "Content-Type": content_type, "Accept": "application/json"},
+                    timeout=self.timeout,
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
                 if 200 <= status < 300:
                     answer: dict[str, Any] = json.loads(raw) if raw else {}
                     return answer
@@ -134,35 +158,37 @@ class KubeClient:
                     return None
                 detail = "" if hide_body_in_errors else _api_message(raw)
                 err = classify_api_status(status, what, detail)
-            except ApiException as exc:  # raised by the REST layer for some transport failures
-                err = classify_api_status(int(exc.status or 0), what, "")
-            except (Urllib3Error, OSError) as exc:
+            except TransientError as exc:
+                err = exc
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 err = TransientError(f"{what}: {type(exc).__name__}", reason="ApiUnreachable", delay=10.0)
             if isinstance(err, TransientError) and attempt < self.quick_retries:
                 attempt += 1
-                time.sleep(self.retry_pause * attempt)
+                await asyncio.sleep(self.retry_pause * attempt)
                 continue
             raise err
 
     # --- generic object operations ---
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         k = kind_of(api_version, kind)
-        return self._call(f"get {kind} {namespace}/{name}", "GET", k.path(namespace, name), missing_ok=True)
+        return await self._call(
+            f"get {kind} {namespace}/{name}", "GET", k.path(namespace, name), missing_ok=True
+        )
 
-    def list(
+    async def list(
         self, api_version: str, kind: str, namespace: str, label_selector: str = ""
     ) -> list[dict[str, Any]]:
         k = kind_of(api_version, kind)
         query = [("labelSelector", label_selector)] if label_selector else []
-        out = self._call(f"list {kind} in {namespace}", "GET", k.path(namespace), query=query)
+        out = await self._call(f"list {kind} in {namespace}", "GET", k.path(namespace), query=query)
         return list((out or {}).get("items") or [])
 
-    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply (field manager phoenix-operator, force: we own these fields)."""
         k = kind_of(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         what = f"apply {obj['kind']} {meta['namespace']}/{meta['name']}"
-        applied = self._call(
+        applied = await self._call(
             what,
             "PATCH",
             k.path(meta["namespace"], meta["name"]),
@@ -173,13 +199,13 @@ class KubeClient:
         )
         return applied or {}  # None only answers a missing_ok call
 
-    def label(
+    async def label(
         self, api_version: str, kind: str, namespace: str, name: str, labels: Mapping[str, str]
     ) -> dict[str, Any] | None:
         """Merge-patch labels onto an object we do not own (None when it is gone; a merge patch
         never creates it). Only metadata.labels is sent, so no other field changes hands."""
         k = kind_of(api_version, kind)
-        return self._call(
+        return await self._call(
             f"label {kind} {namespace}/{name}",
             "PATCH",
             k.path(namespace, name),
@@ -189,9 +215,9 @@ class KubeClient:
             hide_body_in_errors=kind == "Secret",
         )
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         k = kind_of(api_version, kind)
-        self._call(
+        await self._call(
             f"delete {kind} {namespace}/{name}",
             "DELETE",
             k.path(namespace, name),
@@ -199,10 +225,12 @@ class KubeClient:
             missing_ok=True,
         )
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
         """Merge-patch the PhoenixAuth's status subresource (None when the object is gone)."""
         k = kind_of(f"{GROUP}/{VERSION}", "PhoenixAuth")
-        return self._call(
+        return await self._call(
             f"patch status of PhoenixAuth {namespace}/{name}",
             "PATCH",
             k.path(namespace, name, "status"),
@@ -211,25 +239,10 @@ class KubeClient:
             missing_ok=True,
         )
 
-    def has_resources(self, group_version: str, plurals: set[str]) -> bool:
+    async def has_resources(self, group_version: str, plurals: set[str]) -> bool:
         """API discovery: does the server serve these resources (e.g. monitoring.coreos.com/v1)?"""
-        out = self._call(f"discover {group_version}", "GET", f"/apis/{group_version}", missing_ok=True)
+        out = await self._call(f"discover {group_version}", "GET", f"/apis/{group_version}", missing_ok=True)
         if not out:
             return False
         served = {r.get("name") for r in out.get("resources") or []}
         return plurals <= served
-
-
-def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
-    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig."""
-    from kubernetes import config
-
-    configuration = k8s.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    else:
-        try:
-            config.load_incluster_config(client_configuration=configuration)
-        except config.ConfigException:
-            config.load_kube_config(client_configuration=configuration)
-    return k8s.ApiClient(configuration)

@@ -99,19 +99,21 @@ SELECT current_setting('max_connections')::int,
 """
 
 
-def detect_budget(database_url: str, *, timeout: float = 5.0) -> DetectedBudget:
+async def detect_budget(database_url: str, *, connect_timeout: float = 5.0) -> DetectedBudget:
     """Connect with psycopg and read the live budget. The URL is never logged or put in errors."""
     import psycopg  # imported here: nothing connects (or loads libpq) at import time
 
     try:
-        with (
-            psycopg.connect(
-                database_url, connect_timeout=max(1, int(timeout)), application_name="phoenix-operator-probe"
+        async with (
+            await psycopg.AsyncConnection.connect(
+                database_url,
+                connect_timeout=max(1, int(connect_timeout)),
+                application_name="phoenix-operator-probe",
             ) as conn,
             conn.cursor() as cur,
         ):
-            cur.execute(DETECT_SQL)
-            row = cur.fetchone()
+            await cur.execute(DETECT_SQL)
+            row = await cur.fetchone()
     except psycopg.Error as exc:
         # psycopg messages can echo the host/user, never the password; keep only the class name.
         raise BudgetDetectionFailed(

@@ -100,6 +100,8 @@ def test_auth_image_has_the_service_and_not_the_operator_or_tooling(run_in) -> N
 
 
 def test_operator_image_has_kopf_and_not_the_service_stack_or_tooling(run_in) -> None:
+    """The operator talks to the API on Kopf's aiohttp session: no Kubernetes client (126 MB of the
+    venv before, and ~19 MB of RSS once Kopf imports it too)."""
     found = _importable(
         run_in["operator"],
         [
@@ -117,7 +119,7 @@ def test_operator_image_has_kopf_and_not_the_service_stack_or_tooling(run_in) ->
     assert found == {
         "phoenix_operator": True,
         "kopf": True,
-        "kubernetes": True,
+        "kubernetes": False,
         "argon2": False,
         "starlette": False,
         "uvicorn": False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
@@ -18,7 +20,7 @@ def test_detects_max_connections_minus_reserved_and_others():
         reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
         # A connection held by "someone else" (not phoenix-auth) while we detect.
         with psycopg.connect(URL, application_name="other-app"):
-            detected = detect_budget(URL)
+            detected = asyncio.run(detect_budget(URL))
     assert (detected.max_connections, detected.superuser_reserved) == (max_conn, reserved)
     assert detected.held_by_others >= 2  # `conn` above and other-app
     assert detected.budget == max_conn - reserved - detected.held_by_others
@@ -27,6 +29,6 @@ def test_detects_max_connections_minus_reserved_and_others():
 
 def test_unreachable_database_is_transient_and_hides_the_url():
     with pytest.raises(BudgetDetectionFailed) as info:
-        detect_budget("postgresql://phoenix:hunter2-secret@127.0.0.1:9/phoenix", timeout=1)
+        asyncio.run(detect_budget("postgresql://phoenix:hunter2-secret@127.0.0.1:9/phoenix", connect_timeout=1))
     assert "hunter2-secret" not in str(info.value)
     assert info.value.delay > 0

@@ -1,9 +1,12 @@
-"""Handlers against a mock Kubernetes API (KMock): real HTTP, real KubeClient, injected API errors.
+"""The reconcile, its loop and its wakers against a mock Kubernetes API (KMock): real HTTP, the
+real async KubeClient, injected API errors.
 
 A small in-memory API (FakeApi) answers GET/PATCH/DELETE like the API server does for the
-calls the operator makes; `faults` makes chosen requests fail with a status code. We assert
-what Kopf and the user see: transient errors (409, 5xx, unreachable) raise kopf.TemporaryError
-with a growing delay; permanent ones (403, 404, 422) do not retry and land in status.
+calls the operator makes; `faults` makes chosen requests fail with a status code. Kopf's indexes
+are played by `Indexes`, fed by the real index functions from what the fake API holds (what
+Kopf's watches would show). We assert what the user sees: transient errors (409, 5xx,
+unreachable) are retried by the loop with a growing delay; permanent ones (403, 404, 422) are not
+retried and land in status; events wake the owner's loop only when something it reads changed.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import json
 from collections import defaultdict
 from typing import Any
 
+import aiohttp
 import kmock
 import kopf
 import pytest
-from kubernetes import client as k8s
 
-from phoenix_operator.handlers import Handlers, backoff
-from phoenix_operator.kube import KubeClient
-from phoenix_operator.reconcile import Reconciler
+from phoenix_operator.daemon import Loops, Wakeups, backoff
+from phoenix_operator.errors import PermanentError, TransientError
+from phoenix_operator.handlers import CHILD_KINDS, Wakers, child_api_kinds, secret_refs_index
+from phoenix_operator.kube import ApiSession, KubeClient
+from phoenix_operator.reconcile import ObjectState, Outcome, Reconciler
+from phoenix_operator.store import Entry, Store, children_index, secrets_index
 
 NS, NAME = "demo", "auth"
 PXA = f"/apis/auth.phoenix.dev/v1alpha1/namespaces/{NS}/phoenixauths/{NAME}"
@@ -111,53 +117,130 @@ class FakeApi:
         return kmock.Response(status=405, payload={"message": "unsupported"})
 
 
+class Indexes:
+    """Kopf's `children` and `secrets` indexes, rebuilt from the fake API by the real index fns."""
+
+    def __init__(self) -> None:
+        self.children: dict[Any, list[Entry]] = {}
+        self.secrets: dict[Any, list[Entry]] = {}
+
+    async def feed(self, api: FakeApi) -> None:
+        self.children.clear()
+        self.secrets.clear()
+        plural = {kind: (g, v, p) for g, v, p, kind in CHILD_KINDS}
+        for obj in api.objects.values():
+            body = copy.deepcopy(obj)
+            body["metadata"].setdefault("resourceVersion", "0")
+            kind = body.get("kind")
+            if kind == "Secret":
+                if (body["metadata"].get("labels") or {}).get("auth.phoenix.dev/watched") != "true":
+                    continue  # Kopf's watch selects the watched label server-side
+                res = kopf.Resource("", "v1", "secrets", kind="Secret")
+                got = await secrets_index(
+                    body=body, resource=res, namespace=NS, name=body["metadata"]["name"]
+                )
+                target = self.secrets
+            elif kind in plural:
+                if (body["metadata"].get("labels") or {}).get(
+                    "app.kubernetes.io/managed-by"
+                ) != "phoenix-operator":
+                    continue
+                g, v, p = plural[kind]
+                got = await children_index(
+                    body=body, resource=kopf.Resource(g, v, p, kind=kind), namespace=NS
+                )
+                target = self.children
+            else:
+                continue
+            for key, entry in (got or {}).items():
+                target.setdefault(key, []).append(entry)
+
+
+class Stopped:
+    """Stands in for Kopf's DaemonStopped flag."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> Stopped:
+        await self._event.wait()
+        return self
+
+
 @pytest.fixture()
 def api() -> FakeApi:
     return FakeApi()
 
 
+async def session_to(url: str, **kw: Any) -> tuple[ApiSession, aiohttp.ClientSession]:
+    session = aiohttp.ClientSession()
+    api_session = ApiSession()
+    api_session.set(session, url)
+    return api_session, session
+
+
 @pytest.fixture()
-def handlers(kmock, api) -> Handlers:
+async def kube(kmock, api):
     kmock << api
-    config = k8s.Configuration(host=str(kmock.url).rstrip("/"))
-    kube = KubeClient(k8s.ApiClient(config), timeout=5, quick_retries=2, retry_pause=0.01)
-    return Handlers(Reconciler(kube), debounce=0.0)
+    api_session, session = await session_to(str(kmock.url).rstrip("/"))
+    yield KubeClient(api_session, timeout=5, quick_retries=2, retry_pause=0.01)
+    await session.close()
+
+
+@pytest.fixture()
+def indexes() -> Indexes:
+    return Indexes()
+
+
+@pytest.fixture()
+def reconciler(kube, indexes) -> Reconciler:
+    return Reconciler(kube, store=Store(indexes.children, indexes.secrets, child_api_kinds()))
 
 
 pytestmark = pytest.mark.kmock(cls=kmock.RawHandler)
 
 
-async def run_parent(handlers: Handlers, retry: int = 0) -> None:
-    await asyncio.to_thread(handlers.on_parent, body=copy.deepcopy(BODY), retry=retry)
+async def reconcile(reconciler: Reconciler, api: FakeApi, state: ObjectState | None = None) -> Outcome:
+    return await reconciler.reconcile(copy.deepcopy(api.objects[PXA]), state or ObjectState())
 
 
 def last_condition(api: FakeApi, type_: str) -> dict[str, Any]:
     return next(c for c in api.status_patches[-1]["conditions"] if c["type"] == type_)
 
 
-async def test_happy_path_creates_children_and_status(handlers, api):
-    await run_parent(handlers)
+async def test_happy_path_creates_children_and_status(reconciler, api):
+    outcome = await reconcile(reconciler, api)
+    assert outcome.error is None
     assert SERVICE in api.objects
     assert f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}" in api.objects
     assert api.status_patches[-1]["poolPerPod"] == 20
     assert last_condition(api, "MonitoringConfigured")["reason"] == "PrometheusOperatorCRDsMissing"
 
 
-async def test_one_conflict_is_retried_in_process(handlers, api):
+async def test_one_conflict_is_retried_in_process(reconciler, api):
     api.fail("PATCH", SERVICE, 409, times=1)
-    await run_parent(handlers)
+    await reconcile(reconciler, api)
     assert api.count("PATCH", SERVICE) == 2
     assert SERVICE in api.objects
     assert last_condition(api, "Degraded")["status"] == "False"
 
 
 @pytest.mark.parametrize("status", [409, 500, 503, 429])
-async def test_persistent_transient_errors_go_back_to_kopf_with_backoff(handlers, api, status):
+async def test_persistent_transient_errors_are_retried_by_the_loop_with_backoff(reconciler, api, status):
     api.fail("PATCH", SERVICE, status)
-    with pytest.raises(kopf.TemporaryError) as info:
-        await run_parent(handlers, retry=2)
-    assert api.count("PATCH", SERVICE) == 3  # first try + 2 quick retries, then Kopf's backoff
-    assert info.value.delay == backoff(2, info.value.delay / 4) and info.value.delay >= 8
+    outcome = await reconcile(reconciler, api)
+    assert isinstance(outcome.error, TransientError)
+    assert api.count("PATCH", SERVICE) == 3  # first try + 2 quick retries, then the loop's backoff
+    loops = Loops(reconciler, Wakeups(), resync_seconds=300)
+    delay, retry = loops.next_wait(outcome, 2)
+    assert retry == 3 and delay == backoff(2, outcome.error.delay) and delay >= 8
+    assert loops.next_wait(outcome, 3)[0] > delay  # grows
     progressing = last_condition(api, "Progressing")
     assert progressing["status"] == "True" and progressing["message"] == "will retry"
     assert last_condition(api, "Degraded")["status"] == "False"
@@ -169,9 +252,12 @@ def test_backoff_grows_and_is_capped():
 
 
 @pytest.mark.parametrize(("status", "reason"), [(403, "Forbidden"), (404, "NotFound"), (422, "Invalid")])
-async def test_permanent_errors_become_conditions_without_retry(handlers, api, status, reason):
+async def test_permanent_errors_become_conditions_without_retry(reconciler, api, status, reason):
     api.fail("PATCH", SERVICE, status, message=f"services is {reason.lower()} here")
-    await run_parent(handlers)  # no exception: Kopf will not retry
+    outcome = await reconcile(reconciler, api)
+    assert isinstance(outcome.error, PermanentError)
+    # No retry: the loop waits for a change (or the slow resync), not a backoff.
+    assert Loops(reconciler, Wakeups(), resync_seconds=300).next_wait(outcome, 4) == (300, 0)
     assert api.count("PATCH", SERVICE) == 1
     degraded = last_condition(api, "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == reason
@@ -181,15 +267,15 @@ async def test_permanent_errors_become_conditions_without_retry(handlers, api, s
     assert api.status_patches[-1]["phase"] == "Degraded"
 
 
-async def test_status_patch_conflict_is_transient(handlers, api):
+async def test_status_patch_conflict_is_transient(reconciler, api):
     api.fail("PATCH", PXA + "/status", 409)
-    with pytest.raises(kopf.TemporaryError):
-        await run_parent(handlers)
+    outcome = await reconcile(reconciler, api)
+    assert isinstance(outcome.error, TransientError)
 
 
-async def test_no_secret_in_any_request_but_the_secret_itself(handlers, api, kmock):
+async def test_no_secret_in_any_request_but_the_secret_itself(reconciler, api, kmock):
     api.fail("PATCH", SERVICE, 403)
-    await run_parent(handlers)
+    await reconcile(reconciler, api)
     for request in kmock:
         if "/secrets/" in request.url.path:
             continue
@@ -197,9 +283,138 @@ async def test_no_secret_in_any_request_but_the_secret_itself(handlers, api, kmo
     assert "planted-secret-value" not in json.dumps(api.status_patches)
 
 
-def _child(kind: str, status: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+async def test_unreachable_api_server_is_transient():
+    api_session, session = await session_to("http://127.0.0.1:9")  # discard port: connection refused
+    try:
+        kube = KubeClient(api_session, timeout=2, quick_retries=1, retry_pause=0.01)
+        outcome = await Reconciler(kube).reconcile(copy.deepcopy(BODY))
+    finally:
+        await session.close()
+    assert isinstance(outcome.error, TransientError) and outcome.error.reason == "ApiUnreachable"
+
+
+async def test_not_logged_in_yet_is_transient():
+    kube = KubeClient(ApiSession(), quick_retries=0)
+    outcome = await Reconciler(kube).reconcile(copy.deepcopy(BODY))
+    assert isinstance(outcome.error, TransientError) and "not logged in" in outcome.error.message
+
+
+async def test_unchanged_children_are_not_re_applied_but_edited_ones_are(reconciler, api):
+    """A child still at the content our last apply returned, with the same desired content, needs
+    no apply; a hand edit is put back on the next reconcile."""
+    state = ObjectState()
+    await reconcile(reconciler, api, state)
+    assert api.count("PATCH", SERVICE) == 1
+    await reconcile(reconciler, api, state)
+    assert api.count("PATCH", SERVICE) == 1  # nobody touched it: no second apply
+    service = api.objects[SERVICE]
+    service["spec"]["ports"] = [{"port": 1}]  # edited by hand
+    api.bump(service)
+    await reconcile(reconciler, api, state)
+    assert api.count("PATCH", SERVICE) == 2
+    assert service is not api.objects[SERVICE] and api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
+
+
+async def test_children_are_read_from_kopf_indexes_not_fetched(reconciler, api, indexes):
+    """Once the watches have shown the children, a reconcile GETs none of them and applies none
+    that are unchanged; a status-only update is no reason to re-apply, an edit of the content is
+    (drift is still put back)."""
+    state = ObjectState()
+    await reconcile(reconciler, api, state)
+    await indexes.feed(api)
+    calls = len(api.calls)
+    await reconcile(reconciler, api, state)
+    new = api.calls[calls:]
+    assert [c for c in new if c[0] == "GET"] == []
+    assert [c for c in new if c[0] == "PATCH" and not c[1].endswith("/status")] == []
+
+    dep_path = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
+    dep = api.objects[dep_path]
+    dep["status"] = {"readyReplicas": 1, "replicas": 2}
+    api.bump(dep)
+    await indexes.feed(api)
+    outcome = await reconcile(reconciler, api, state)
+    assert api.count("PATCH", dep_path) == 1  # only the first apply
+    assert outcome.status["readyReplicas"] == 1  # the index's status reached the PhoenixAuth's
+
+    service = api.objects[SERVICE]
+    service["spec"]["ports"] = [{"port": 1}]  # edited by hand
+    api.bump(service)
+    await indexes.feed(api)
+    await reconcile(reconciler, api, state)
+    assert api.count("PATCH", SERVICE) == 2
+    assert api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
+
+
+async def test_an_optional_child_left_off_costs_no_request_once_indexed(reconciler, api, indexes):
+    """The auth NetworkPolicy is off by default: with the index complete, its absence needs no
+    GET, and an owned one the index shows is deleted when it is switched off again."""
+    state = ObjectState()
+    await reconcile(reconciler, api, state)
+    await indexes.feed(api)
+    policy = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{NAME}"
+    assert policy not in api.objects
+    await reconcile(reconciler, api, state)
+    assert api.count("GET", policy) == 0
+    api.objects[PXA]["spec"]["authService"] = {"networkPolicy": {"enabled": True}}
+    assert (await reconcile(reconciler, api, state)).error is None
+    assert policy in api.objects
+    await indexes.feed(api)
+    api.objects[PXA]["spec"]["authService"] = {}
+    assert (await reconcile(reconciler, api, state)).error is None
+    assert policy not in api.objects and api.count("DELETE", policy) == 1
+
+
+async def test_monitoring_discovery_is_reused_between_reconciles(reconciler, api):
+    await reconcile(reconciler, api)
+    await reconcile(reconciler, api)
+    assert api.count("GET", "/apis/monitoring.coreos.com/v1") == 1
+
+
+async def test_the_referenced_secret_is_labelled_once_by_a_merge_patch_of_its_labels(reconciler, api, kmock):
+    """Over real HTTP: the DB Secret gets `auth.phoenix.dev/watched=true` (the Secret watch's
+    selector) with a merge patch carrying only that label (no data, no SSA ownership of the
+    user's Secret), and only once."""
+    secret_path = f"/api/v1/namespaces/{NS}/secrets/db"
+    await reconcile(reconciler, api)
+    assert api.objects[secret_path]["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
+    (patch,) = [r for r in kmock if r.method.name.upper() == "PATCH" and r.url.path == secret_path]
+    assert json.loads(patch.body) == {"metadata": {"labels": {"auth.phoenix.dev/watched": "true"}}}
+    assert b"planted-secret-value" not in patch.body
+    await reconcile(reconciler, api)
+    assert api.count("PATCH", secret_path) == 1
+
+
+def test_the_secret_index_holds_every_secret_the_spec_names():
+    spec = {
+        "database": {
+            "secretRef": {"name": "db"},
+            "migrationSecretRef": {"name": "owner"},
+            "connectionBudget": 100,
+        },
+        "redis": {"mode": "external", "external": {"secretRef": {"name": "redis"}}},
+        "authService": {
+            "extraEnv": [
+                {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "t"}}}
+            ]
+        },
+    }
+    assert secret_refs_index(namespace=NS, name=NAME, spec=spec) == {
+        (NS, n): NAME for n in ("db", "owner", "redis", "app")
+    }
+    assert (
+        secret_refs_index(namespace=NS, name=NAME, spec={"database": {}}) == {}
+    )  # invalid: reads no Secret, names none
+
+
+# ---------------------------------------------------------------- wakers: which events wake a loop
+
+
+def _child(
+    kind: str, status: dict[str, Any], spec: dict[str, Any], api_version: str = "v1"
+) -> dict[str, Any]:
     return {
-        "apiVersion": "v1",
+        "apiVersion": api_version,
         "kind": kind,
         "metadata": {
             "name": NAME,
@@ -221,206 +436,179 @@ def _child(kind: str, status: dict[str, Any], spec: dict[str, Any]) -> dict[str,
     }
 
 
-async def test_child_event_restores_a_deleted_service(handlers, api):
-    await run_parent(handlers)
-    del api.objects[SERVICE]
-    child = _child("Service", {}, {})
-    await handlers.on_child(body=child, type="DELETED")
-    await handlers.drain()
-    assert SERVICE in api.objects
+async def test_only_events_that_change_what_the_reconcile_reads_wake_the_loop():
+    """HPA/PDB status updates (every 15 s per HPA) must not each cost a reconcile; a change of a
+    child's content, a deletion, a Deployment's readiness, a spec change still wake its owner;
+    the operator's own status patches do not."""
+    wakeups = Wakeups()
+    flag = wakeups.register((NS, NAME))
+    wakers = Wakers(wakeups)
+    memos: dict[str, kopf.Memo] = {}
 
-
-async def test_child_event_of_a_deleted_parent_does_nothing(handlers, api):
-    del api.objects[PXA]
-    child = _child("Service", {}, {})
-    await handlers.on_child(body=child, type="MODIFIED")
-    await handlers.drain()
-    assert not any(m == "PATCH" for m, _ in api.calls)
-
-
-async def test_unreachable_api_server_is_transient():
-    config = k8s.Configuration(host="http://127.0.0.1:9")  # discard port: connection refused
-    kube = KubeClient(k8s.ApiClient(config), timeout=2, quick_retries=1, retry_pause=0.01)
-    handlers = Handlers(Reconciler(kube))
-    with pytest.raises(kopf.TemporaryError, match="ApiUnreachable"):
-        await run_parent(handlers)
-
-
-async def test_changed_referenced_secret_rolls_the_deployment(handlers, api):
-    from phoenix_operator.handlers import secret_refs_index
-
-    await run_parent(handlers)
-    dep_path = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
-
-    def config_hash() -> str:
-        return api.objects[dep_path]["spec"]["template"]["metadata"]["annotations"][
-            "auth.phoenix.dev/config-hash"
-        ]
-
-    before = config_hash()
-    secret = api.objects[f"/api/v1/namespaces/{NS}/secrets/db"]
-    secret["data"]["DATABASE_URL"] = base64.b64encode(b"postgresql://phoenix:rotated@db/phoenix").decode()
-    index = {
-        key: [owner] for key, owner in secret_refs_index(namespace=NS, name=NAME, spec=BODY["spec"]).items()
-    }
-    assert index == {(NS, "db"): [NAME]}
-    await asyncio.to_thread(handlers.on_secret, body=secret, secret_refs=index, type="MODIFIED")
-    assert config_hash() != before
-    # An unrelated Secret does nothing.
-    calls = len(api.calls)
-    other = {"metadata": {"name": "other", "namespace": NS}}
-    await asyncio.to_thread(handlers.on_secret, body=other, secret_refs=index, type="MODIFIED")
-    assert len(api.calls) == calls
-
-
-async def test_status_only_churn_of_unread_children_triggers_no_reconcile(handlers, api):
-    """HPA/PDB status updates (every 15 s per HPA) must not each cost a full reconcile; a change
-    of their content, a deletion, and any Deployment/Job event still reconcile."""
-    await run_parent(handlers)
-
-    async def event(body: dict[str, Any], type_: str = "MODIFIED") -> int:
-        before = len(api.calls)
-        await handlers.on_child(body=body, type=type_)
-        await handlers.drain()
-        return len(api.calls) - before
-
-    hpa = _child("HorizontalPodAutoscaler", {"currentReplicas": 2}, {"maxReplicas": 4})
-    assert await event(hpa) > 0  # first sight: reconcile
-    assert await event(_child("HorizontalPodAutoscaler", {"currentReplicas": 3}, {"maxReplicas": 4})) == 0
-    assert await event(_child("HorizontalPodAutoscaler", {"currentReplicas": 3}, {"maxReplicas": 9})) > 0
-    assert await event(hpa, "DELETED") > 0
-    dep = _child("Deployment", {"readyReplicas": 1}, {"replicas": 2})
-    assert await event(dep) > 0
-    assert await event(_child("Deployment", {"readyReplicas": 2}, {"replicas": 2})) > 0
-
-
-async def test_unchanged_children_are_not_re_applied_but_edited_ones_are(handlers, api):
-    """A child still at the version our last apply returned, with the same desired content, needs
-    no apply; a hand edit (new resourceVersion) is put back on the next reconcile."""
-    await run_parent(handlers)
-    assert api.count("PATCH", SERVICE) == 1
-    await run_parent(handlers)
-    assert api.count("PATCH", SERVICE) == 1  # nobody touched it: no second apply
-    service = api.objects[SERVICE]
-    service["spec"]["ports"] = [{"port": 1}]  # edited by hand
-    api.bump(service)
-    await run_parent(handlers)
-    assert api.count("PATCH", SERVICE) == 2
-    assert service is not api.objects[SERVICE] and api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
-
-
-async def feed_watch(
-    handlers: Handlers, api: FakeApi, type_: str | None = None, objects: list[Any] | None = None
-) -> None:
-    """What Kopf's watches hand the handlers: every object the fake API holds (owner first)."""
-    objects = list(api.objects.values()) if objects is None else objects
-    for obj in sorted(objects, key=lambda o: o.get("kind") != "PhoenixAuth"):
-        body = copy.deepcopy(obj)
-        body["metadata"].setdefault("resourceVersion", "0")
-        if body.get("kind") == "PhoenixAuth":
-            await handlers.on_parent_event(body=body, type=type_)
-        elif body.get("kind") == "Secret":
-            body.setdefault("apiVersion", "v1")
-            # No index: this feed fills the cache and triggers no reconcile.
-            await asyncio.to_thread(handlers.on_secret, body=body, secret_refs=None, type=type_)
+    async def woke(body: dict[str, Any], type_: str | None = "MODIFIED") -> bool:
+        flag.clear()
+        memo = memos.setdefault(body["kind"], kopf.Memo())
+        if body["kind"] == "PhoenixAuth":
+            await wakers.on_phoenixauth(body=body, type=type_, memo=memo)
         else:
-            await handlers.on_child(body=body, type=type_)
-    await handlers.drain()
+            await wakers.on_child(body=body, type=type_, memo=memo)
+        return flag.is_set()
+
+    hpa = _child("HorizontalPodAutoscaler", {"currentReplicas": 2}, {"maxReplicas": 4}, "autoscaling/v2")
+    assert not await woke(hpa, None)  # the listing at start-up: the loop's first reconcile covers it
+    assert not await woke(
+        _child("HorizontalPodAutoscaler", {"currentReplicas": 3}, {"maxReplicas": 4}, "autoscaling/v2")
+    )
+    assert await woke(
+        _child("HorizontalPodAutoscaler", {"currentReplicas": 3}, {"maxReplicas": 9}, "autoscaling/v2")
+    )
+    assert await woke(hpa, "DELETED")
+    assert await woke(_child("Deployment", {"readyReplicas": 1}, {"replicas": 2}, "apps/v1"))
+    assert await woke(_child("Deployment", {"readyReplicas": 2}, {"replicas": 2}, "apps/v1"))
+    assert not await woke(
+        _child("Deployment", {"readyReplicas": 2, "conditions": [{"t": 1}]}, {"replicas": 2}, "apps/v1")
+    )
+    pxa = copy.deepcopy(BODY)
+    assert not await woke(pxa, None)
+    pxa["status"] = {"phase": "Ready"}
+    assert not await woke(pxa)  # our own status patch
+    pxa["metadata"]["generation"] = 2
+    assert await woke(pxa)  # a spec change
+    other = _child("Service", {}, {})
+    other["metadata"]["ownerReferences"] = []
+    assert not await woke(other)  # nobody's child
 
 
-async def test_watched_children_are_read_from_the_cache_not_fetched(handlers, api):
-    """Once the watches have shown the children, a reconcile GETs none of them and applies none
-    that are unchanged; a status-only update (new resourceVersion) is no reason to re-apply, an
-    edit of the content is (drift is still put back)."""
-    await run_parent(handlers)
-    await feed_watch(handlers, api)
-    calls = len(api.calls)
-    await run_parent(handlers)
-    new = api.calls[calls:]
-    assert [c for c in new if c[0] == "GET"] == []
-    assert [c for c in new if c[0] == "PATCH" and not c[1].endswith("/status")] == []
-
-    dep_path = f"/apis/apps/v1/namespaces/{NS}/deployments/{NAME}"
-    dep = api.objects[dep_path]
-    dep["status"] = {"readyReplicas": 1, "replicas": 2}
-    api.bump(dep)
-    await handlers.on_child(body=copy.deepcopy(dep), type="MODIFIED")
-    await handlers.drain()
-    assert api.count("PATCH", dep_path) == 1  # only the first apply
-
-    service = api.objects[SERVICE]
-    service["spec"]["ports"] = [{"port": 1}]  # edited by hand
-    api.bump(service)
-    await handlers.on_child(body=copy.deepcopy(service), type="MODIFIED")
-    await handlers.drain()
-    assert api.count("PATCH", SERVICE) == 2
-    assert api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
+async def test_a_changed_secret_wakes_the_phoenixauths_that_reference_it():
+    wakeups = Wakeups()
+    mine, theirs = wakeups.register((NS, NAME)), wakeups.register((NS, "other"))
+    wakers = Wakers(wakeups)
+    refs = {(NS, "db"): [NAME]}
+    secret = {"metadata": {"name": "db", "namespace": NS, "labels": {}}, "data": {"K": "dg=="}}
+    memo = kopf.Memo()
+    await wakers.on_secret(body=secret, type=None, memo=memo, secret_refs=refs)
+    assert not mine.is_set()
+    secret["data"] = {"K": "dw=="}
+    await wakers.on_secret(body=secret, type="MODIFIED", memo=memo, secret_refs=refs)
+    assert mine.is_set() and not theirs.is_set()
+    mine.clear()
+    await wakers.on_secret(body=secret, type="MODIFIED", memo=memo, secret_refs=refs)
+    assert not mine.is_set()  # same data: nothing to do
 
 
-async def test_deleted_children_leave_nothing_in_the_cache(handlers, api):
-    await run_parent(handlers)
-    await feed_watch(handlers, api)
-    assert len(handlers.cache) > 5
-    gone = list(api.objects.values())
-    api.objects.clear()  # the PhoenixAuth deleted, its children garbage-collected
-    await feed_watch(handlers, api, "DELETED", gone)
-    assert len(handlers.cache) == 0
-    assert handlers.cache.applied(("v1", "Service", NS, NAME)) is None
+# ---------------------------------------------------------------- the loop: one per PhoenixAuth
 
 
-async def test_a_burst_of_child_events_of_one_owner_costs_one_reconcile(kmock, api):
-    kmock << api
-    config = k8s.Configuration(host=str(kmock.url).rstrip("/"))
-    reconciler = Reconciler(KubeClient(k8s.ApiClient(config), timeout=5, quick_retries=0))
-    handlers = Handlers(reconciler, debounce=0.2)
-    runs: list[str] = []
-    real = reconciler.reconcile
-    reconciler.reconcile = lambda body: runs.append(body["metadata"]["name"]) or real(body)  # type: ignore[method-assign]
-    kinds = ("Service", "ConfigMap", "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler")
-    await asyncio.gather(*(handlers.on_child(body=_child(k, {}, {"n": 1}), type="ADDED") for k in kinds))
-    await handlers.drain()
-    assert runs == [NAME]
+class Loop:
+    """One daemon of `loops` running on a live body, as Kopf runs it."""
+
+    def __init__(self, loops: Loops, body: dict[str, Any]) -> None:
+        self.loops, self.body, self.stopped = loops, body, Stopped()
+        self.task = asyncio.create_task(loops.run(body=body, stopped=self.stopped))
+
+    async def stop(self) -> float:
+        started = asyncio.get_running_loop().time()
+        self.stopped.set()
+        await asyncio.wait_for(self.task, 5)
+        return asyncio.get_running_loop().time() - started
 
 
-async def test_monitoring_discovery_is_reused_between_reconciles(handlers, api):
-    await run_parent(handlers)
-    await run_parent(handlers)
-    assert api.count("GET", "/apis/monitoring.coreos.com/v1") == 1
+async def until(check, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
-async def test_the_referenced_secret_is_labelled_once_by_a_merge_patch_of_its_labels(handlers, api, kmock):
-    """Over real HTTP: the DB Secret gets `auth.phoenix.dev/watched=true` (the Secret watch's
-    selector) with a merge patch carrying only that label (no data, no SSA ownership of the
-    user's Secret), and only once."""
-    secret_path = f"/api/v1/namespaces/{NS}/secrets/db"
-    await run_parent(handlers)
-    assert api.objects[secret_path]["metadata"]["labels"] == {"auth.phoenix.dev/watched": "true"}
-    (patch,) = [r for r in kmock if r.method.name.upper() == "PATCH" and r.url.path == secret_path]
-    assert json.loads(patch.body) == {"metadata": {"labels": {"auth.phoenix.dev/watched": "true"}}}
-    assert b"planted-secret-value" not in patch.body
-    await run_parent(handlers)
-    assert api.count("PATCH", secret_path) == 1
+class CountingReconciler:
+    """Counts reconciles; the first can be held to see what arrives meanwhile."""
+
+    def __init__(self, hold_first: bool = False) -> None:
+        self.runs = 0
+        self.in_flight = self.peak = 0
+        self.release = asyncio.Event()
+        if not hold_first:
+            self.release.set()
+
+    async def reconcile(self, body: Any, state: Any) -> Outcome:
+        self.runs += 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.release.wait()
+            await asyncio.sleep(0.01)
+        finally:
+            self.in_flight -= 1
+        return Outcome(status={})
 
 
-def test_the_secret_index_holds_every_secret_the_spec_names():
-    from phoenix_operator.handlers import secret_refs_index
+async def test_a_burst_of_wakes_during_a_reconcile_costs_one_more_round():
+    rec = CountingReconciler(hold_first=True)
+    loops = Loops(rec, Wakeups(), resync_seconds=300, debounce=0.05)  # type: ignore[arg-type]
+    loop = Loop(loops, copy.deepcopy(BODY))
+    await until(lambda: rec.runs == 1)
+    for _ in range(5):  # five child events while the first reconcile runs
+        assert loops.wakeups.wake((NS, NAME))
+    rec.release.set()
+    await until(lambda: rec.runs == 2)
+    await asyncio.sleep(0.3)
+    assert rec.runs == 2  # coalesced into one round, then idle until the resync
+    assert await loop.stop() < 1.0
+    assert not loops.wakeups.wake((NS, NAME))  # a stopped loop leaves no flag behind
 
-    spec = {
-        "database": {
-            "secretRef": {"name": "db"},
-            "migrationSecretRef": {"name": "owner"},
-            "connectionBudget": 100,
-        },
-        "redis": {"mode": "external", "external": {"secretRef": {"name": "redis"}}},
-        "authService": {
-            "extraEnv": [
-                {"name": "APP_API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "t"}}}
-            ]
-        },
-    }
-    assert secret_refs_index(namespace=NS, name=NAME, spec=spec) == {
-        (NS, n): NAME for n in ("db", "owner", "redis", "app")
-    }
-    assert (
-        secret_refs_index(namespace=NS, name=NAME, spec={"database": {}}) == {}
-    )  # invalid: reads no Secret, names none
+
+async def test_a_transient_error_is_retried_after_the_backoff_and_a_wake_retries_at_once():
+    class Failing(CountingReconciler):
+        async def reconcile(self, body: Any, state: Any) -> Outcome:
+            await super().reconcile(body, state)
+            return Outcome(status={}, error=TransientError("x", reason="Conflict", delay=0.1))
+
+    rec = Failing()
+    loop = Loop(Loops(rec, Wakeups(), resync_seconds=300, debounce=0), copy.deepcopy(BODY))  # type: ignore[arg-type]
+    await until(lambda: rec.runs >= 3, seconds=3)  # 0.1 s, then 0.2 s, ... without any event
+    runs = rec.runs
+    loop.loops.wakeups.wake((NS, NAME))
+    await until(lambda: rec.runs > runs, seconds=0.5)
+    await loop.stop()
+
+
+async def test_a_deleted_phoenixauth_is_not_reconciled():
+    rec = CountingReconciler()
+    body = copy.deepcopy(BODY)
+    body["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z"
+    loop = Loop(Loops(rec, Wakeups(), resync_seconds=300), body)  # type: ignore[arg-type]
+    await asyncio.wait_for(loop.task, 1)
+    assert rec.runs == 0
+
+
+async def test_at_most_concurrency_reconciles_run_at_once():
+    rec = CountingReconciler(hold_first=True)
+    loops = Loops(rec, Wakeups(), resync_seconds=300, concurrency=3)  # type: ignore[arg-type]
+    bodies = []
+    for i in range(10):
+        body = copy.deepcopy(BODY)
+        body["metadata"]["name"] = f"pxa-{i}"
+        bodies.append(body)
+    running = [Loop(loops, b) for b in bodies]
+    await until(lambda: rec.runs == 3)
+    await asyncio.sleep(0.1)
+    assert rec.runs == 3 and rec.peak == 3  # the other seven wait their turn
+    rec.release.set()
+    await until(lambda: rec.runs == 10)
+    assert rec.peak == 3
+    await asyncio.gather(*(loop.stop() for loop in running))
+
+
+async def test_a_loop_on_the_fake_api_puts_back_a_deleted_service(reconciler, api, indexes):
+    """End to end through the loop: a child deleted by hand comes back after the wake of its
+    DELETED event; the loop keeps no child of a stopped owner."""
+    wakeups = Wakeups()
+    loops = Loops(reconciler, wakeups, resync_seconds=300, debounce=0.01)
+    loop = Loop(loops, copy.deepcopy(api.objects[PXA]))
+    await until(lambda: SERVICE in api.objects)
+    await indexes.feed(api)
+    deleted = api.objects.pop(SERVICE)
+    await indexes.feed(api)
+    await Wakers(wakeups).on_child(body=deleted, type="DELETED", memo=kopf.Memo())
+    await until(lambda: SERVICE in api.objects)
+    assert await loop.stop() < 1.0

@@ -1,6 +1,6 @@
 """Shared fixtures: a sample PhoenixAuth body and an in-memory stand-in for KubeClient.
 
-FakeKube keeps objects in a dict and implements exactly KubeClient's surface, so reconcile
+FakeKube keeps objects in a dict and implements exactly KubeClient's (async) surface, so reconcile
 tests check the objects and status a user would see, without an API server. Error injection
 (`fail`) raises the same typed errors KubeClient raises for API failures.
 """
@@ -57,12 +57,12 @@ class FakeKube:
     def put(self, obj: dict[str, Any]) -> None:
         self.objects[(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self._check("get", kind, name)
         obj = self.objects.get((kind, namespace, name))
         return copy.deepcopy(obj) if obj else None
 
-    def list(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[dict]:
+    async def list(self, api_version: str, kind: str, namespace: str, label_selector: str = "") -> list[dict]:
         self._check("list", kind, "")
         wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
         out = []
@@ -72,7 +72,7 @@ class FakeKube:
                 out.append(copy.deepcopy(obj))
         return out
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._check("apply", obj["kind"], obj["metadata"]["name"])
         key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
         merged = copy.deepcopy(obj)
@@ -84,7 +84,9 @@ class FakeKube:
         self.applied.append(copy.deepcopy(obj))
         return copy.deepcopy(merged)
 
-    def label(self, api_version: str, kind: str, namespace: str, name: str, labels: dict) -> dict | None:
+    async def label(
+        self, api_version: str, kind: str, namespace: str, name: str, labels: dict
+    ) -> dict | None:
         self._check("label", kind, name)
         obj = self.objects.get((kind, namespace, name))
         if obj is None:
@@ -93,17 +95,17 @@ class FakeKube:
         self.labelled.append((kind, name))
         return copy.deepcopy(obj)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self._check("delete", kind, name)
         self.objects.pop((kind, namespace, name), None)
         self.deleted.append((kind, name))
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict | None:
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict | None:
         self._check("patch_status", "PhoenixAuth", name)
         self.status_patches.append(copy.deepcopy(status))
         return {"status": status}
 
-    def has_resources(self, group_version: str, plurals: set[str]) -> bool:
+    async def has_resources(self, group_version: str, plurals: set[str]) -> bool:
         return self.monitoring
 
     # helpers for tests

@@ -14,6 +14,8 @@ from phoenix_operator.cli import (
     make_registry,
     parse_args,
 )
+from phoenix_operator.daemon import Loops, Wakeups
+from phoenix_operator.kube import ApiSession
 from phoenix_operator.reconcile import Reconciler
 from phoenix_operator.settings import OperatorSettings, hostname_priority
 
@@ -45,21 +47,34 @@ def test_liveness_endpoint_from_settings():
     assert OperatorSettings(liveness_port=0).liveness_endpoint is None
 
 
-def test_registry_has_one_reconcile_path_and_drift_watches():
-    settings = OperatorSettings(namespaces=["demo"], resync_seconds=60)
-    registry = make_registry(settings, Reconciler(kube=None))  # type: ignore[arg-type]
+def registry_for(settings: OperatorSettings):
+    loops = Loops(Reconciler(kube=None), Wakeups(), resync_seconds=60)  # type: ignore[arg-type]
+    return make_registry(settings, loops, ApiSession())
+
+
+def test_registry_has_one_reconcile_path_indexes_and_wakers():
+    registry = registry_for(OperatorSettings(namespaces=["demo"], resync_seconds=60))
     ids = set()
-    for resource_registry in (registry._changing, registry._watching, registry._spawning):
+    for resource_registry in (registry._changing, registry._watching, registry._spawning, registry._indexing):
         for handler in resource_registry.get_all_handlers():
             ids.add(handler.id)
-    assert {"reconcile-create", "reconcile-update", "reconcile-resume", "resync"} <= ids
-    assert {"drift-deployments", "drift-services", "drift-jobs", "referenced-secrets"} <= ids
+    changing = {h.id for h in registry._changing.get_all_handlers()}
+    spawning = {h.id for h in registry._spawning.get_all_handlers()}
+    assert spawning == {"reconcile"} and changing == set()  # the daemon is the one reconcile path
+    assert {"children", "secrets", "secret_refs"} <= ids  # Kopf indexes, no cache of ours
+    assert {
+        "wake-on-deployments",
+        "wake-on-services",
+        "wake-on-jobs",
+        "wake-on-secret",
+        "wake-on-spec",
+    } <= ids
     assert not any("delete" in i for i in ids)  # no on.delete → no finalizer blocks deletion
 
 
 def test_api_connection_limit_leaves_room_for_every_watch_stream():
     settings = OperatorSettings(namespaces=["demo"], resync_seconds=60)
-    registry = make_registry(settings, Reconciler(kube=None))  # type: ignore[arg-type]
+    registry = registry_for(settings)
     resources = set()
     for resource_registry in (registry._changing, registry._watching, registry._spawning, registry._indexing):
         for handler in resource_registry.get_all_handlers():
@@ -101,11 +116,13 @@ def test_allowed_image_prefixes_from_flags_or_env_default_to_the_project(monkeyp
 def test_kopf_watches_only_labelled_secrets_server_side():
     """The start-up handler sets Kopf's server-side label selector for Secrets: the watch's list and
     stream carry `labelSelector=auth.phoenix.dev/watched=true`, so no other Secret reaches the process."""
-    registry = make_registry(OperatorSettings(namespaces=["demo"]), Reconciler(kube=None))  # type: ignore[arg-type]
+    registry = registry_for(OperatorSettings(namespaces=["demo"]))
     kopf_settings = kopf.OperatorSettings()
     (configure,) = [h for h in registry._activities.get_all_handlers() if h.fn.__name__ == "configure"]
     configure.fn(settings=kopf_settings)
     selectors = dict(kopf_settings.watching.label_selectors.items())
     assert selectors == {Selector("", "v1", "secrets"): "auth.phoenix.dev/watched=true"}
-    (secret_handler,) = [h for h in registry._watching.get_all_handlers() if h.id == "referenced-secrets"]
+    (secret_handler,) = [h for h in registry._watching.get_all_handlers() if h.id == "wake-on-secret"]
     assert secret_handler.labels == {"auth.phoenix.dev/watched": "true"}
+    (secret_index,) = [h for h in registry._indexing.get_all_handlers() if h.id == "secrets"]
+    assert secret_index.labels == {"auth.phoenix.dev/watched": "true"}

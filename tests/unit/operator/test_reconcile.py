@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
@@ -18,7 +19,7 @@ AUTH_KINDS = {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Hori
 def run(kube: FakeKube, body: dict, **kw):
     events: list[tuple[str, str, str]] = []
     rec = Reconciler(kube, emit=lambda _b, t, r, m: events.append((t, r, m)), **kw)
-    outcome = rec.reconcile(body)
+    outcome = asyncio.run(rec.reconcile(body))
     return outcome, events
 
 
@@ -244,7 +245,7 @@ def test_detected_budget_too_small_reports_numbers(kube):
     body = make_body({"database": {"secretRef": {"name": "db"}, "detect": True}})
     seen = []
 
-    def detector(url):
+    async def detector(url):
         seen.append(url)
         return DetectedBudget(max_connections=20, superuser_reserved=3, held_by_others=10)
 
@@ -259,7 +260,11 @@ def test_detected_budget_too_small_reports_numbers(kube):
 
 def test_detected_budget_sizes_the_pool(kube):
     body = make_body({"database": {"secretRef": {"name": "db"}, "detect": True}})
-    outcome, _ = run(kube, body, detector=lambda url: DetectedBudget(100, 3, 17))
+
+    async def detector(url):
+        return DetectedBudget(100, 3, 17)
+
+    outcome, _ = run(kube, body, detector=detector)
     assert outcome.status["connectionBudget"] == 80 and outcome.status["connectionBudgetSource"] == "detected"
     assert outcome.status["poolPerPod"] == 18  # (80-5)//4
 
@@ -391,7 +396,7 @@ def test_specs_without_secret_env_keep_their_config_hash(kube):
     the admin token and the L2 signing key (their env is new in the pod template, so this release
     rolls the pods once anyway)."""
     from phoenix_operator.builders.common import stable_hash
-    from phoenix_operator.reconcile import _digest
+    from phoenix_operator.reconcile.run import digest as _digest
 
     outcome, _ = run(kube, make_body())
     redis_pw = b64decode(kube.obj("Secret", "auth-redis-auth")["data"]["password"])

@@ -43,35 +43,3 @@ def test_untouched_conditions_are_kept_and_order_is_stable():
     assert [c["type"] for c in second] == ["Ready", "RedisReady"]
     assert get_condition(second, READY)["status"] == "Unknown"
     assert get_condition(second, REDIS_READY)["lastTransitionTime"] == "T1"
-
-
-def test_serializer_coalesces_and_never_loses_an_event():
-    import threading
-
-    from phoenix_operator.reconcile import Outcome, Serializer
-
-    ser = Serializer()
-    started, release = threading.Event(), threading.Event()
-    runs: list[str] = []
-
-    def slow_first() -> Outcome:
-        runs.append("first")
-        started.set()
-        release.wait(5)
-        return Outcome(status={})
-
-    def again() -> Outcome:
-        runs.append("again")
-        return Outcome(status={})
-
-    t = threading.Thread(target=ser.run, args=("ns/a", slow_first, again))
-    t.start()
-    started.wait(5)
-    # Three child events while the first reconcile runs: they coalesce into one re-run.
-    for _ in range(3):
-        assert ser.run("ns/a", again, again, wait=False) is None
-    release.set()
-    t.join(5)
-    assert runs == ["first", "again"]
-    # A different object is not blocked by ns/a.
-    assert ser.run("ns/b", again, again, wait=False) is not None

@@ -1,0 +1,133 @@
+"""One long-lived loop per PhoenixAuth: a Kopf daemon that reconciles, then sleeps until woken.
+
+Kopf starts the loop when it first sees a PhoenixAuth (created, or listed at start-up) and stops it
+when the object is deleted or the operator exits. Everything that concerns the object only wakes
+its loop: a spec change, an event of one of its children, a change of a Secret it references.
+That one loop gives, without any lock or queue of ours:
+- serialisation: one reconcile of an object at a time, because one task runs them;
+- coalescing: wakes that arrive while it reconciles or waits set one flag, so they cost one more
+  reconcile, not one each; after a wake it waits `debounce` seconds for the siblings of an event
+  (a Deployment going 0→1→2 ready, its ReplicaSet and its Job finishing cost one reconcile);
+- retries: a transient error sleeps an exponential backoff (capped), a permanent one waits for
+  a change; both still wake on events;
+- resync: with nothing to do it reconciles again every `resync_seconds` (level-based safety net).
+The body Kopf gives a daemon is live (updated by every watch event), so each reconcile reads the
+object as the watch last saw it. Bounded work: at most `concurrency` reconciles run at once, so a
+thousand loops starting together queue instead of holding a thousand bodies and requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from phoenix_operator.errors import TransientError
+from phoenix_operator.reconcile import ObjectState, Outcome, Reconciler
+
+log = logging.getLogger(__name__)
+
+OwnerKey = tuple[str, str]  # (namespace, name)
+MAX_BACKOFF = 300.0
+DEBOUNCE_SECONDS = 0.5
+
+
+def backoff(retry: int, base: float) -> float:
+    """Exponential backoff of transient errors: base, 2·base, 4·base ... capped at 5 minutes."""
+    return min(MAX_BACKOFF, base * 2.0 ** max(0, retry))
+
+
+class Wakeups:
+    """The flag each PhoenixAuth's loop sleeps on, by (namespace, name): what event handlers set."""
+
+    def __init__(self) -> None:
+        self._flags: dict[OwnerKey, asyncio.Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._flags)
+
+    def register(self, key: OwnerKey) -> asyncio.Event:
+        flag = self._flags[key] = asyncio.Event()
+        return flag
+
+    def forget(self, key: OwnerKey, flag: asyncio.Event) -> None:
+        if self._flags.get(key) is flag:
+            del self._flags[key]
+
+    def wake(self, key: OwnerKey) -> bool:
+        """Wake the loop of `key`; False when it has none (not started yet, or gone)."""
+        flag = self._flags.get(key)
+        if flag is None:
+            return False
+        flag.set()
+        return True
+
+
+class Loops:
+    """The daemon body and what every loop shares: the reconciler, the wake flags, the limit."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        wakeups: Wakeups,
+        *,
+        resync_seconds: float,
+        debounce: float = DEBOUNCE_SECONDS,
+        concurrency: int = 16,
+    ) -> None:
+        self.reconciler = reconciler
+        self.wakeups = wakeups
+        self.resync_seconds = resync_seconds
+        self.debounce = debounce
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def next_wait(self, outcome: Outcome, retry: int) -> tuple[float, int]:
+        """(seconds to sleep unless woken, the retry count for the next transient error)."""
+        err = outcome.error
+        if isinstance(err, TransientError):
+            return backoff(retry, err.delay), retry + 1
+        if err is not None:  # permanent: status says what to fix; a change (or the resync) wakes us
+            log.warning("permanent error, waiting for a spec change: %s: %s", err.reason, err.message)
+        return self.resync_seconds, 0
+
+    async def run(self, body: Mapping[str, Any], stopped: kopf.DaemonStopped, **_: Any) -> None:
+        """The Kopf daemon of one PhoenixAuth (`body` is live)."""
+        meta = body["metadata"]
+        key: OwnerKey = (meta["namespace"], meta["name"])
+        flag = self.wakeups.register(key)
+        state = ObjectState()
+        retry = 0
+        try:
+            while not stopped:
+                if (body.get("metadata") or {}).get("deletionTimestamp"):
+                    return  # going: the garbage collector removes the children
+                flag.clear()  # a wake from now on means one more round
+                async with self._slots:
+                    if stopped:
+                        return
+                    outcome = await self.reconciler.reconcile(body, state)
+                delay, retry = self.next_wait(outcome, retry)
+                if await _sleep(flag, stopped, delay) and self.debounce > 0:
+                    await _sleep(None, stopped, self.debounce)  # let the event's siblings arrive
+        finally:
+            self.wakeups.forget(key, flag)
+
+
+async def _sleep(flag: asyncio.Event | None, stopped: kopf.DaemonStopped, seconds: float) -> bool:
+    """Sleep until `flag` is set, the daemon is stopped, or `seconds` pass; True when woken by `flag`."""
+    if stopped:
+        return False
+    if flag is not None and flag.is_set():
+        return True
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stopped.wait())}
+    if flag is not None:
+        waiters.add(asyncio.ensure_future(flag.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return flag is not None and flag.is_set()

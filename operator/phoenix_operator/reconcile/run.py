@@ -1,0 +1,222 @@
+"""One reconcile's working context: the owner, its spec, what it observed, and the child primitives
+(read, apply, delete, read a referenced Secret) every step uses.
+
+`ObjectState` is what a PhoenixAuth's loop keeps between its reconciles: the answers of our last
+applies (so an unchanged child costs no request) and the status we last wrote (so a reconcile
+never starts from an older one than ours). It lives as long as the loop; a restart starts cold,
+which only costs one apply per child.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from phoenix_operator.builders.common import LABEL_WATCHED_SECRET, WATCHED_SECRET, Owner, stable_hash
+from phoenix_operator.errors import ChildConflict, TransientError
+from phoenix_operator.kube import KubeClient
+from phoenix_operator.pool_sizing import PoolSize
+from phoenix_operator.spec import PhoenixAuthSpec, SecretUse
+from phoenix_operator.status import Condition
+from phoenix_operator.store import Store, content_digest, entry_of
+
+ChildKey = tuple[str, str, str]  # (apiVersion, kind, name) within the owner's namespace
+Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
+
+# Reason of the condition a missing Secret key sets, by the spec field that names the Secret.
+MISSING_SECRET_REASON = {
+    "spec.database.secretRef": "DatabaseSecretMissing",
+    "spec.database.migrationSecretRef": "MigrationSecretMissing",
+    "spec.redis.external.secretRef": "RedisSecretMissing",
+    "spec.redis.external.caSecretRef": "RedisCASecretMissing",
+    "spec.authService.adminTokenSecretRef": "AdminTokenSecretMissing",
+    "spec.authService.cacheSigningKeySecretRef": "CacheSigningKeySecretMissing",
+}
+
+
+class _Unread(enum.Enum):
+    """The caller has not read the child: `apply` reads it (None already means absent)."""
+
+    UNREAD = enum.auto()
+
+
+UNREAD = _Unread.UNREAD
+
+
+@dataclass
+class ObjectState:
+    """Kept by one PhoenixAuth's loop across its reconciles."""
+
+    # child → (content digest of our last apply's answer, digest of what we applied)
+    applied: dict[ChildKey, tuple[str, str]] = field(default_factory=dict)
+    status: dict[str, Any] | None = None  # the status our last patch wrote
+    status_version: int = -1  # resourceVersion of that patch's answer
+
+
+@dataclass
+class Observed:
+    """Facts gathered while converging, turned into status at the end."""
+
+    spec: PhoenixAuthSpec | None = None
+    pool: PoolSize | None = None
+    budget_source: str | None = None
+    config_hash: str | None = None
+    redis: dict[str, Any] = field(default_factory=dict)
+    redis_ready: Condition | None = None
+    deployment: dict[str, Any] | None = None
+    desired_replicas: int | None = None
+    migrations: dict[str, Any] = field(default_factory=dict)
+    migrations_cond: Condition | None = None
+    monitoring: dict[str, bool] = field(default_factory=dict)
+    monitoring_cond: Condition | None = None
+
+
+def secret_value(secret: Mapping[str, Any] | None, key: str) -> str | None:
+    data = (secret or {}).get("data") or {}
+    raw = data.get(key)
+    if raw is None:
+        return None
+    return base64.b64decode(raw).decode()
+
+
+def digest(value: str | None) -> str:
+    """One-way digest of a secret value for the config hash (the value itself goes nowhere)."""
+    return hashlib.sha256((value or "").encode()).hexdigest()[:16]
+
+
+def missing(namespace: str, use: SecretUse) -> TransientError:
+    """A referenced Secret key is missing: retried (it may be created any moment), named in status."""
+    return TransientError(
+        f"Secret {namespace}/{use.ref.name} with key {use.ref.key} not found ({use.field})",
+        reason=MISSING_SECRET_REASON.get(use.field, "ExtraEnvSecretMissing"),
+        delay=30.0,
+    )
+
+
+def owned_by(obj: Mapping[str, Any] | None, owner: Owner) -> bool:
+    refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner.uid for ref in refs)
+
+
+def _watched(secret: Mapping[str, Any]) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_WATCHED_SECRET) == WATCHED_SECRET
+
+
+@dataclass
+class Run:
+    """One reconcile of one PhoenixAuth."""
+
+    owner: Owner
+    body: Mapping[str, Any]  # for Events about this object
+    kube: KubeClient
+    store: Store
+    state: ObjectState
+    emit: Emit
+    obs: Observed = field(default_factory=Observed)
+
+    @property
+    def ns(self) -> str:
+        return self.owner.namespace
+
+    @property
+    def spec(self) -> PhoenixAuthSpec:
+        assert self.obs.spec is not None  # set before any step runs
+        return self.obs.spec
+
+    # ------------------------------------------------------------------ children
+    def indexed(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """The child as the watch last saw it (None: not indexed)."""
+        entry = self.store.child((self.ns, self.owner.name), api_version, kind, name)
+        return entry.body if entry is not None else None
+
+    def indexed_children(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        return [e.body for e in self.store.children((self.ns, self.owner.name), api_version, kind)]
+
+    async def read(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """A child from the index, else a GET (a miss means unknown, not absent)."""
+        found = self.indexed(api_version, kind, name)
+        if found is not None:
+            return found
+        return await self.kube.get(api_version, kind, self.ns, name)
+
+    async def apply(
+        self, obj: dict[str, Any], current: dict[str, Any] | _Unread | None = UNREAD
+    ) -> dict[str, Any]:
+        """Apply a child, refusing to take over an object of the same name we do not own.
+
+        `current`: the object as the caller just read it, None if absent (saves a second read).
+        Same content as our last apply's answer and the same desired object: nobody changed it
+        since, so no request. Any edit of its content (by hand or by a controller) puts it back."""
+        meta = obj["metadata"]
+        key: ChildKey = (obj["apiVersion"], obj["kind"], meta["name"])
+        entry = (
+            self.store.secret(self.ns, meta["name"])
+            if obj["kind"] == "Secret"
+            else self.store.child((self.ns, self.owner.name), *key)
+        )
+        if current is UNREAD:
+            current = (
+                entry.body if entry is not None else await self.kube.get(key[0], key[1], self.ns, key[2])
+            )
+        if current is not None and not owned_by(current, self.owner):
+            raise ChildConflict(
+                f"{obj['kind']} {self.ns}/{meta['name']} exists and is not owned by this PhoenixAuth; "
+                "rename or delete it (the operator never overwrites objects it does not own)"
+            )
+        wanted = stable_hash(obj)
+        remembered = self.state.applied.get(key)
+        if current is not None and remembered is not None and remembered[1] == wanted:
+            seen = entry.content if entry is not None and entry.body is current else content_digest(current)
+            if seen == remembered[0]:
+                return current
+        applied = await self.kube.apply(obj)
+        self.state.applied[key] = (content_digest(applied), wanted)
+        return applied
+
+    async def delete_owned(self, api_version: str, kind: str, name: str) -> None:
+        """Delete a child we own if it exists. For a kind Kopf watches a miss means absent (ours
+        carry the label the watch selects by), so an optional child left off costs no request."""
+        current: dict[str, Any] | None
+        if self.store.covers(api_version, kind):
+            entry = self.store.secret(self.ns, name) if kind == "Secret" else None
+            current = entry.body if entry is not None else self.indexed(api_version, kind, name)
+        elif kind == "Secret":
+            current = await self.read_secret(name)
+        else:
+            current = await self.read(api_version, kind, name)
+        if current is not None and owned_by(current, self.owner):
+            await self.kube.delete(api_version, kind, self.ns, name)
+            self.state.applied.pop((api_version, kind, name), None)
+
+    # ------------------------------------------------------------------ Secrets
+    async def read_secret(self, name: str) -> dict[str, Any] | None:
+        """A Secret from the `secrets` index (the watched ones), else a GET."""
+        entry = self.store.secret(self.ns, name)
+        if entry is not None:
+            return entry.body
+        return await self.kube.get("v1", "Secret", self.ns, name)
+
+    async def secret_value(self, use: SecretUse) -> str | None:
+        """The value of a referenced Secret key (None when the Secret or key is missing).
+
+        The Secret gets the watched label (one merge patch, once) so the operator's label-selected
+        Secret watch sees its later changes: that label is how the operator sees only the Secrets
+        PhoenixAuths reference, not every Secret of the namespace."""
+        secret = await self.read_secret(use.ref.name)
+        if secret is not None and not _watched(secret):
+            labels = {LABEL_WATCHED_SECRET: WATCHED_SECRET}
+            labelled = await self.kube.label("v1", "Secret", self.ns, use.ref.name, labels)
+            if labelled is not None:
+                secret = entry_of({**labelled, "apiVersion": "v1", "kind": "Secret"}).body
+        return secret_value(secret, use.ref.key)
+
+    async def require_secret(self, use: SecretUse) -> str:
+        value = await self.secret_value(use)
+        if value is None:
+            raise missing(self.ns, use)
+        return value

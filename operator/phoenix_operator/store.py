@@ -1,0 +1,204 @@
+"""Children and referenced Secrets as Kopf's watches last saw them, served from Kopf indexes.
+
+Kopf watches every owned child kind (selected by the managed-by label) and the Secrets that carry
+the watched label; two index functions keep a slim entry per object in Kopf's own indexes:
+`children` maps (namespace, owner name) to the entries of that PhoenixAuth's children, `secrets`
+maps (namespace, name) to one entry. Kopf fills every index from its initial listing before any
+daemon starts, and keeps it current from the watch streams, so a reconcile reads what it needs from
+memory; no cache of ours beside Kopf's watches.
+
+Rules the reconcile relies on (docs/operator.md):
+- An entry is what the API server said at some resourceVersion; a lagging one makes the reconcile
+  apply once more (a no-op for the server), never skip a needed apply: skipping needs the entry's
+  content (all but status and bookkeeping metadata) to equal what our last apply returned.
+- A miss of a child the reconcile is about to apply means "unknown": it GETs, since a foreign
+  object of the same name has no managed-by label, so only a GET can tell it exists (and the
+  reconcile then refuses to take it over). A miss of an owned child it only means to delete means
+  absent: ours carry the label, so the complete index would hold them.
+Entries are slim (what the reconcile reads), not whole bodies: managedFields and pod templates
+would cost tens of MB at a thousand PhoenixAuths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import kopf
+
+from phoenix_operator.builders.common import GROUP, KIND, stable_hash
+from phoenix_operator.builders.migration_job import job_completed_at, job_state
+
+OwnerKey = tuple[str, str]  # (namespace, PhoenixAuth name)
+_VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
+# Written by controllers right after our apply (not ours, never drift): re-applying for them would
+# cost one apply per Deployment for nothing.
+_CONTROLLER_ANNOTATIONS = frozenset({"deployment.kubernetes.io/revision"})
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "ownerReferences")
+_DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object as the watch last saw it: a slim body plus the digests drift is judged by."""
+
+    body: dict[str, Any]
+    content: str  # content_digest of the full body
+    relevant: Any  # relevant_status of the full body
+
+    @property
+    def api_version(self) -> str:
+        return str(self.body.get("apiVersion"))
+
+    @property
+    def kind(self) -> str:
+        return str(self.body.get("kind"))
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"].get("name"))
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        return self.body["metadata"].get("labels") or {}
+
+
+def relevant_status(body: Mapping[str, Any]) -> Any:
+    """The part of a child's status the reconcile reads (None for kinds whose status it ignores)."""
+    kind = body.get("kind")
+    if kind == "Deployment":
+        status = body.get("status") or {}
+        return tuple(status.get(k) for k in _DEPLOYMENT_STATUS)
+    if kind == "Job":
+        job = dict(body)
+        return (job_state(job), job_completed_at(job))
+    return None
+
+
+def content_digest(body: Mapping[str, Any]) -> str:
+    """Digest of an object without its status and bookkeeping metadata: what drift means.
+
+    Status updates (a Deployment's ready count, an HPA's metrics) move the resourceVersion but not
+    this, so "unchanged since our apply" is judged by it, not by the resourceVersion."""
+    meta = {k: v for k, v in dict(body.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+    meta["annotations"] = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k not in _CONTROLLER_ANNOTATIONS
+    }
+    rest = {k: v for k, v in dict(body).items() if k not in ("metadata", "status")}
+    return stable_hash(meta, rest)
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields the reconcile reads from an indexed object."""
+    meta = dict(body.get("metadata") or {})
+    out: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
+    }
+    kind = body.get("kind")
+    if kind == "Deployment":
+        out["spec"] = {"replicas": (body.get("spec") or {}).get("replicas")}
+        status = dict(body.get("status") or {})
+        status.pop("conditions", None)
+        out["status"] = status
+    elif kind == "Job":
+        out["status"] = dict(body.get("status") or {})
+    elif kind == "Secret":
+        out["data"] = dict(body.get("data") or {})
+    return out
+
+
+def entry_of(body: Mapping[str, Any]) -> Entry:
+    return Entry(slim(body), content_digest(body), relevant_status(body))
+
+
+def controller_owner(body: Mapping[str, Any]) -> str | None:
+    """The name of the PhoenixAuth that controls this object, if one does."""
+    for ref in (body.get("metadata") or {}).get("ownerReferences") or []:
+        if (
+            ref.get("kind") == KIND
+            and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
+            and ref.get("controller")
+        ):
+            return str(ref["name"])
+    return None
+
+
+def _typed(body: Mapping[str, Any], resource: kopf.Resource) -> dict[str, Any]:
+    """The body with its apiVersion and kind (items of a LIST may come without them)."""
+    api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+    return {**body, "apiVersion": api_version, "kind": resource.kind or body.get("kind")}
+
+
+async def children_index(
+    *, body: Mapping[str, Any], resource: kopf.Resource, namespace: str | None, **_: Any
+) -> dict[OwnerKey, Entry] | None:
+    """Kopf index `children`: (namespace, owner) → the entries of the objects it controls."""
+    owner = controller_owner(body)
+    if owner is None or namespace is None:
+        return None
+    return {(namespace, owner): entry_of(_typed(body, resource))}
+
+
+async def secrets_index(
+    *, body: Mapping[str, Any], resource: kopf.Resource, namespace: str | None, name: str | None, **_: Any
+) -> dict[tuple[str, str], Entry] | None:
+    """Kopf index `secrets`: (namespace, name) → the watched Secret (referenced ones and ours)."""
+    if namespace is None or name is None:
+        return None
+    return {(namespace, name): entry_of(_typed(body, resource))}
+
+
+class _Index(Protocol):
+    def __contains__(self, item: object) -> bool: ...
+
+    def __getitem__(self, item: Any) -> Iterable[Entry]: ...
+
+
+class Store:
+    """Read access to the two indexes for one reconcile. Without indexes (a one-off run, unit
+    tests) it knows nothing, and every read falls back to the API."""
+
+    def __init__(
+        self,
+        children: _Index | None = None,
+        secrets: _Index | None = None,
+        kinds: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        self._children = children
+        self._secrets = secrets
+        self._kinds = frozenset(kinds)  # (apiVersion, kind) of the children Kopf watches
+
+    @property
+    def complete(self) -> bool:
+        """True when backed by Kopf's indexes."""
+        return self._children is not None
+
+    def covers(self, api_version: str, kind: str) -> bool:
+        """True when a miss of an owned object of this kind means absent: Kopf watches the kind
+        (Secrets: the watched label, which ours carry) and has listed it before any loop ran."""
+        if kind == "Secret":
+            return self._secrets is not None
+        return self._children is not None and (api_version, kind) in self._kinds
+
+    def children(
+        self, owner: OwnerKey, api_version: str | None = None, kind: str | None = None
+    ) -> list[Entry]:
+        if self._children is None or owner not in self._children:
+            return []
+        return [
+            e
+            for e in self._children[owner]
+            if (api_version is None or e.api_version == api_version) and (kind is None or e.kind == kind)
+        ]
+
+    def child(self, owner: OwnerKey, api_version: str, kind: str, name: str) -> Entry | None:
+        return next((e for e in self.children(owner, api_version, kind) if e.name == name), None)
+
+    def secret(self, namespace: str, name: str) -> Entry | None:
+        key = (namespace, name)
+        if self._secrets is None or key not in self._secrets:
+            return None
+        return next(iter(self._secrets[key]), None)
