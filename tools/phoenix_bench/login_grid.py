@@ -9,16 +9,25 @@ table per repeat and the medians.
 
 Data: its own database `phoenix_bench_grid` with `--users` demo users whose stored hash is one
 hash made with the server's parameters (so a login never re-hashes).
+
+Shed logins (503 OVERLOADED, the service's admission: login.py) are retried by the closed loop
+after the Retry-After they carry, as an HTTP client (and the Phoenix TypeScript client's users)
+would; `--ignore-retry-after` sends the next login at once instead, a client that busy-loops on
+503s, which on this machine's shared cores takes CPU from hashing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +59,73 @@ def prepare(url: str, users: int, env: dict[str, str]) -> tuple[str, list[str]]:
     return password, emails
 
 
+async def _request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
+) -> tuple[int, float | None]:
+    """One request on a keep-alive connection: (status, Retry-After seconds or None)."""
+    writer.write(raw)
+    status, headers = loadgen.parse_head(await reader.readuntil(b"\r\n\r\n"))
+    length = int(headers.get("content-length", "0"))
+    if length:
+        await reader.readexactly(length)
+    retry_after = headers.get("retry-after")
+    return status, float(retry_after) if retry_after and retry_after.isdigit() else None
+
+
+async def closed_loop(
+    port: int, requests: Sequence[bytes], *, duration: float, connections: int, honour_retry_after: bool
+) -> loadgen.RunResult:
+    """loadgen.closed_loop, except that a connection given a 503 with Retry-After waits that long
+    before its next login when `honour_retry_after` (loadgen does not read that header)."""
+    result = loadgen.RunResult("closed", None, duration, connections)
+    deadline = time.perf_counter() + duration
+
+    async def worker(offset: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        index = offset % len(requests)
+        try:
+            while (sent := time.perf_counter()) < deadline:
+                status, retry_after = await _request(reader, writer, requests[index])
+                result.samples.append(loadgen.Sample(sent, sent, time.perf_counter(), status, None, index))
+                index = (index + 1) % len(requests)
+                if status == 503 and retry_after and honour_retry_after:
+                    await asyncio.sleep(min(retry_after, max(0.0, deadline - time.perf_counter())))
+        finally:
+            writer.close()
+
+    stride = max(1, len(requests) // connections)
+    await asyncio.wait_for(
+        asyncio.gather(*(worker(i * stride) for i in range(connections))), timeout=duration + 30.0
+    )
+    return result
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its living descendants (/proc)."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _jobs_per_worker(admin_port: int) -> dict[str, float]:
+    """Hash jobs per worker process (pid) so far, from the server's /metrics (empty with one worker)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'^phoenix_hash_jobs_total\{worker="(\d+)"\} (\S+)$', text, re.M)
+    }
+
+
 def cell(
     env: dict[str, str],
     workers: int,
@@ -58,25 +134,39 @@ def cell(
     password: str,
     seconds: float,
     log_dir: Path,
+    honour_retry_after: bool = True,
 ) -> dict[str, float]:
     proc = servers.start_app("phoenix", {**env, "PHOENIX_WORKERS": str(workers)}, log_dir)
     try:
         warm = [login_request(e, password) for e in emails[:16]]
         loadgen.run(lambda: loadgen.closed_loop("127.0.0.1", proc.port, warm, duration=1.0, connections=4))
         requests = [login_request(e, password) for e in emails]
+        jobs_before = _jobs_per_worker(proc.admin_port)
+        cpu_before = _tree_cpu_s(proc.pid)
         run = loadgen.run(
-            lambda: loadgen.closed_loop(
-                "127.0.0.1", proc.port, requests, duration=seconds, connections=connections
+            lambda: closed_loop(
+                proc.port,
+                requests,
+                duration=seconds,
+                connections=connections,
+                honour_retry_after=honour_retry_after,
             )
         )
+        cpu = _tree_cpu_s(proc.pid) - cpu_before
+        jobs = [n - jobs_before.get(pid, 0.0) for pid, n in _jobs_per_worker(proc.admin_port).items()]
     finally:
         proc.stop()
     latencies = [loadgen.service_time(s) * 1000 for s in run.ok]
+    shed = sum(1 for s in run.samples if s.status == 503)
     return {
         "per_s": len(run.ok) / seconds,
         "p50_ms": percentile(latencies, 50) if latencies else float("nan"),
         "p99_ms": percentile(latencies, 99) if latencies else float("nan"),
-        "errors": float(run.errors),
+        "shed": float(shed),
+        "errors": float(run.errors - shed),
+        "server_cpu_ms_per_login": cpu * 1000 / max(1, len(run.ok)),
+        # The least served worker's share of the hash jobs (1/W when perfectly even; 1 with one worker).
+        "min_worker_share": min(jobs) / sum(jobs) if len(jobs) > 1 and sum(jobs) else 1.0,
     }
 
 
@@ -96,6 +186,7 @@ def flood(
     proc = servers.start_app("phoenix", {**server_env, "PHOENIX_WORKERS": str(workers)}, log_dir)
     try:
         requests = [login_request(e, password) for e in emails]
+        cpu_before = _tree_cpu_s(proc.pid)
         run = loadgen.run(
             lambda: loadgen.open_loop(
                 "127.0.0.1",
@@ -107,6 +198,7 @@ def flood(
                 drain_timeout=10.0,
             )
         )
+        cpu = _tree_cpu_s(proc.pid) - cpu_before
     finally:
         proc.stop()
     ok = [loadgen.service_time(s) * 1000 for s in run.samples if s.status == 200]
@@ -119,20 +211,34 @@ def flood(
         "shed_p99_ms": percentile(shed, 99) if shed else float("nan"),
         "shed_max_ms": max(shed) if shed else float("nan"),
         "other_errors": float(sum(1 for s in run.samples if s.status not in (200, 503)) + run.unfinished),
+        "server_cpu_s": cpu,
+        "admitted": float(len(ok)),
+        "shed": float(len(shed)),
     }
+
+
+def shed_cost_us(flood: dict[str, Any], cells: Sequence[dict[str, Any]]) -> float:
+    """Server CPU per shed login (µs), estimated: the flood's server CPU less its admitted logins
+    at the CPU per login of the closed-loop cell with the same workers (most connections)."""
+    same = [c for c in cells if c["workers"] == flood["workers"]]
+    if not same or not flood["shed"]:
+        return float("nan")
+    per_login_s = max(same, key=lambda c: c["connections"])["server_cpu_ms_per_login"] / 1000
+    return max(0.0, flood["server_cpu_s"] - flood["admitted"] * per_login_s) / flood["shed"] * 1e6
 
 
 def flood_table(result: dict[str, Any]) -> str:
     lines = [
         "| workers | offered/s | admitted/s | shed (503) | admitted p99 ms (verifies) | 503 p99 / max ms "
-        "| other errors |",
-        "|---|---|---|---|---|---|---|",
+        "| server CPU per 503 (est.) | other errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in result.get("floods", []):
         lines.append(
             f"| {f['workers']} | {f['offered_per_s']:.0f} | {f['ok_per_s']:.1f} | {f['shed_share']:.0%} | "
             f"{f['ok_p99_ms']:.0f} ({f['ok_p99_ms'] / result['verify_ms']:.1f}) | "
-            f"{f['shed_p99_ms']:.1f} / {f['shed_max_ms']:.1f} | {f['other_errors']:.0f} |"
+            f"{f['shed_p99_ms']:.1f} / {f['shed_max_ms']:.1f} | "
+            f"{shed_cost_us(f, result['cells']):.0f} µs | {f['other_errors']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -141,13 +247,15 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         f"verify {result['verify_ms']:.1f} ms, limit {result['limit_per_s']:.1f} logins/s "
         f"({result['cores']} cores)",
-        "| workers | connections | logins/s | of limit | p50 ms | p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        "| workers | connections | logins/s | of limit | p50 ms | p99 ms | shed (503) | server CPU ms/login "
+        "| least worker's share | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result["cells"]:
         lines.append(
             f"| {c['workers']} | {c['connections']} | {c['per_s']:.1f} | {c['ratio']:.2f} | "
-            f"{c['p50_ms']:.0f} | {c['p99_ms']:.0f} | {c['errors']:.0f} |"
+            f"{c['p50_ms']:.0f} | {c['p99_ms']:.0f} | {c['shed']:.0f} | {c['server_cpu_ms_per_login']:.1f} | "
+            f"{c['min_worker_share']:.2f} | {c['errors']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -162,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], help="extra server env NAME=VALUE (repeatable)")
     p.add_argument("--flood", type=float, default=0.0, help="also offer this multiple of the limit (e.g. 3)")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--ignore-retry-after",
+        action="store_true",
+        help="closed loop: send the next login at once after a 503 (a client that busy-loops on 503s)",
+    )
     args = p.parse_args(argv)
 
     url = dataset.with_database(os.environ.get("DATABASE_URL", DEFAULT_URL), DATABASE)
@@ -183,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result["cells"] = []
             for w in (int(x) for x in args.workers.split(",")):
                 for n in (int(x) for x in args.connections.split(",")):
-                    c = cell(env, w, n, emails, password, args.seconds, log_dir)
+                    c = cell(env, w, n, emails, password, args.seconds, log_dir, not args.ignore_retry_after)
                     c.update(workers=w, connections=n, ratio=c["per_s"] / result["limit_per_s"])
                     result["cells"].append(c)
                     print(
