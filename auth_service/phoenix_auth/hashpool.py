@@ -16,16 +16,20 @@ cross it, as they cross the process boundary of the request, and nothing else li
 Frames are a 4-byte big-endian length and a JSON object; requests carry an id so one connection
 per worker multiplexes all of its concurrent logins.
 
-The queue's depth (jobs received and not yet done, all workers') is published in a shared page
-beside the socket (`DEPTH_FILE`, one 8-byte integer that only the server writes): a worker reads
-it with one memory load (`DepthGauge`) to decide, before it reads a login's body, whether that
-login would wait longer than the admission bound (login.py), so a login it sheds costs nothing.
+The queue's depth is published in a shared page beside the socket (`DEPTH_FILE`): an 8-byte
+count of the jobs received and not yet done, all workers' (only the server writes it), then one
+8-byte slot per worker with its admitted logins that have not submitted their verify yet (only
+that worker writes its slot; it holds a lock on the slot's byte while it lives, and the server
+zeroes slots nobody holds, i.e. those of dead workers). A worker sums the page with one read
+(`DepthGauge`) to decide, before it reads a login's body, whether that login would wait longer
+than the admission bound (login.py), so a login it sheds costs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
@@ -48,7 +52,14 @@ _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024  # a password is at most PHOENIX_MAX_PASSWORD_BYTES (1 KiB by default)
 SOCKET_ENV = "PHOENIX_HASH_SOCKET"  # set by the supervisor for its workers
 DEPTH_FILE = "depth"  # beside the socket: the queue's depth, written by the server only
+SLOTS = 64  # workers that can publish their admitted logins not yet hashing (more: counted locally)
 _DEPTH = struct.Struct("=q")  # native order, 8-byte aligned: read and written whole
+_PAGE = struct.Struct(f"={1 + SLOTS}q")  # the depth, then one slot per worker
+_claimed: set[int] = set()  # slots this process holds (POSIX locks never conflict within a process)
+
+
+def _slot_offset(slot: int) -> int:
+    return _DEPTH.size * (1 + slot)
 
 
 class HashServiceUnavailable(Exception):
@@ -167,10 +178,10 @@ class HashServer:
         # Jobs received and not yet done (queued + running), all workers': what a new login would
         # wait behind. Kept under _load_lock and mirrored into the shared page workers read.
         self.depth = 0
-        with open(os.path.join(self._dir, DEPTH_FILE), "w+b") as page:
-            page.write(bytes(mmap.PAGESIZE))
-            page.flush()
-            self._depth_page = mmap.mmap(page.fileno(), mmap.PAGESIZE)
+        self._page_file = open(os.path.join(self._dir, DEPTH_FILE), "w+b")  # noqa: SIM115 - lives with the server
+        self._page_file.write(bytes(max(mmap.PAGESIZE, _PAGE.size)))
+        self._page_file.flush()
+        self._depth_page = mmap.mmap(self._page_file.fileno(), _PAGE.size)
         self._jobs: queue.SimpleQueue[tuple[socket.socket, threading.Lock, int, dict[str, Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -183,6 +194,7 @@ class HashServer:
             threading.Thread(target=self._hash_loop, name=f"hash-{i}", daemon=True) for i in range(threads)
         ]
         self._threads.append(threading.Thread(target=self._accept_loop, name="hash-accept", daemon=True))
+        self._threads.append(threading.Thread(target=self._sweep_loop, name="hash-slots", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -240,6 +252,29 @@ class HashServer:
             with lock, contextlib.suppress(OSError):
                 conn.sendall(_pack(reply))
 
+    def _sweep_loop(self) -> None:
+        while not self._stopping.wait(1.0):
+            self.sweep_slots()
+
+    def sweep_slots(self) -> None:
+        """Zero the slots no living worker holds: a worker that died with logins before their
+        verify must not keep counting in every other worker's admission."""
+        fd = self._page_file.fileno()
+        for slot in range(SLOTS):
+            if slot in _claimed:
+                continue
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _slot_offset(slot))
+            except OSError:
+                continue  # a living worker's
+            try:
+                if _DEPTH.unpack_from(self._depth_page, _slot_offset(slot))[0]:
+                    _DEPTH.pack_into(self._depth_page, _slot_offset(slot), 0)
+            except ValueError:
+                return  # closed: the server is stopping
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, _slot_offset(slot))
+
     def _queued(self, delta: int) -> None:
         with self._load_lock:
             self.depth += delta
@@ -270,23 +305,49 @@ class HashServer:
 
 
 class DepthGauge:
-    """A worker's view of its hash server's queue depth (jobs queued + running, all workers').
+    """A worker's view of its hash server's queue, and its own slot in it.
 
-    One memory load per reading: the server's page is mapped read-only once. If the page cannot
-    be mapped (the server is gone or not started), the gauge reads 0, so admission lets the login
-    through and the hash call itself answers 503 OVERLOADED at once (HashServiceUnavailable).
+    `waiting` is one read of the shared page: the jobs queued or running (all workers') plus
+    every worker's admitted logins that have not submitted their verify yet. `publish` writes
+    this worker's count to its slot. Without a slot (more than SLOTS workers) the caller's own
+    count is added locally. If the page cannot be mapped (the server is gone or not started),
+    only the local count is seen: admission lets the login through and its hash call answers
+    503 OVERLOADED at once (HashServiceUnavailable).
     """
 
     def __init__(self, socket_path: str) -> None:
         self._page: mmap.mmap | None = None
-        path = os.path.join(os.path.dirname(socket_path), DEPTH_FILE)
-        with contextlib.suppress(OSError, ValueError), open(path, "rb") as page:
-            self._page = mmap.mmap(page.fileno(), _DEPTH.size, access=mmap.ACCESS_READ)
+        self.slot: int | None = None
+        try:
+            self._file = open(os.path.join(os.path.dirname(socket_path), DEPTH_FILE), "r+b")  # noqa: SIM115
+            self._page = mmap.mmap(self._file.fileno(), _PAGE.size)
+        except (OSError, ValueError):
+            return
+        for slot in range(SLOTS):
+            if slot in _claimed:
+                continue
+            try:  # held until this process exits (POSIX record lock): the server never zeroes it
+                fcntl.lockf(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _slot_offset(slot))
+            except OSError:
+                continue
+            _claimed.add(slot)
+            self.slot = slot
+            self.publish(0)
+            return
 
-    def __call__(self) -> int:
+    def publish(self, count: int) -> None:
+        """This worker's admitted logins that have not submitted their verify yet."""
+        if self._page is not None and self.slot is not None:
+            _DEPTH.pack_into(self._page, _slot_offset(self.slot), count)
+
+    def waiting(self, own: int) -> int:
+        """Jobs queued or running plus all workers' admitted logins not hashing yet (`own`:
+        this worker's, counted here only when it has no slot)."""
         if self._page is None:
-            return 0
-        return max(0, int(_DEPTH.unpack_from(self._page, 0)[0]))
+            return own
+        depth, *slots = _PAGE.unpack_from(self._page, 0)
+        total = max(0, int(depth)) + sum(int(n) for n in slots if n > 0)
+        return total if self.slot is not None else total + own
 
 
 # ----------------------------------------------------------------------------- worker side

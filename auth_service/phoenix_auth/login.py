@@ -33,6 +33,7 @@ from .errors import (
     Overloaded,
     PasswordTooLong,
 )
+from .hashpool import DepthGauge
 from .metrics import Metrics
 from .passwords import PasswordHasher
 from .records import UserRecord
@@ -152,21 +153,26 @@ class LoginService:
         self._metrics = metrics
         self._in_flight = 0  # logins between entry and answer (one event loop touches it)
         self._before_hash = 0  # admitted logins of this process whose verify is not submitted yet
+        # With several workers: the server's hash queue and every worker's _before_hash (hashpool.py).
+        self._gauge = DepthGauge(settings.hash_socket) if settings.hash_socket else None
 
     def admit(self) -> Admission:
         """Admit one login or shed it with 503 OVERLOADED, before its body is read.
 
         The bound is the wait for a hashing thread: the hash jobs queued or running on the
-        server's threads (all workers', `PasswordHasher.queue_depth`) plus this process's admitted
-        logins that have not submitted their verify yet (no other worker's are seen: they reach
-        the queue within a lookup, ~1 ms). A login that would wait more than
+        server's threads plus the admitted logins that have not submitted their verify yet, all
+        workers' (read from the hash service's shared page, `hashpool.DepthGauge`; with one
+        worker, its own pool and count). A login that would wait more than
         `max_hash_wait_verifies` verifies is refused, so an admitted one ends within that wait +
         its own verify + its own work under any flood, and a refused one costs no body read, no
         throttle, no lookup, no hash. The answer is the same for every account (nothing is known
         of it yet); Retry-After is the queue's expected wait. `max_pending_logins` still caps
         this process's logins in progress (throttled logins' detached lookups included)."""
         threads = self._settings.hash_threads
-        depth = self._hasher.queue_depth() + self._before_hash
+        if self._gauge is not None:
+            depth = self._gauge.waiting(self._before_hash)
+        else:
+            depth = self._hasher.queue_depth() + self._before_hash
         bound = self._settings.max_hash_wait_verifies
         # A new job starts once (depth - threads + 1) of those ahead are done: T threads end one
         # every verify / T on average.
@@ -175,8 +181,13 @@ class LoginService:
             verify = self._hasher.typical_run(self._hasher.current_kind) or 1.0
             raise Overloaded(retry_after=wait_verifies * verify)
         self._in_flight += 1
-        self._before_hash += 1
+        self._count_before_hash(+1)
         return Admission(self)
+
+    def _count_before_hash(self, delta: int) -> None:
+        self._before_hash += delta
+        if self._gauge is not None:
+            self._gauge.publish(self._before_hash)
 
     def _release(self, admission: Admission) -> None:
         self._in_flight -= 1
@@ -186,7 +197,7 @@ class LoginService:
         """The login's first verify is being submitted: from now the queue's depth counts it."""
         if admission is not None and admission.before_hash:
             admission.before_hash = False
-            self._before_hash -= 1
+            self._count_before_hash(-1)
 
     async def login(
         self, creds: Credentials, client_ip: str, user_agent: str | None, admission: Admission | None = None

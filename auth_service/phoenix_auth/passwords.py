@@ -39,7 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from argon2.low_level import hash_secret
 
 from .errors import Overloaded
-from .hashpool import DepthGauge, HashClient, HashServiceUnavailable
+from .hashpool import HashClient, HashServiceUnavailable
 from .settings import Settings
 
 log = logging.getLogger("phoenix_auth.passwords")
@@ -120,16 +120,13 @@ class PasswordHasher:
         # With several workers the server's supervisor hashes for all of them (hashpool.py); one
         # thread is kept here only for the rare local call (none on the login path).
         self._remote = HashClient(settings.hash_socket) if settings.hash_socket else None
-        self._remote_depth = DepthGauge(settings.hash_socket) if settings.hash_socket else None
         self._local_jobs = 0  # jobs in this process's pool, queued or running (the event loop counts)
         threads = 1 if self._remote is not None else settings.hash_threads
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hash")
 
     def queue_depth(self) -> int:
-        """Hash jobs waiting for or running on the server's hashing threads, all workers' (the
-        hash service's shared page), or this process's pool's with one worker: login admission."""
-        if self._remote_depth is not None:
-            return self._remote_depth()
+        """Hash jobs waiting for or running in this process's pool: the server's hashing queue
+        with one worker (login admission; with several, hashpool.DepthGauge reads the server's)."""
         return self._local_jobs
 
     # --- hashing and verifying (synchronous: run them in the pool) ---

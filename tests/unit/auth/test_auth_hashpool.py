@@ -157,9 +157,10 @@ def test_a_worker_whose_hash_server_is_gone_answers_logins_503_overloaded_at_onc
         server.close()
 
 
-def test_every_worker_sees_the_servers_queue_depth_through_its_shared_page() -> None:
-    """Admission (login.py) reads how many jobs wait for or hold the server's threads, all
-    workers' together, with one memory load: the depth page beside the socket."""
+def test_every_worker_sees_the_servers_queue_and_every_workers_admitted_logins() -> None:
+    """Admission (login.py) reads, with one read of the shared page beside the socket, how many
+    jobs wait for or hold the server's threads (all workers') plus every worker's admitted
+    logins that have not submitted their verify yet; a dead worker's slot is zeroed."""
     release = threading.Event()
 
     def slow(tag: str) -> str:
@@ -167,31 +168,51 @@ def test_every_worker_sees_the_servers_queue_depth_through_its_shared_page() -> 
         return tag
 
     server = HashServer({"slow": slow}, threads=1)
-    gauge = DepthGauge(server.path)
-    assert gauge() == 0
+    gauge_a, gauge_b = DepthGauge(server.path), DepthGauge(server.path)  # two workers' views
+    assert gauge_a.slot is not None and gauge_b.slot is not None and gauge_a.slot != gauge_b.slot
+    assert gauge_a.waiting(0) == 0
 
     async def main() -> None:
-        one, two = HashClient(server.path), HashClient(server.path)  # two workers
+        one, two = HashClient(server.path), HashClient(server.path)  # two workers' connections
         calls = [
             asyncio.ensure_future(c.call("slow", str(i))) for i, c in enumerate([one, two, two, one, two])
         ]
         for _ in range(200):
-            if gauge() == 5:
+            if gauge_a.waiting(0) == 5:
                 break
             await asyncio.sleep(0.01)
-        assert gauge() == 5 == server.depth  # 1 running + 4 queued, from both workers
+        assert server.depth == 5  # 1 running + 4 queued, from both workers
+        gauge_b.publish(2)  # worker b admitted 2 logins that are still reading/looking up
+        assert gauge_a.waiting(0) == gauge_b.waiting(2) == 7
         release.set()
         assert sorted(await asyncio.gather(*calls)) == ["0", "1", "2", "3", "4"]
         for _ in range(200):
-            if gauge() == 0:
+            if gauge_a.waiting(0) == 2:
                 break
             await asyncio.sleep(0.01)
-        assert gauge() == 0
+        assert gauge_a.waiting(0) == 2
         await one.close()
         await two.close()
 
     try:
         asyncio.run(main())
+        # Worker b dies with its 2 admitted logins counted: once its slot is free, the server
+        # zeroes it (here: the slot is released as the lock of a dead process would be).
+        _release_slot(gauge_b)
+        server.sweep_slots()
+        assert gauge_a.waiting(0) == 0
     finally:
         server.close()
-    assert DepthGauge(server.path)() == 0  # gone: reads 0, and the hash call itself answers 503
+    gone = DepthGauge(server.path)
+    assert gone.slot is None and gone.waiting(3) == 3  # no server: only the worker's own count
+
+
+def _release_slot(gauge: DepthGauge) -> None:
+    """What the kernel does when a worker process dies: its lock on its slot's byte is gone."""
+    import fcntl
+
+    from phoenix_auth import hashpool
+
+    assert gauge.slot is not None
+    hashpool._claimed.discard(gauge.slot)
+    fcntl.lockf(gauge._file.fileno(), fcntl.LOCK_UN, 1, hashpool._slot_offset(gauge.slot))
