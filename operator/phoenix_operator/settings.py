@@ -45,7 +45,7 @@ class OperatorSettings(BaseSettings):
         default_factory=lambda: [PROJECT_IMAGE_PREFIX], min_length=1
     )
     # Reconciles running at once (each PhoenixAuth has its loop; the rest wait their turn).
-    reconcile_concurrency: int = Field(default=16, ge=1, le=1000)
+    reconcile_concurrency: int = Field(default=32, ge=1, le=1000)
     detect_timeout: float = Field(default=5.0, gt=0, le=60)
     api_timeout: float = Field(default=30.0, gt=0, le=300)
     log_level: str = "INFO"

@@ -17,7 +17,7 @@ from phoenix_operator.builders.hpa import build_hpa
 from phoenix_operator.builders.pdb import build_pdb
 from phoenix_operator.builders.service import build_admin_service, build_auth_network_policy, build_service
 from phoenix_operator.pool_sizing import DetectedBudget, size_pool
-from phoenix_operator.reconcile.run import Run, digest
+from phoenix_operator.reconcile.run import Run, digest, together
 from phoenix_operator.spec import secret_uses
 
 Detector = Callable[[str], Awaitable[DetectedBudget]]
@@ -68,8 +68,8 @@ async def converge_auth(
     configmap = build_configmap(owner, spec, obs.pool)
     url_digest, db_name, db_key, *env = database
     obs.config_hash = stable_hash(configmap["data"], url_digest, redis_digest, db_name, db_key, *env, keys)
-    await run.apply(configmap)
-    current = await run.read("apps/v1", "Deployment", owner.auth_name)
+    # The ConfigMap first (the pods read it at start), then everything else at once.
+    _, current = await together(run.apply(configmap), run.read("apps/v1", "Deployment", owner.auth_name))
     current_replicas = ((current or {}).get("spec") or {}).get("replicas")
     lo, hi = spec.auth_service.replicas.min, spec.auth_service.replicas.max
     # Keep what the HPA chose (within bounds) so the operator and the HPA never fight.
@@ -82,15 +82,21 @@ async def converge_auth(
         config_hash=obs.config_hash,
         replicas=obs.desired_replicas,
     )
-    obs.deployment = await run.apply(deployment, current)
-    await run.apply(build_service(owner, spec))
-    if spec.auth_service.admin_service.enabled:
-        await run.apply(build_admin_service(owner, spec))
-    else:
-        await run.delete_owned("v1", "Service", owner.admin_service_name)
-    if spec.auth_service.network_policy.enabled:
-        await run.apply(build_auth_network_policy(owner, spec))
-    else:
-        await run.delete_owned("networking.k8s.io/v1", "NetworkPolicy", owner.auth_name)
-    await run.apply(build_pdb(owner))
-    await run.apply(build_hpa(owner, spec))
+    admin = (
+        run.apply(build_admin_service(owner, spec))
+        if spec.auth_service.admin_service.enabled
+        else run.delete_owned("v1", "Service", owner.admin_service_name)
+    )
+    policy = (
+        run.apply(build_auth_network_policy(owner, spec))
+        if spec.auth_service.network_policy.enabled
+        else run.delete_owned("networking.k8s.io/v1", "NetworkPolicy", owner.auth_name)
+    )
+    obs.deployment, *_ = await together(
+        run.apply(deployment, current),
+        run.apply(build_service(owner, spec)),
+        admin,
+        policy,
+        run.apply(build_pdb(owner)),
+        run.apply(build_hpa(owner, spec)),
+    )

@@ -32,7 +32,7 @@ from phoenix_operator.reconcile.migrations import converge_migrations
 from phoenix_operator.reconcile.monitoring import Discovery, converge_monitoring
 from phoenix_operator.reconcile.redis import converge_redis
 from phoenix_operator.reconcile.report import announce, build_status
-from phoenix_operator.reconcile.run import Emit, ObjectState, Run
+from phoenix_operator.reconcile.run import Emit, ObjectState, Run, together
 from phoenix_operator.spec import parse_spec
 from phoenix_operator.status import PROGRESSING, Condition, Transition, set_conditions
 from phoenix_operator.store import Store
@@ -123,13 +123,16 @@ class Reconciler:
         return await self._report(run, generation, old_status, conditions, phase, error)
 
     async def _converge(self, run: Run) -> None:
+        """The steps in waves: a wave's steps are independent and run at once (`together`); an
+        error stops the waves after its own, and the first error in step order is reported."""
         db_url, database = await read_database(run)
-        keys = await converge_keys(run)
-        await size_connection_pool(run, db_url, self.detector)
+        keys, _ = await together(converge_keys(run), size_connection_pool(run, db_url, self.detector))
         redis_secret, redis_digest = await converge_redis(run)
-        await converge_auth(run, database, redis_secret, redis_digest, keys)
-        await converge_migrations(run)
-        await converge_monitoring(run, self.discovery)
+        await together(
+            converge_auth(run, database, redis_secret, redis_digest, keys),
+            converge_migrations(run),
+            converge_monitoring(run, self.discovery),
+        )
 
     async def _report(
         self,

@@ -21,7 +21,7 @@ from phoenix_operator.builders.redis import (
     redis_url,
 )
 from phoenix_operator.errors import ChildConflict, TransientError
-from phoenix_operator.reconcile.run import Run, digest, missing, owned_by, secret_value
+from phoenix_operator.reconcile.run import Run, digest, missing, owned_by, secret_value, together
 from phoenix_operator.spec import SecretUse
 from phoenix_operator.status import REDIS_READY, Condition
 
@@ -38,13 +38,17 @@ async def _external(run: Run) -> tuple[tuple[str, str], str]:
     assert run.spec.redis.external is not None  # guaranteed by the spec model
     ref = run.spec.redis.external.secret_ref
     # Switching from managed to external: remove what we created for managed Redis.
-    for api_version, kind, name in (
-        ("apps/v1", "Deployment", owner.redis_name),
-        ("v1", "Service", owner.redis_name),
-        ("networking.k8s.io/v1", "NetworkPolicy", owner.redis_name),
-        ("v1", "Secret", owner.redis_secret_name),
-    ):
-        await run.delete_owned(api_version, kind, name)
+    await together(
+        *(
+            run.delete_owned(api_version, kind, name)
+            for api_version, kind, name in (
+                ("apps/v1", "Deployment", owner.redis_name),
+                ("v1", "Service", owner.redis_name),
+                ("networking.k8s.io/v1", "NetworkPolicy", owner.redis_name),
+                ("v1", "Secret", owner.redis_secret_name),
+            )
+        )
+    )
     url = await run.secret_value(SecretUse("spec.redis.external.secretRef", ref, True))
     obs.redis = {"mode": "external", "secretName": ref.name}
     if url is None:
@@ -90,11 +94,13 @@ async def _managed(run: Run) -> tuple[tuple[str, str], str]:
             f"Secret {run.ns}/{owner.redis_secret_name} exists and is not owned by this PhoenixAuth"
         )
     password = secret_value(existing, PASSWORD_KEY) or secrets.token_urlsafe(32)
-    await run.apply(build_redis_secret(owner, password), existing)
+    await run.apply(build_redis_secret(owner, password), existing)  # before the pod that reads it
     password_digest = digest(password)
-    redis_dep = await run.apply(build_redis_deployment(owner, managed, secret_hash=password_digest))
-    await run.apply(build_redis_service(owner))
-    await run.apply(build_redis_network_policy(owner))
+    redis_dep, *_ = await together(
+        run.apply(build_redis_deployment(owner, managed, secret_hash=password_digest)),
+        run.apply(build_redis_service(owner)),
+        run.apply(build_redis_network_policy(owner)),
+    )
     # Its readiness as the watch last saw it (fresher than our apply's answer), else the answer.
     redis_dep = run.indexed("apps/v1", "Deployment", owner.redis_name) or redis_dep
     ready = int((redis_dep.get("status") or {}).get("readyReplicas") or 0)

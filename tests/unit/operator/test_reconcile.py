@@ -685,3 +685,55 @@ def test_the_auth_network_policy_is_made_only_when_asked_and_removed_after(kube)
     run(kube, make_body(generation=3))
     assert ("NetworkPolicy", NS, "auth") not in kube.objects
     assert ("NetworkPolicy", NS, "auth-redis") in kube.objects  # Redis's own policy stays
+
+
+def test_independent_steps_run_at_once_and_the_first_error_in_order_is_reported():
+    from phoenix_operator.reconcile.run import together
+
+    done: list[int] = []
+
+    async def ok(n: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        done.append(n)
+        return n
+
+    async def bad(message: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        raise TransientError(message)
+
+    async def main() -> None:
+        with pytest.raises(TransientError, match="first"):
+            await together(ok(1, 0.02), bad("first", 0.03), bad("second", 0.0), ok(4, 0.01))
+
+    asyncio.run(main())
+    assert sorted(done) == [1, 4]  # an error stops no sibling
+
+
+def test_a_first_reconcile_waits_on_a_few_waves_of_requests_not_one_per_child(kube):
+    """With 50 ms per API request, the ~25 requests of a new PhoenixAuth's first reconcile cost
+    a few round trips (reads and applies of independent children go out together)."""
+    import time
+
+    class SlowKube(FakeKube):
+        calls = 0
+
+        def _check(self, verb: str, kind: str, name: str) -> None:
+            SlowKube.calls += 1
+            super()._check(verb, kind, name)
+
+    slow = SlowKube()
+    slow.objects = kube.objects
+    for method in ("get", "apply", "label", "patch_status", "has_resources", "list", "delete"):
+        original = getattr(slow, method)
+
+        async def delayed(*args, _original=original, **kw):
+            await asyncio.sleep(0.05)
+            return await _original(*args, **kw)
+
+        setattr(slow, method, delayed)
+    started = time.monotonic()
+    outcome, _ = run(slow, make_body())
+    elapsed = time.monotonic() - started
+    assert outcome.error is None
+    assert SlowKube.calls >= 20
+    assert elapsed < SlowKube.calls * 0.05 / 2, f"{SlowKube.calls} requests took {elapsed:.2f} s"
