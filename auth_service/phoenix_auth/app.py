@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -57,7 +58,7 @@ from .errors import (
     UserNotFound,
     error_response,
 )
-from .exchange import Exchange, bearer_token, session_token
+from .exchange import answer_error, bearer_token, request_done, session_token, unexpected
 from .invalidation import InvalidationListener
 from .login import Admission, LoginService, parse_credentials
 from .logs import configure_logging
@@ -432,7 +433,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> Response:
 
 class MetricsMiddleware:
     """Times every HTTP request by route template, and turns an unexpected exception into a 500 JSON
-    error (`exchange.Exchange`, shared with the session fast path)."""
+    error (the helpers of exchange.py, shared with the session fast path)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: dict[Callable[..., Any], str]) -> None:
         self.app = app
@@ -443,16 +444,25 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+            await send(message)
+
         try:
-            await self.app(scope, receive, exchange.send)
+            await self.app(scope, receive, send_wrapper)
         except Exception:
-            await exchange.failed()
+            await unexpected(scope, receive, send_wrapper, started)
         finally:
             endpoint = scope.get("endpoint")
-            exchange.done(
-                self.metrics, "unmatched" if endpoint is None else self.routes.get(endpoint, "unmatched")
-            )
+            route = "unmatched" if endpoint is None else self.routes.get(endpoint, "unmatched")
+            request_done(self.metrics, scope, route, status, start)
 
 
 class DrainUnreadBody:
@@ -528,8 +538,8 @@ class PhoenixApp(Starlette):
     a Request object, the response object) cost more than the check itself. For exactly
     `GET /api/auth/session` (no root path) on the public port this class answers directly: the
     same core (`session_body`) and token parser (`exchange.session_token`), the same headers in
-    the same order, and the same `exchange.Exchange` as `MetricsMiddleware` (error rendering,
-    unexpected-error handling, request metrics). Everything else, HEAD included, goes through
+    the same order, and the same helpers as `MetricsMiddleware` for error rendering,
+    unexpected errors and request metrics (exchange.py). Everything else, HEAD included, goes through
     Starlette.
     """
 
@@ -553,13 +563,16 @@ class PhoenixApp(Starlette):
         await super().__call__(scope, receive, send)
 
     async def _session(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start = time.perf_counter()
         state = self.resources
-        exchange = Exchange(scope, receive, send)
+        status = 500
+        started = False
         try:
             try:
                 body = await session_body(state, session_token(scope["headers"], self.session_cookie))
             except PhoenixError as exc:
-                await exchange.error(exc)
+                started = True
+                status = await answer_error(exc, scope, receive, send)
                 return
             # The headers, in order, that `Response(body, headers=NO_STORE, media_type=...)` sends.
             headers = [
@@ -567,11 +580,13 @@ class PhoenixApp(Starlette):
                 (b"content-length", str(len(body)).encode("latin-1")),
                 (b"content-type", b"application/json"),
             ]
-            await exchange.answer(200, headers, body)
+            status, started = 200, True
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
         except Exception:
-            await exchange.failed()
+            status = await unexpected(scope, receive, send, started) or status
         finally:
-            exchange.done(state.metrics, SESSION_PATH)
+            request_done(state.metrics, scope, SESSION_PATH, status, start)
 
 
 class AdminApp(Starlette):

@@ -9,9 +9,13 @@ two cannot drift apart:
   cookie) and a Bearer token, parsed from the raw header list exactly as Starlette's
   `Request.headers` (the first Authorization header) and `Request.cookies` (every Cookie header,
   later ones overriding) read them; a test holds the two equal.
-- `Exchange`: one request's answer as metrics and logs see it: the status sent, an unexpected
-  exception logged and turned into a 500 JSON error when nothing was sent yet (error bodies are
-  always `errors.error_response`), and one duration sample by route template when it ends.
+- `answer_error`, `unexpected`: an error answered (always `errors.error_response`), and an
+  unexpected exception logged and turned into a 500 JSON error when nothing was sent yet.
+- `request_done`: the one duration sample per request, by route template, method and status.
+
+These are plain functions, not an object per request: the session check's whole cost is a few
+microseconds, and a per-request helper object (tried: allocation, an extra coroutine frame per
+message) cost it about 0.6 us of CPU per call in an in-process measurement.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import time
 
 from starlette.requests import cookie_parser
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from .errors import InternalError, PhoenixError, error_response
 from .metrics import Metrics
@@ -68,59 +72,26 @@ def session_token(headers: Headers, cookie_name: str) -> str | None:
     return token or None
 
 
-class Exchange:
-    """One HTTP request from its start to its metric sample.
+def request_done(metrics: Metrics, scope: Scope, route: str, status: int, start: float) -> None:
+    """One sample of the request duration metric (route template, method, status), `start` being
+    the request's `time.perf_counter()`. Unknown methods are counted as OTHER (bounded labels)."""
+    method = scope["method"]
+    elapsed = time.perf_counter() - start
+    metrics.request(route, method if method in KNOWN_METHODS else "OTHER", status, elapsed)
 
-    exchange = Exchange(scope, receive, send)
-    try:
-        ...  # answer through exchange.send (or exchange.answer / exchange.error)
-    except Exception:
-        await exchange.failed()
-    finally:
-        exchange.done(metrics, route)
-    """
 
-    __slots__ = ("_receive", "_scope", "_send", "start", "started", "status")
+async def answer_error(exc: PhoenixError, scope: Scope, receive: Receive, send: Send) -> int:
+    """`exc` rendered as every error is (`error_response`); the status sent."""
+    response = error_response(exc)
+    await response(scope, receive, send)
+    return response.status_code
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._scope = scope
-        self._receive = receive
-        self._send = send
-        self.start = time.perf_counter()
-        self.status = 500  # until a response starts: what an exception before it becomes
-        self.started = False
 
-    async def send(self, message: Message) -> None:
-        """`send` for an ASGI app that answers this request: notes the status it starts with."""
-        if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.started = True
-        await self._send(message)
-
-    async def answer(self, status: int, headers: Headers, body: bytes) -> None:
-        """A whole response in two messages (the hot path's own rendering)."""
-        self.status, self.started = status, True
-        await self._send({"type": "http.response.start", "status": status, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
-
-    async def error(self, exc: PhoenixError) -> None:
-        """`exc` rendered as every error is (`error_response`)."""
-        await error_response(exc)(self._scope, self._receive, self.send)
-
-    async def failed(self) -> None:
-        """In an `except Exception:` block: log the exception (with the path, never headers or
-        body) and answer 500 INTERNAL_ERROR if no response has started (else the client sees a
-        cut-off response)."""
-        log.exception("unhandled error", extra={"fields": {"path": self._scope.get("path", "")[:200]}})
-        if not self.started:
-            await self.error(InternalError())
-
-    def done(self, metrics: Metrics, route: str) -> None:
-        """One sample of the request duration metric: route template, method, status."""
-        method = self._scope["method"]
-        metrics.request(
-            route,
-            method if method in KNOWN_METHODS else "OTHER",
-            self.status,
-            time.perf_counter() - self.start,
-        )
+async def unexpected(scope: Scope, receive: Receive, send: Send, started: bool) -> int | None:
+    """In an `except Exception:` block: log the exception (with the path, never headers or body)
+    and answer 500 INTERNAL_ERROR if no response has started (else the client sees a cut-off
+    response). The status sent, or None when nothing could be sent."""
+    log.exception("unhandled error", extra={"fields": {"path": scope.get("path", "")[:200]}})
+    if started:
+        return None
+    return await answer_error(InternalError(), scope, receive, send)
