@@ -250,25 +250,32 @@ def wait_all_ready(
             timeout_seconds=max(1, min(5, int(left))),
             _request_timeout=15,
         )
-        for event in stream:
-            obj = event["object"]
-            name = obj["metadata"]["name"]
-            if event["type"] == "DELETED":
-                state.pop(name, None)
-                continue
-            state[name] = (bool((obj.get("status") or {}).get("conditions")), count_ready([obj]) == 1)
-            now = time.monotonic()
-            if progress.all_status_s is None and len(state) == count and all(s for s, _ in state.values()):
-                progress.all_status_s = round(now - started, 1)
-            progress.ready = sum(1 for _, r in state.values() if r)
-            if progress.ready == count:
-                progress.all_ready_s = now - started
-                return progress
-            if now - last_log > 15:
-                log(f"N={count}: {progress.ready}/{count} Ready after {now - started:.0f} s")
-                last_log = now
-            if now - started > timeout:
-                break
+        try:
+            for event in stream:
+                obj = event["object"]
+                name = obj["metadata"]["name"]
+                if event["type"] == "DELETED":
+                    state.pop(name, None)
+                    continue
+                state[name] = (bool((obj.get("status") or {}).get("conditions")), count_ready([obj]) == 1)
+                now = time.monotonic()
+                if (
+                    progress.all_status_s is None
+                    and len(state) == count
+                    and all(s for s, _ in state.values())
+                ):
+                    progress.all_status_s = round(now - started, 1)
+                progress.ready = sum(1 for _, r in state.values() if r)
+                if progress.ready == count:
+                    progress.all_ready_s = now - started
+                    return progress
+                if now - last_log > 15:
+                    log(f"N={count}: {progress.ready}/{count} Ready after {now - started:.0f} s")
+                    last_log = now
+                if now - started > timeout:
+                    break
+        except client.exceptions.ApiException as exc:  # e.g. 504 "Too large resource version" from
+            log(f"N={count}: watch re-opened after HTTP {exc.status}")  # a busy API server: list again
     return progress
 
 
