@@ -29,6 +29,8 @@ def test_detects_max_connections_minus_reserved_and_others():
 
 def test_unreachable_database_is_transient_and_hides_the_url():
     with pytest.raises(BudgetDetectionFailed) as info:
-        asyncio.run(detect_budget("postgresql://phoenix:hunter2-secret@127.0.0.1:9/phoenix", connect_timeout=1))
+        asyncio.run(
+            detect_budget("postgresql://phoenix:hunter2-secret@127.0.0.1:9/phoenix", connect_timeout=1)
+        )
     assert "hunter2-secret" not in str(info.value)
     assert info.value.delay > 0
