@@ -367,15 +367,18 @@ async def test_many_stalled_connections_do_not_block_other_clients(server):
             results = await asyncio.gather(*(c.get("/readyz") for _ in range(20)))
             assert all(r.status_code == 200 for r in results)
             assert time.monotonic() - start < 3.0
-        # The half-sent bodies are answered 408 and closed after the body timeout.
+        # Every half-sent login body is answered: 408 after the body timeout, or, beyond what the
+        # hashing budget admits at once, 503 OVERLOADED before its body is read.
         await asyncio.sleep(2.0)
-        closed = 0
+        answered = {b"408": 0, b"503": 0}
         for s in socks[::2]:
             s.settimeout(2)
             with contextlib.suppress(OSError):
-                data = s.recv(4096)
-                closed += data.startswith(b"HTTP/1.1 408")
-        assert closed == 50
+                status = s.recv(4096)[9:12]
+                if status in answered:
+                    answered[status] += 1
+        assert sum(answered.values()) == 50, answered
+        assert answered[b"408"] >= 1, answered  # the body timeout still ends the admitted ones
     finally:
         for s in socks:
             s.close()
