@@ -26,21 +26,15 @@ from pydantic.json_schema import models_json_schema
 
 from . import api_models as m
 from .errors import (
+    ALL_ERRORS,
     AdminDisabled,
     AdminUnauthorized,
-    BodyTooLarge,
     DatabaseUnavailable,
     InternalError,
-    InvalidBody,
     InvalidCredentials,
-    InvalidEmail,
-    InvalidFieldType,
-    InvalidJSON,
     InvalidSession,
-    MissingField,
     NotFound,
     Overloaded,
-    PasswordTooLong,
     PhoenixError,
     PoolExhausted,
     RequestTimeout,
@@ -198,16 +192,7 @@ class Ok:
 
 Answer = Ok | Errors
 
-BAD_REQUEST = Errors(
-    "The request is malformed.",
-    InvalidJSON,
-    InvalidBody,
-    BodyTooLarge,
-    MissingField,
-    InvalidFieldType,
-    InvalidEmail,
-    PasswordTooLong,
-)
+BAD_REQUEST = Errors("The request is malformed.", *(e for e in ALL_ERRORS if e.status == 400))
 UNAVAILABLE = Errors(
     "PostgreSQL is down, every pooled connection is busy, or (login) too many logins wait for "
     "password hashing; retry after the given delay.",

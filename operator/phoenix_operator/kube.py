@@ -86,19 +86,17 @@ class ApiSession:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._server = ""
-        self._headers: dict[str, str] = {}
 
-    def set(
-        self, session: aiohttp.ClientSession, server: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self._session, self._server, self._headers = session, server.rstrip("/"), dict(headers or {})
+    def set(self, session: aiohttp.ClientSession, server: str) -> None:
+        """Credentials travel as the session's default headers (Kopf's login builds them)."""
+        self._session, self._server = session, server.rstrip("/")
 
-    def current(self) -> tuple[aiohttp.ClientSession, str, dict[str, str]]:
+    def current(self) -> tuple[aiohttp.ClientSession, str]:
         if self._session is None or self._session.closed:
             raise TransientError(
                 "not logged in to the Kubernetes API yet", reason="ApiUnreachable", delay=2.0
             )
-        return self._session, self._server, self._headers
+        return self._session, self._server
 
 
 class KubeClient:
@@ -140,13 +138,13 @@ class KubeClient:
         while True:
             err: OperatorError
             try:
-                session, server, headers = self.session.current()
+                session, server = self.session.current()
                 async with session.request(
                     method,
                     server + path,
                     params=query or None,
                     data=data,
-                    headers={**headers, "Content-Type": content_type, "Accept": "application/json"},
+                    headers={"Content-Type": content_type, "Accept": "application/json"},
                     timeout=self.timeout,
                 ) as response:
                     raw = await response.read()

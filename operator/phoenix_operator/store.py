@@ -171,11 +171,6 @@ class Store:
         self._secrets = secrets
         self._kinds = frozenset(kinds)  # (apiVersion, kind) of the children Kopf watches
 
-    @property
-    def complete(self) -> bool:
-        """True when backed by Kopf's indexes."""
-        return self._children is not None
-
     def covers(self, api_version: str, kind: str) -> bool:
         """True when a miss of an owned object of this kind means absent: Kopf watches the kind
         (Secrets: the watched label, which ours carry) and has listed it before any loop ran."""

@@ -16,9 +16,9 @@ from phoenix_operator.builders.deployment import build_deployment
 from phoenix_operator.builders.hpa import build_hpa
 from phoenix_operator.builders.pdb import build_pdb
 from phoenix_operator.builders.service import build_admin_service, build_auth_network_policy, build_service
-from phoenix_operator.pool_sizing import DetectedBudget, size_pool
+from phoenix_operator.pool_sizing import DetectedBudget, PoolSize, size_pool
 from phoenix_operator.reconcile.run import Run, digest, together
-from phoenix_operator.spec import secret_uses
+from phoenix_operator.spec import PhoenixAuthSpec, secret_uses
 
 Detector = Callable[[str], Awaitable[DetectedBudget]]
 
@@ -41,15 +41,9 @@ async def read_database(run: Run) -> tuple[str, list[Any]]:
     return db_url, hashed
 
 
-async def size_connection_pool(run: Run, db_url: str, detector: Detector) -> None:
-    """Pool per pod inside the database's connection budget (from the spec, else detected on
-    the live database) at maxReplicas."""
-    spec, obs = run.spec, run.obs
-    if spec.database.connection_budget is not None:
-        budget, obs.budget_source = spec.database.connection_budget, "spec"
-    else:
-        budget, obs.budget_source = (await detector(db_url)).budget, "detected"
-    obs.pool = size_pool(
+def pool_for(spec: PhoenixAuthSpec, budget: int) -> PoolSize:
+    """The pool size the spec asks for inside `budget` connections (pure)."""
+    return size_pool(
         budget=budget,
         reserved=spec.database.reserved_connections,
         max_replicas=spec.auth_service.replicas.max,
@@ -58,6 +52,17 @@ async def size_connection_pool(run: Run, db_url: str, detector: Detector) -> Non
         workers=spec.auth_service.workers,
         policy=spec.pool.policy,
     )
+
+
+async def size_connection_pool(run: Run, db_url: str, detector: Detector) -> None:
+    """Pool per pod inside the database's connection budget (from the spec, else detected on
+    the live database) at maxReplicas."""
+    spec, obs = run.spec, run.obs
+    if spec.database.connection_budget is not None:
+        budget, obs.budget_source = spec.database.connection_budget, "spec"
+    else:
+        budget, obs.budget_source = (await detector(db_url)).budget, "detected"
+    obs.pool = pool_for(spec, budget)
 
 
 async def converge_auth(

@@ -32,7 +32,7 @@ from phoenix_operator.builders.redis import (
 )
 from phoenix_operator.builders.service import build_admin_service, build_service
 from phoenix_operator.builders.service_monitor import build_service_monitor
-from phoenix_operator.pool_sizing import size_pool
+from phoenix_operator.reconcile.auth import pool_for
 from phoenix_operator.spec import parse_spec
 
 BASE = {"database": {"secretRef": {"name": "db"}, "connectionBudget": 100}}
@@ -45,15 +45,7 @@ def spec_of(**parts):
 
 
 def pool_of(spec):
-    return size_pool(
-        budget=spec.database.connection_budget,
-        reserved=spec.database.reserved_connections,
-        max_replicas=spec.auth_service.replicas.max,
-        min_per_pod=spec.pool.min_per_pod,
-        max_per_pod=spec.pool.max_per_pod,
-        workers=spec.auth_service.workers,
-        policy=spec.pool.policy,
-    )
+    return pool_for(spec, spec.database.connection_budget)
 
 
 def deployment(owner, spec=None, **kw):
