@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import bcrypt
 from argon2 import PasswordHasher as _Argon2
@@ -96,6 +96,13 @@ def _sample_hash(kind: str) -> str | None:
     return hash_secret(
         secret, secrets.token_bytes(16), passes, memory, lanes, 32, type_, version=version
     ).decode("ascii")
+
+
+class Checked(NamedTuple):
+    """A verify's verdict and the seconds its hash ran on a hashing thread."""
+
+    ok: bool
+    run: float
 
 
 class PasswordHasher:
@@ -178,6 +185,11 @@ class PasswordHasher:
     # --- async entry points ---
     async def verify_async(self, stored_hash: str | None, password: str) -> bool:
         """Verify in the pool; a failure returns only after `failure_hold` more seconds."""
+        return (await self.check_async(stored_hash, password)).ok
+
+    async def check_async(self, stored_hash: str | None, password: str) -> Checked:
+        """verify_async, also saying how long the hash itself ran (the rest of the wait was the
+        queue for a hashing thread, the hop to it, and a failure's hold)."""
         checked = await self._run("check", self._timed_check, stored_hash, password)
         ok, kind, run = bool(checked[0]), str(checked[1]), float(checked[2])
         self._observe(kind, run)
@@ -187,7 +199,7 @@ class PasswordHasher:
             hold = self.failure_hold(kind, run)
             if hold > MIN_HOLD:
                 await asyncio.sleep(hold)
-        return ok
+        return Checked(ok, run)
 
     async def hash_async(self, password: str) -> str:
         return str(await self._run("hash", self.hash, password))

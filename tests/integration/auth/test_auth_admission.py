@@ -26,13 +26,14 @@ PASSWORD = "correct horse battery staple"
 PROD_ARGON2 = {"memory_cost": 19 * 1024, "time_cost": 2, "parallelism": 1}
 
 
-def _verify_ms(response: httpx.Response) -> float:
+def _server_ms(response: httpx.Response, span: str) -> float:
+    """One span of the server's own Server-Timing header (milliseconds)."""
     timing = dict(
         part.strip().split(";dur=", 1)
         for part in response.headers["server-timing"].split(",")
         if ";dur=" in part
     )
-    return float(timing["verify"])
+    return float(timing[span])
 
 
 def _p(values: list[float], q: float) -> float:
@@ -42,10 +43,12 @@ def _p(values: list[float], q: float) -> float:
 
 async def _flood(
     base_url: str, emails: list[str], rate: float, seconds: float
-) -> list[tuple[int, float, str]]:
-    """Open loop: one login every 1/rate s whatever the answers; (status, latency s, Retry-After)."""
+) -> list[tuple[int, float, float, str]]:
+    """Open loop: one login every 1/rate s whatever the answers; (status, latency s as this client
+    saw it, for an admitted login the server's own wait for a hashing thread in s (Server-Timing
+    verify - hash), Retry-After)."""
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=128)
-    results: list[tuple[int, float, str]] = []
+    results: list[tuple[int, float, float, str]] = []
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
 
         async def one(i: int) -> None:
@@ -53,7 +56,11 @@ async def _flood(
             r = await client.post(LOGIN, json={"email": emails[i % len(emails)], "password": PASSWORD})
             if r.status_code == 503:
                 assert r.json()["error"] == "OVERLOADED", r.text
-            results.append((r.status_code, time.perf_counter() - started, r.headers.get("retry-after", "")))
+            elapsed = time.perf_counter() - started
+            waited = 0.0
+            if r.status_code == 200:
+                waited = (_server_ms(r, "verify") - _server_ms(r, "hash")) / 1000
+            results.append((r.status_code, elapsed, waited, r.headers.get("retry-after", "")))
 
         tasks = []
         t0 = time.perf_counter()
@@ -90,7 +97,7 @@ def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_with
             r = client.post(LOGIN, json={"email": email, "password": PASSWORD})
             logins.append(time.perf_counter() - started)
             assert r.status_code == 200, r.text
-            verifies.append(_verify_ms(r) / 1000)
+            verifies.append(_server_ms(r, "verify") / 1000)
     verify = statistics.median(verifies[2:])
     login = statistics.median(logins[2:])
     limit = 1 / verify  # logins/s one hashing thread can verify
@@ -98,20 +105,23 @@ def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_with
     seconds = 4.0
     results = asyncio.run(_flood(svc.base_url, emails, rate=3 * limit, seconds=seconds))
 
-    statuses = [s for s, _, _ in results]
+    statuses = [s for s, _, _, _ in results]
     assert set(statuses) <= {200, 503}, statuses
-    admitted = [t for s, t, _ in results if s == 200]
-    shed = [(t, ra) for s, t, ra in results if s == 503]
+    admitted = [t for s, t, _, _ in results if s == 200]
+    waits = [w for s, _, w, _ in results if s == 200]
+    shed = [(t, ra) for s, t, _, ra in results if s == 503]
     assert admitted and shed, statuses
     # A verify during the flood (the client shares the cores): the hashing thread's pace, never
     # less than the verify at rest.
     unit = max(verify, seconds / len(admitted))
-    p99, shed_p99 = _p(admitted, 99), _p([t for t, _ in shed], 99)
+    p99, wait_p99, shed_p99 = _p(admitted, 99), _p(waits, 99), _p([t for t, _ in shed], 99)
     summary = (
         f"verify {verify * 1000:.1f} ms at rest, {unit * 1000:.1f} ms in the flood; login at rest "
         f"{login * 1000:.1f} ms; offered {3 * limit:.0f}/s: {len(admitted)} admitted (p50 "
-        f"{_p(admitted, 50) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms = {p99 / unit:.1f} verifies), "
-        f"{len(shed)} shed (p99 {shed_p99 * 1000:.1f} ms)"
+        f"{_p(admitted, 50) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms = {p99 / unit:.1f} verifies "
+        f"as this client saw them; the server's wait for a hashing thread p99 "
+        f"{wait_p99 * 1000:.0f} ms = {wait_p99 / unit:.1f} verifies), {len(shed)} shed "
+        f"(p99 {shed_p99 * 1000:.1f} ms)"
     )
     print(summary)
     # The excess is shed: 3x the limit offered, about two thirds cannot be hashed in time.
@@ -121,11 +131,16 @@ def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_with
     # ...quickly: a shed login costs no parse, lookup, throttle or hash (what remains here is
     # this client's own queueing on the shared cores).
     assert shed_p99 < 4 * unit, summary
-    # The admitted ones wait a bounded time. The hash queue is held to 2 verifies of wait; with
-    # this client on the same 2 cores the measured p99 is 6-9 verifies (docs/benchmarks.md), so
-    # 10 is asserted, not the issue's 4. Before (64 pending per worker process, 2 workers, one
-    # thread): up to 128 logins queued, p99 in the tens to hundreds of verifies.
-    assert p99 <= 10 * unit, summary
+    # The admitted ones wait a bounded time: the admission holds the wait for a hashing thread to
+    # 2 verifies (PHOENIX_MAX_HASH_WAIT_VERIFIES), as the server itself measures it (Server-Timing
+    # verify - hash): p99 2.0 on a quiet machine, 2.3-2.7 with two busy loops beside it; 4 is
+    # asserted for a loaded CI machine. The whole login as this client sees it stays within 4
+    # verifies on a quiet machine too (p99 3.2-3.7), but the flood generator shares the cores
+    # with the service, so under other load it adds its own queueing: only a loose bound is
+    # asserted on it. Before (64 pending per worker process, 2 workers, one thread): up to 128
+    # logins queued, waits in the tens of verifies by either measure.
+    assert wait_p99 <= 4 * unit, summary
+    assert p99 <= 20 * unit, summary
     # ...and the hashing thread was kept busy: the admitted rate is near the limit.
     assert len(admitted) / seconds >= 0.5 * limit, summary
 
