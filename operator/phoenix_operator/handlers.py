@@ -34,11 +34,11 @@ from phoenix_operator.daemon import Loops, Wakeups
 from phoenix_operator.errors import SpecInvalid
 from phoenix_operator.spec import parse_spec, secret_uses
 from phoenix_operator.store import (
+    Entry,
+    OwnerKey,
     Store,
     children_index,
-    content_digest,
     controller_owner,
-    relevant_status,
     secrets_index,
 )
 
@@ -80,6 +80,13 @@ def secret_refs_index(
     return {(namespace, use.ref.name): name for use in uses}
 
 
+def _indexed(index: kopf.Index[OwnerKey, Entry] | None, owner: OwnerKey, uid: str | None) -> Entry | None:
+    """This object's entry among its owner's in the `children` index."""
+    if index is None or owner not in index:
+        return None
+    return next((e for e in index[owner] if e.uid == uid), None)
+
+
 def _changed(memo: kopf.Memo, fingerprint: Any) -> bool:
     """True (and remembered) when `fingerprint` differs from the one of the last wake."""
     if memo.get(_SEEN) == fingerprint:
@@ -104,12 +111,26 @@ class Wakers:
         if _changed(memo, fingerprint) and type is not None:
             self.wakeups.wake((meta["namespace"], meta["name"]))
 
-    async def on_child(self, body: Mapping[str, Any], type: str | None, memo: kopf.Memo, **_: Any) -> None:
-        owner = controller_owner(body)
-        namespace = body["metadata"].get("namespace")
+    async def on_child(
+        self,
+        body: Mapping[str, Any],
+        type: str | None,
+        memo: kopf.Memo,
+        children: kopf.Index[OwnerKey, Entry] | None = None,
+        **_: Any,
+    ) -> None:
+        """A child's content or read status changed, or it was deleted: wake its owner's loop.
+        The digests are the ones the `children` index just made of this very event (Kopf indexes
+        an event before it calls event handlers): a body is digested once, not twice."""
+        meta = body["metadata"]
+        owner, namespace = controller_owner(body), meta.get("namespace")
         if owner is None or namespace is None:
             return
-        fingerprint = _GONE if type == "DELETED" else (content_digest(body), relevant_status(body))
+        if type == "DELETED":
+            fingerprint: Any = _GONE
+        else:
+            entry = _indexed(children, (namespace, owner), meta.get("uid"))
+            fingerprint = (entry.content, entry.relevant) if entry is not None else None
         if _changed(memo, fingerprint) and type is not None:  # a listing at start wakes nobody
             self.wakeups.wake((namespace, owner))
 

@@ -52,6 +52,11 @@ class Entry:
         return str(self.body.get("apiVersion"))
 
     @property
+    def uid(self) -> str | None:
+        uid = self.body["metadata"].get("uid")
+        return None if uid is None else str(uid)
+
+    @property
     def kind(self) -> str:
         return str(self.body.get("kind"))
 
