@@ -62,6 +62,7 @@ class Response:
     body: bytes
     keep_alive: bool
     server_timing: str | None = None  # the Server-Timing header, when the server sent one
+    retry_after: float | None = None  # Retry-After in seconds, when the server sent one
 
 
 class HttpConnection:
@@ -116,6 +117,7 @@ async def read_response(reader: asyncio.StreamReader) -> Response:
         raise HttpProtocolError("response headers too long") from exc
     status, headers = parse_head(head)
     keep_alive = headers.get("connection", "").lower() != "close"
+    timing, retry_after = headers.get("server-timing"), _retry_after(headers)
     if headers.get("transfer-encoding", "").lower() == "chunked":
         chunks = []
         while True:
@@ -126,10 +128,17 @@ async def read_response(reader: asyncio.StreamReader) -> Response:
                 break
             chunks.append(await reader.readexactly(size))
             await reader.readexactly(2)
-        return Response(status, b"".join(chunks), keep_alive, headers.get("server-timing"))
+        return Response(
+            status, b"".join(chunks), keep_alive, headers.get("server-timing"), _retry_after(headers)
+        )
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
-    return Response(status, body, keep_alive, headers.get("server-timing"))
+    return Response(status, body, keep_alive, timing, retry_after)
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
 
 
 def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -308,11 +317,15 @@ async def closed_loop(
     connections: int = 16,
     keep_bodies: bool = False,
     clock: Callable[[], float] = time.perf_counter,
+    honour_retry_after: bool = True,
 ) -> RunResult:
     """Each connection sends back-to-back for `duration` s; measures throughput.
 
     Connection k walks the request list from its own offset, so connections do not send the
-    same request at the same moment; `Sample.index` records what was sent.
+    same request at the same moment; `Sample.index` records what was sent. A 503 with
+    Retry-After makes that connection wait that long before its next request, as HTTP clients
+    (and Phoenix's TypeScript client) do; `honour_retry_after=False` is a client that busy-loops
+    on 503s, whose retries take CPU from the server on shared cores.
     """
     if not requests:
         raise ValueError("closed_loop needs at least one request")
@@ -325,9 +338,11 @@ async def closed_loop(
         try:
             while clock() < deadline:
                 sent = clock()
+                retry_after = None
                 try:
                     response = await conn.request(requests[index])
                     status, body, timing = response.status, response.body, response.server_timing
+                    retry_after = response.retry_after
                 except (OSError, HttpProtocolError, asyncio.IncompleteReadError, ValueError):
                     status, body, timing = 0, b"", None
                     await asyncio.sleep(0.01)  # do not spin on a dead server
@@ -337,6 +352,8 @@ async def closed_loop(
                 else:
                     result.samples.append(Sample(sent, sent, done, status, None, index))
                 index = (index + 1) % len(requests)
+                if status == 503 and retry_after and honour_retry_after:
+                    await asyncio.sleep(min(retry_after, max(0.0, deadline - clock())))
         finally:
             conn.close()
 

@@ -19,14 +19,12 @@ would; `--ignore-retry-after` sends the next login at once instead, a client tha
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
 import statistics
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,47 +55,6 @@ def prepare(url: str, users: int, env: dict[str, str]) -> tuple[str, list[str]]:
         conn.execute("UPDATE users SET hashed_password = %s", (stored,))
         emails = [row[0] for row in conn.execute("SELECT email FROM users ORDER BY email")]
     return password, emails
-
-
-async def _request(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes
-) -> tuple[int, float | None]:
-    """One request on a keep-alive connection: (status, Retry-After seconds or None)."""
-    writer.write(raw)
-    status, headers = loadgen.parse_head(await reader.readuntil(b"\r\n\r\n"))
-    length = int(headers.get("content-length", "0"))
-    if length:
-        await reader.readexactly(length)
-    retry_after = headers.get("retry-after")
-    return status, float(retry_after) if retry_after and retry_after.isdigit() else None
-
-
-async def closed_loop(
-    port: int, requests: Sequence[bytes], *, duration: float, connections: int, honour_retry_after: bool
-) -> loadgen.RunResult:
-    """loadgen.closed_loop, except that a connection given a 503 with Retry-After waits that long
-    before its next login when `honour_retry_after` (loadgen does not read that header)."""
-    result = loadgen.RunResult("closed", None, duration, connections)
-    deadline = time.perf_counter() + duration
-
-    async def worker(offset: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        index = offset % len(requests)
-        try:
-            while (sent := time.perf_counter()) < deadline:
-                status, retry_after = await _request(reader, writer, requests[index])
-                result.samples.append(loadgen.Sample(sent, sent, time.perf_counter(), status, None, index))
-                index = (index + 1) % len(requests)
-                if status == 503 and retry_after and honour_retry_after:
-                    await asyncio.sleep(min(retry_after, max(0.0, deadline - time.perf_counter())))
-        finally:
-            writer.close()
-
-    stride = max(1, len(requests) // connections)
-    await asyncio.wait_for(
-        asyncio.gather(*(worker(i * stride) for i in range(connections))), timeout=duration + 30.0
-    )
-    return result
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -144,7 +101,8 @@ def cell(
         jobs_before = _jobs_per_worker(proc.admin_port)
         cpu_before = _tree_cpu_s(proc.pid)
         run = loadgen.run(
-            lambda: closed_loop(
+            lambda: loadgen.closed_loop(
+                "127.0.0.1",
                 proc.port,
                 requests,
                 duration=seconds,

@@ -1,13 +1,14 @@
 """`python -m phoenix_bench.login_limits`: table 2's two login rows, fast and repeatable.
 
-The full benchmark takes ~10 minutes per run; this measures only what the login rows need, in
-one process run, so a change to the login path can be judged in a minute: one argon2id verify
-(one thread) and all cores hashing, then Phoenix (same server stack as `scripts/bench`) at ~5 %
-of hash capacity (open loop; p50 split into client-seen / server total / verify / DB / throttle /
-the rest), then closed-loop login throughput with each process group's CPU share over that phase
-(/proc deltas: server, PostgreSQL, Redis, this load generator, everything else), so what bounds
-throughput is measured, not guessed. `--repeats N` restarts the server each time and prints
-the median of every number. Run it under the shared lock (`flock /tmp/phoenix-bench.lock ...`).
+The full benchmark takes ~10 minutes per run; this measures only what the login rows need, in one
+process run, so a change to the login path can be judged in a minute: one argon2id verify (one
+thread) and all cores hashing, then Phoenix (same server stack as `scripts/bench`) at ~5 % of hash
+capacity (open loop; p50 split into client-seen / server total / verify (the hash itself and the hop
+to a hashing thread) / DB / throttle / the rest), then closed-loop login throughput with each
+process group's CPU share over that phase (/proc deltas: server, PostgreSQL, Redis, this load
+generator, everything else), so what bounds throughput is measured, not guessed. `--repeats N`
+restarts the server each time and prints the median of every number. Run it under the shared lock
+(`flock /tmp/phoenix-bench.lock ...`).
 """
 
 from __future__ import annotations
@@ -118,8 +119,15 @@ def login_breakdown(result: loadgen.RunResult) -> dict[str, Any]:
         "client_service": [loadgen.service_time(s) * 1000 for s in ok],
         "lateness": [v * 1000 for v in (loadgen.dispatch_lateness(s) for s in ok) if v is not None],
     }
-    for name in ("total", "verify", "db", "lookup", "throttle"):
+    for name in ("total", "verify", "hash", "db", "lookup", "throttle"):
         parts[name] = [v for v in (server_timing_ms(s.server_timing, name) for s in ok) if v is not None]
+    # verify - hash: the hop to a hashing thread and back, and any wait for one.
+    parts["verify_hop"] = [
+        v - h
+        for s in ok
+        if (v := server_timing_ms(s.server_timing, "verify")) is not None
+        and (h := server_timing_ms(s.server_timing, "hash")) is not None
+    ]
     rest = []
     for s in ok:
         total = server_timing_ms(s.server_timing, "total")
@@ -310,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{r['paired_verify_ms']:.1f} -> +{r['low_p50_minus_paired_verify_ms']:.1f}) "
                 f"late {low['lateness_p50_ms'] or 0:.2f} "
                 f"server {low['total_p50_ms']:.1f} verify {low['verify_p50_ms']:.1f} "
+                f"(hash {low['hash_p50_ms'] or float('nan'):.2f} "
+                f"hop {low['verify_hop_p50_ms'] or float('nan'):.2f}) "
                 f"db {low['db_p50_ms']:.2f} "
                 f"(lookup {low['lookup_p50_ms'] or float('nan'):.2f}) "
                 f"throttle {low['throttle_p50_ms'] or float('nan'):.2f} "

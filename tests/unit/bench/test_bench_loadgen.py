@@ -126,6 +126,35 @@ async def test_closed_loop_counts_throughput_and_connection_errors():
     assert result.ok == [] and result.errors > 0
 
 
+async def test_closed_loop_waits_the_retry_after_of_a_503_unless_told_to_busy_loop():
+    """A shed login (503 OVERLOADED + Retry-After) is retried after the wait the server asked
+    for, as HTTP clients do; a busy-looping client sends hundreds meanwhile."""
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    request = [loadgen.encode_request("GET", "/")]
+    async with server:
+        polite = await loadgen.closed_loop("127.0.0.1", port, request, duration=0.5, connections=2)
+        busy = await loadgen.closed_loop(
+            "127.0.0.1", port, request, duration=0.5, connections=2, honour_retry_after=False
+        )
+    assert len(polite.samples) == 2 and {s.status for s in polite.samples} == {503}
+    assert len(busy.samples) > 20
+
+
 async def test_open_loop_records_how_late_the_client_itself_was():
     server, port = await _server(lambda n: 0.0)
     async with server:
