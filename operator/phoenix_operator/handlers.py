@@ -64,13 +64,15 @@ def child_api_kinds() -> frozenset[tuple[str, str]]:
     return frozenset((f"{g}/{v}" if g else v, kind) for g, v, _, kind in CHILD_KINDS)
 
 
-def secret_refs_index(
+async def secret_refs_index(
     *, namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str, str], str]:
     """Kopf index: (namespace, Secret name) → PhoenixAuth names that reference the Secret.
 
     The references are those of the typed spec (`spec.secret_uses`); an invalid spec references
-    nothing (its reconcile reads no Secret, it reports what to fix)."""
+    nothing (its reconcile reads no Secret, it reports what to fix). Async although it never
+    awaits: Kopf runs a sync handler in its thread pool, and every handler here is a few
+    microseconds of work on the event loop (no thread pool, no per-thread malloc arenas)."""
     if namespace is None:  # PhoenixAuth is namespaced: never, but the index's type allows it
         return {}
     try:

@@ -385,7 +385,7 @@ async def test_the_referenced_secret_is_labelled_once_by_a_merge_patch_of_its_la
     assert api.count("PATCH", secret_path) == 1
 
 
-def test_the_secret_index_holds_every_secret_the_spec_names():
+async def test_the_secret_index_holds_every_secret_the_spec_names():
     spec = {
         "database": {
             "secretRef": {"name": "db"},
@@ -399,11 +399,11 @@ def test_the_secret_index_holds_every_secret_the_spec_names():
             ]
         },
     }
-    assert secret_refs_index(namespace=NS, name=NAME, spec=spec) == {
+    assert await secret_refs_index(namespace=NS, name=NAME, spec=spec) == {
         (NS, n): NAME for n in ("db", "owner", "redis", "app")
     }
     assert (
-        secret_refs_index(namespace=NS, name=NAME, spec={"database": {}}) == {}
+        await secret_refs_index(namespace=NS, name=NAME, spec={"database": {}}) == {}
     )  # invalid: reads no Secret, names none
 
 

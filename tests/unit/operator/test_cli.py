@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import kopf
@@ -73,6 +74,10 @@ def test_registry_has_one_reconcile_path_indexes_and_wakers():
         "wake-on-spec",
     } <= ids
     assert not any("delete" in i for i in ids)  # no on.delete → no finalizer blocks deletion
+    # Every handler is a coroutine: Kopf would run a sync one in its thread pool.
+    for resource_registry in (registry._changing, registry._watching, registry._spawning, registry._indexing):
+        for handler in resource_registry.get_all_handlers():
+            assert inspect.iscoroutinefunction(handler.fn), handler.id
 
 
 def test_api_connection_limit_leaves_room_for_every_watch_stream():
