@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import gc
 import json
+import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -581,6 +583,28 @@ async def test_a_deleted_phoenixauth_is_not_reconciled():
     loop = Loop(Loops(rec, Wakeups(), resync_seconds=300), body)  # type: ignore[arg-type]
     await asyncio.wait_for(loop.task, 1)
     assert rec.runs == 0
+
+
+class _Meta(dict):  # a dict that can be weakly referenced
+    pass
+
+
+async def test_a_running_loop_keeps_nothing_of_the_event_it_started_with():
+    """Kopf replaces a daemon's live body with every event; what the loop took from the first one
+    must not outlive it (a PhoenixAuth's metadata carries its managedFields: at N=1,000 a copy
+    per loop was ~1,000 stale metadata trees)."""
+    live = copy.deepcopy(BODY)
+    first = _Meta(live["metadata"])
+    live["metadata"] = first
+    seen = weakref.ref(first)
+    rec = CountingReconciler()
+    loop = Loop(Loops(rec, Wakeups(), resync_seconds=300), live)  # type: ignore[arg-type]
+    await until(lambda: rec.runs == 1)
+    live["metadata"] = copy.deepcopy(dict(first))  # the next event, as Kopf's _replace_with does
+    del first
+    gc.collect()
+    assert seen() is None, gc.get_referrers(seen())
+    await loop.stop()
 
 
 async def test_at_most_concurrency_reconciles_run_at_once():
