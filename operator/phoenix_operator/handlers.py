@@ -107,8 +107,15 @@ class Wakers:
         self, body: Mapping[str, Any], type: str | None, memo: kopf.Memo, **_: Any
     ) -> None:
         """A spec change (generation) or a deletion wakes the object's loop; its own status
-        patches do not."""
+        patches do not.
+
+        Also drops the event's managedFields: Kopf keeps every PhoenixAuth's latest body for its
+        daemon (this very dict: Kopf's body views resolve to the event it decoded), and nothing
+        here reads the field-ownership map, ~16 KB of Python objects per PhoenixAuth (16 MB at
+        1,000). It changes nothing on the server: Kopf never sends a body back."""
         meta = body["metadata"]
+        if isinstance(meta, dict):
+            meta.pop("managedFields", None)
         fingerprint = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
         if _changed(memo, fingerprint) and type is not None:
             self.wakeups.wake((meta["namespace"], meta["name"]))

@@ -21,6 +21,7 @@ would cost tens of MB at a thousand PhoenixAuths.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -94,13 +95,26 @@ def content_digest(body: Mapping[str, Any]) -> str:
     return stable_hash(meta, rest)
 
 
+def _interned(value: Any) -> Any:
+    """A copy of a small JSON value with its strings interned. Every decoded watch event has its
+    own copies of the same label keys and values, owner references, namespace and kind; thousands
+    of entries share one each instead."""
+    if isinstance(value, str):
+        return sys.intern(value)
+    if isinstance(value, dict):
+        return {sys.intern(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    return value
+
+
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields the reconcile reads from an indexed object."""
     meta = dict(body.get("metadata") or {})
     out: dict[str, Any] = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
+        "apiVersion": _interned(body.get("apiVersion")),
+        "kind": _interned(body.get("kind")),
+        "metadata": {k: _interned(meta[k]) for k in _KEPT_METADATA if k in meta},
     }
     kind = body.get("kind")
     if kind == "Deployment":
@@ -111,7 +125,9 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "Job":
         out["status"] = dict(body.get("status") or {})
     elif kind == "Secret":
-        out["data"] = dict(body.get("data") or {})
+        out["data"] = dict(
+            body.get("data") or {}
+        )  # not interned: secret values stay out of the interned table
     return out
 
 

@@ -625,6 +625,34 @@ async def test_at_most_concurrency_reconciles_run_at_once():
     await asyncio.gather(*(loop.stop() for loop in running))
 
 
+def test_index_entries_of_separately_decoded_events_share_their_repeated_strings():
+    """Each watch event is decoded on its own; thousands of entries keep one copy of the label
+    keys and values, owner references and namespace they repeat. Secret values are not shared."""
+    service = _child("Service", {}, {"ports": []}, "v1")
+    service["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "phoenix-operator", "app": "auth-x"}
+    raw = json.dumps(service)
+    a, b = entry_of(json.loads(raw)), entry_of(json.loads(raw))
+    la, lb = a.body["metadata"]["labels"], b.body["metadata"]["labels"]
+    assert la == lb and all(x is y for x, y in zip(la.values(), lb.values(), strict=True))
+    ra, rb = a.body["metadata"]["ownerReferences"][0], b.body["metadata"]["ownerReferences"][0]
+    assert ra["uid"] is rb["uid"] and a.body["metadata"]["namespace"] is b.body["metadata"]["namespace"]
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": NS}}
+    raw = json.dumps({**secret, "data": {"k": "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA="}})
+    sa, sb = entry_of(json.loads(raw)), entry_of(json.loads(raw))
+    assert sa.body["data"]["k"] is not sb.body["data"]["k"]
+
+
+async def test_the_phoenixauth_body_kopf_keeps_for_a_loop_carries_no_managed_fields():
+    """Kopf keeps each PhoenixAuth's latest event body for its daemon; the waker drops the
+    field-ownership map nothing reads from it (what the loop's reconcile sees is unchanged)."""
+    body = copy.deepcopy(BODY)
+    body["metadata"]["managedFields"] = [{"manager": "kubectl-create", "fieldsV1": {"f:spec": {}}}]
+    live = kopf.Body(body)  # the daemon's live view: it resolves to this very dict
+    await Wakers(Wakeups()).on_phoenixauth(body=live, type="MODIFIED", memo=kopf.Memo())
+    assert "managedFields" not in body["metadata"]
+    assert live["metadata"]["name"] == NAME and live["spec"] == BODY["spec"]
+
+
 async def test_a_loop_on_the_fake_api_puts_back_a_deleted_service(reconciler, api, indexes):
     """End to end through the loop: a child deleted by hand comes back after the wake of its
     DELETED event; the loop keeps no child of a stopped owner."""
