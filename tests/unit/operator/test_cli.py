@@ -136,6 +136,17 @@ def test_kopf_watches_only_labelled_secrets_server_side():
     assert secret_index.labels == {"auth.phoenix.dev/watched": "true"}
 
 
+def test_an_idle_object_worker_lets_go_of_its_last_event_within_a_second():
+    """Kopf's per-object worker holds the last decoded event until it has idled this long (Kopf's
+    default 5 s kept ~1,600 of them alive while 1,000 PhoenixAuths came up; 0.5 s: 8 MB less)."""
+    registry = registry_for(OperatorSettings(namespaces=["demo"]))
+    kopf_settings = kopf.OperatorSettings()
+    assert kopf_settings.queueing.idle_timeout == 5.0
+    (configure,) = [h for h in registry._activities.get_all_handlers() if h.fn.__name__ == "configure"]
+    configure.fn(settings=kopf_settings)
+    assert kopf_settings.queueing.idle_timeout <= 1.0
+
+
 def test_the_log_has_no_line_per_waker_event_but_keeps_everything_else(caplog):
     """Kopf logs "Handler 'wake-on-…' succeeded." for every child and Secret event (~27,000 lines
     while 1,000 PhoenixAuths come up): dropped; a waker's failure, the reconcile daemon's lines
