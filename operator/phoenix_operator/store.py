@@ -125,9 +125,7 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     elif kind == "Job":
         out["status"] = dict(body.get("status") or {})
     elif kind == "Secret":
-        out["data"] = dict(
-            body.get("data") or {}
-        )  # not interned: secret values stay out of the interned table
+        out["data"] = dict(body.get("data") or {})  # secret values: never interned
     return out
 
 

@@ -128,9 +128,7 @@ async def read_response(reader: asyncio.StreamReader) -> Response:
                 break
             chunks.append(await reader.readexactly(size))
             await reader.readexactly(2)
-        return Response(
-            status, b"".join(chunks), keep_alive, headers.get("server-timing"), _retry_after(headers)
-        )
+        return Response(status, b"".join(chunks), keep_alive, timing, retry_after)
     length = int(headers.get("content-length", "0"))
     body = await reader.readexactly(length) if length else b""
     return Response(status, body, keep_alive, timing, retry_after)

@@ -92,6 +92,15 @@ async def scrape(app: Any) -> str:
         return response.text
 
 
+def server_timing(response: httpx.Response) -> dict[str, float]:
+    """The spans of the server's Server-Timing header that carry a duration (milliseconds)."""
+    return {
+        name.strip(): float(dur)
+        for name, _, dur in (part.partition(";dur=") for part in response.headers["server-timing"].split(","))
+        if dur
+    }
+
+
 @dataclass
 class AuthUser:
     id: str

@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 from argon2 import PasswordHasher as Argon2
-from authtestkit import running_app, scrape, settings_env
+from authtestkit import running_app, scrape, server_timing, settings_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,16 +24,6 @@ LOGIN = "/api/auth/phoenix"
 PASSWORD = "correct horse battery staple"
 # Production parameters (the Settings defaults): a verify costs what it costs in a pod.
 PROD_ARGON2 = {"memory_cost": 19 * 1024, "time_cost": 2, "parallelism": 1}
-
-
-def _server_ms(response: httpx.Response, span: str) -> float:
-    """One span of the server's own Server-Timing header (milliseconds)."""
-    timing = dict(
-        part.strip().split(";dur=", 1)
-        for part in response.headers["server-timing"].split(",")
-        if ";dur=" in part
-    )
-    return float(timing[span])
 
 
 def _p(values: list[float], q: float) -> float:
@@ -59,7 +49,8 @@ async def _flood(
             elapsed = time.perf_counter() - started
             waited = 0.0
             if r.status_code == 200:
-                waited = (_server_ms(r, "verify") - _server_ms(r, "hash")) / 1000
+                timing = server_timing(r)
+                waited = (timing["verify"] - timing["hash"]) / 1000
             results.append((r.status_code, elapsed, waited, r.headers.get("retry-after", "")))
 
         tasks = []
@@ -97,7 +88,7 @@ def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_with
             r = client.post(LOGIN, json={"email": email, "password": PASSWORD})
             logins.append(time.perf_counter() - started)
             assert r.status_code == 200, r.text
-            verifies.append(_server_ms(r, "verify") / 1000)
+            verifies.append(server_timing(r)["verify"] / 1000)
     verify = statistics.median(verifies[2:])
     login = statistics.median(logins[2:])
     limit = 1 / verify  # logins/s one hashing thread can verify

@@ -54,8 +54,12 @@ def test_corrected_latency_counts_the_wait_before_sending():
     assert corrected_latency(s) == pytest.approx(0.502)
 
 
-async def _server(handler_delay):
-    """A tiny keep-alive HTTP server; handler_delay(n) is the delay of the n-th request."""
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+async def _server(handler_delay, response=OK):
+    """A tiny keep-alive HTTP server; handler_delay(n) is the delay of the n-th request, each
+    answered with `response`."""
     count = 0
 
     async def handle(reader, writer):
@@ -65,7 +69,7 @@ async def _server(handler_delay):
                 await reader.readuntil(b"\r\n\r\n")
                 count += 1
                 await asyncio.sleep(handler_delay(count))
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                writer.write(response)
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -130,21 +134,8 @@ async def test_closed_loop_waits_the_retry_after_of_a_503_unless_told_to_busy_lo
     """A shed login (503 OVERLOADED + Retry-After) is retried after the wait the server asked
     for, as HTTP clients do; a busy-looping client sends hundreds meanwhile."""
 
-    async def handle(reader, writer):
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(
-                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    shed = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+    server, port = await _server(lambda n: 0.0, shed)
     request = [loadgen.encode_request("GET", "/")]
     async with server:
         polite = await loadgen.closed_loop("127.0.0.1", port, request, duration=0.5, connections=2)
