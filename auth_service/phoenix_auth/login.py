@@ -7,8 +7,14 @@ in the database), one verify (a dummy argon2id verify with our parameters when t
 hash), one throttle write — and a failed verify is held as long as the slowest hash kind in the
 table takes (passwords.py), so a legacy bcrypt account does not stand out by its slower verify.
 
-Throttle safety: the attempt is reserved (counted as a failure) before the verify, atomically in
-Redis, so concurrent guesses cannot all pass a check made before any of them is recorded.
+Throttle safety: the attempt is reserved (counted as a failure) before any verdict is used,
+atomically in Redis, so concurrent guesses cannot all pass a check made before any of them is
+recorded. The hash itself may run while the reservation is in flight, for an account in L1 when
+this process has seen no failure or lock of the account or the address (`Throttle.clean`): a
+clean login then costs the longer of the two instead of both, and a locked or failing key still
+costs no hash (after at most one per process, the first time Redis refuses a key this process
+had not seen fail). Such an early failure waits one more Redis round trip while it is confirmed,
+in place of the reservation it overlapped, so it too ends after the same work as the others.
 
 Cache safety: the user record may come from L1, but the session INSERT re-checks in PostgreSQL,
 in the same statement, that the user is still enabled and still has the hash we verified
@@ -39,7 +45,7 @@ from .passwords import PasswordHasher
 from .records import UserRecord
 from .sessions import Sessions
 from .settings import Settings
-from .throttle import Reservation, Throttle
+from .throttle import Keys, Reservation, Throttle
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 
@@ -244,18 +250,26 @@ class LoginService:
         # L1 miss: the PostgreSQL lookup runs while Redis answers the throttle reservation, one
         # round trip instead of two in a row (at low load each costs ~0.5 ms of wake-up latency).
         lookup = None if from_cache else asyncio.ensure_future(self._timed_lookup(creds.email, spans))
+        # L1 hit on keys with no failure seen here: the hash runs while the reservation is in
+        # flight; its verdict is read only once the reservation has counted the attempt.
+        keys = Keys.of(creds.email, client_ip)
+        early = None
+        if from_cache and _usable(record) and self._throttle.clean(keys):
+            self._hashing(admission)
+            early = asyncio.ensure_future(self._verify(record, creds.password, spans))
         try:
-            ticket = await self._throttle.reserve(creds.email, client_ip)
+            ticket = await self._throttle.reserve(creds.email, client_ip, keys)
         except BaseException:
-            if lookup is not None:
-                self._detach(lookup)
+            for task in (lookup, early):
+                if task is not None:
+                    self._detach(task)
             raise
         finally:
             spans.throttle += time.perf_counter() - start
         attempt = _Attempt(ticket, admission)
         try:
             result = await self._verify_and_open(
-                creds, client_ip, user_agent, attempt, (record, lookup, generation), spans
+                creds, client_ip, user_agent, attempt, (record, lookup, early, generation), spans
             )
         except InvalidCredentials:
             raise  # counted by the reservation (and `failed`)
@@ -290,35 +304,51 @@ class LoginService:
         client_ip: str,
         user_agent: str | None,
         attempt: _Attempt,
-        source: tuple[UserRecord | None, asyncio.Future[UserRecord | None] | None, int],
+        source: tuple[
+            UserRecord | None,
+            asyncio.Future[UserRecord | None] | None,
+            asyncio.Future[bool] | None,
+            int,
+        ],
         spans: _Spans,
     ) -> tuple[UserRecord, str, float]:
         """Verify the password against the L1 record or the overlapped lookup's (`source`: record,
-        lookup, the cache generation taken before either), then open the session.
+        lookup, the verify already running against the L1 record, the cache generation taken
+        before any of them), then open the session.
         Returns (user, token, expires_at) or raises InvalidCredentials."""
-        record, lookup, generation = source
+        record, lookup, early, generation = source
         from_cache = record is not None
         for round_ in range(2):
             if round_ == 1:
                 generation = self._cache.generation
-                record, from_cache = await self._timed_lookup(creds.email, spans), False
+                record, from_cache, early = await self._timed_lookup(creds.email, spans), False, None
             elif lookup is not None:
                 record = await lookup
             if not from_cache and record is not None and not record.disabled and record.hashed_password:
                 self._cache.fill_login_record(record, generation)
             self._hashing(attempt.admission)
-            ok = await self._verify(record, creds.password, spans)
+            ok = await early if early is not None else await self._verify(record, creds.password, spans)
             if not ok and from_cache:
                 attempt.wrong_password_seen = True
                 # A failure against a cached hash is confirmed in PostgreSQL: if the hash changed
-                # (a NOTIFY still in flight), verify against the current one. The confirmation
-                # runs while the failure is recorded, so a cached account's failure costs
-                # one Redis round trip + the longer of (lookup, Redis round trip), exactly what
-                # an unknown email's costs with its lookup overlapped with the throttle reservation.
+                # (a NOTIFY still in flight), verify against the current one. An unknown email's
+                # failure costs the longer of (lookup, reservation) + verify + the failure's
+                # Redis write. After a verify that followed the reservation, the confirmation
+                # runs while the failure is recorded: reservation + verify + the longer of
+                # (lookup, write). After an early verify (it overlapped the reservation), the
+                # confirmation runs while one Redis round trip stands in for the reservation, and
+                # the failure is written after: verify + the longer of (lookup, round trip) +
+                # write. Either way the same parts as an unknown email's.
                 # (If the current hash then matches, the success refunds that failure.)
-                current, _ = await asyncio.gather(
-                    self._timed_lookup(creds.email, spans), self._timed_failure(attempt, spans)
-                )
+                if early is not None:
+                    current, _ = await asyncio.gather(
+                        self._timed_lookup(creds.email, spans), self._timed_round_trip(spans)
+                    )
+                    await self._timed_failure(attempt, spans)
+                else:
+                    current, _ = await asyncio.gather(
+                        self._timed_lookup(creds.email, spans), self._timed_failure(attempt, spans)
+                    )
                 assert record is not None
                 if current is None or (current.hashed_password, current.disabled) != (
                     record.hashed_password,
@@ -361,6 +391,13 @@ class LoginService:
             spans.verify += time.perf_counter() - t
         spans.hash += checked.run
         return checked.ok
+
+    async def _timed_round_trip(self, spans: _Spans) -> None:
+        t = time.perf_counter()
+        try:
+            await self._throttle.round_trip()
+        finally:
+            spans.throttle += time.perf_counter() - t
 
     async def _timed_failure(self, attempt: _Attempt, spans: _Spans) -> None:
         if attempt.failure_recorded:

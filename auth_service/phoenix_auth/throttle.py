@@ -165,9 +165,26 @@ class Throttle:
         address = r.address_failures / (2 * self._p.address_free)
         return round(min(1.0, max(account, address)), 3)
 
-    async def reserve(self, email: str, address: str) -> Reservation:
-        """Count this attempt on the account (and the address) or raise Throttled while locked."""
-        keys = Keys.of(email, address)
+    def clean(self, keys: Keys) -> bool:
+        """Whether this process has seen no failure and no lock of the account or the address.
+
+        A login may then hash while its reservation is in flight (login.py): a reservation that
+        Redis refuses is remembered here (`mirror_lock`), as are the counts of every attempt that
+        follows a failure (`mirror`), so an attacker's locked or failing keys cost at most one early
+        hash per process before they stop being clean."""
+        return self._local.clean(keys, time.time())
+
+    async def round_trip(self) -> None:
+        """One Redis round trip that changes nothing (no wait while Redis is unreachable): a
+        failure whose hash overlapped the reservation waits it in the reservation's place, so it
+        takes as long as one whose hash followed the reservation (login.py)."""
+        if self._reserve_script is not None:
+            await self._redis.call(lambda c: c.ping())
+
+    async def reserve(self, email: str, address: str, keys: Keys | None = None) -> Reservation:
+        """Count this attempt on the account (and the address) or raise Throttled while locked.
+        `keys`: `Keys.of(email, address)` when the caller already has them."""
+        keys = keys or Keys.of(email, address)
         now = time.time()
         result = UNAVAILABLE
         if self._reserve_script is not None:

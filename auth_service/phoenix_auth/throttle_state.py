@@ -167,6 +167,14 @@ class LocalTable:
             self._set(keys.address, i, self._p.address_lock_ms(i), now)
         return Reservation(keys, a, i, not known, known_at, local=True)
 
+    def clean(self, keys: Keys, now: float) -> bool:
+        """No failure counted and no lock held here for the account or the address."""
+        for key in (keys.account, keys.address):
+            entry = self._counts.get(key)
+            if entry is not None and ((entry[0] > 0 and entry[1] >= now) or entry[2] > now):
+                return False
+        return True
+
     def mirror(self, reservation: Reservation, now: float) -> None:
         """Take the counts (and the locks they imply) Redis just reported: those with failures
         behind them, or already held here (a clean attempt's count is refunded at once)."""

@@ -1,0 +1,210 @@
+"""The hash of a clean cached login runs while its throttle reservation is in flight (login.py).
+
+Redis is reached through `SlowLink`, a proxy that holds each command for a few milliseconds, as a
+far Redis would: the reservation's round trip is then long enough to tell "hash while reserving"
+from "hash after reserving" in the login's own Server-Timing, and a failure that skipped a round
+trip shows against one that did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from authtestkit import running_app, server_timing
+from redis.asyncio import Redis
+
+from phoenix_auth.throttle import Keys
+
+pytestmark = pytest.mark.integration
+
+LOGIN = "/api/auth/phoenix"
+OWASP = {"argon2_memory_kib": 19 * 1024, "argon2_time_cost": 2}
+
+
+@contextlib.asynccontextmanager
+async def slow_link(upstream_port: int, delay: float) -> AsyncIterator[str]:
+    """A TCP proxy to 127.0.0.1:`upstream_port` that holds what the client sends for `delay`
+    seconds before passing it on; yields its redis:// URL."""
+
+    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: float) -> None:
+        try:
+            while data := await src.read(65536):
+                if hold:
+                    await asyncio.sleep(hold)
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(
+            pump(reader, up_writer, delay), pump(up_reader, writer, 0), return_exceptions=True
+        )
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.close()
+
+
+def _parts(r: Any) -> dict[str, float]:
+    timing = server_timing(r)
+    return {k: timing[k] for k in ("total", "throttle", "hash", "verify")}
+
+
+async def test_a_clean_cached_login_hashes_while_it_reserves_and_a_failing_account_does_not(
+    make_settings, make_user, redis_server
+):
+    """Reservation ~20 ms (the proxy), verify ~20 ms: overlapped, the login's total is under
+    reservation + hash by about the shorter of the two; after failures of the account it is not
+    under at all (the hash waits for the reservation's verdict, so a locked account costs no hash)."""
+    async with slow_link(redis_server.port, 0.02) as url:
+        settings = make_settings(redis_url=url, **OWASP)
+        async with running_app(settings) as (app, client):
+            user = make_user(hashed=app.resources.hasher.hash("right-password"))
+            body = {"email": user.email, "password": "right-password"}
+            assert (await client.post(LOGIN, json=body)).status_code == 200  # fills L1
+            clean = []
+            for _ in range(5):
+                # The last success's refund has reached Redis (a user's logins are not ms apart).
+                await app.resources.throttle.settled()
+                r = await client.post(LOGIN, json=body)
+                assert r.status_code == 200 and r.json()["performance"]["cacheHits"] == 1, r.text
+                clean.append(_parts(r))
+            for _ in range(2):
+                r = await client.post(LOGIN, json={"email": user.email, "password": "wrong"})
+                assert r.status_code == 401
+            r = await client.post(LOGIN, json=body)
+            assert r.status_code == 200, r.text
+            after_failures = _parts(r)
+    saved = statistics.median(p["throttle"] + p["hash"] - p["total"] for p in clean)
+    overlap = statistics.median(min(p["throttle"], p["hash"]) for p in clean)
+    print(f"clean logins: {clean}; after failures: {after_failures}")
+    assert saved > overlap / 2, clean  # the reservation ran beside the hash
+    assert after_failures["total"] >= after_failures["throttle"] + after_failures["hash"], after_failures
+
+
+async def test_a_key_locked_in_redis_costs_at_most_one_early_hash_per_process(make_settings, make_user):
+    """Another replica locked the account (this process has not seen it fail): the first attempt
+    here hashes early and is refused; the lock is then known here, and later attempts are refused
+    without a hash."""
+    settings = make_settings(**OWASP)
+    async with running_app(settings) as (app, client):
+        hasher = app.resources.hasher
+        user = make_user(hashed=hasher.hash("right-password"))
+        body = {"email": user.email, "password": "right-password"}
+        assert (await client.post(LOGIN, json=body)).status_code == 200  # fills L1
+        await app.resources.throttle.settled()
+        keys = Keys.of(user.email.lower(), client.peer_ip)
+        redis = Redis.from_url(settings.redis_url.get_secret_value())
+        try:
+            await redis.set(keys.account + ":lock", "1", px=60_000)
+        finally:
+            await redis.aclose()
+        verifies = 0
+        check = hasher.check_async
+
+        async def counted(*args: Any) -> Any:
+            nonlocal verifies
+            verifies += 1
+            return await check(*args)
+
+        hasher.check_async = counted
+        for _ in range(5):
+            r = await client.post(LOGIN, json=body)
+            assert r.status_code == 429 and r.json()["error"] == "THROTTLED", r.text
+        await asyncio.sleep(0.1)  # a detached early hash has been submitted by now
+    assert verifies <= 1, verifies
+
+
+async def test_an_early_failure_takes_as_long_as_an_unknown_emails(make_settings, make_user, redis_server):
+    """Each Redis round trip costs ~6 ms more through the proxy. An unknown email's failure
+    waits two (the reservation, overlapped with its lookup, then the failure's write); a cached
+    account's early failure must wait two as well (one stands in for the reservation its hash
+    overlapped), or it ends ~6 ms sooner and tells that the account exists. Each try comes from
+    its own address (a trusted proxy's X-Forwarded-For) on its own account, so every cached try
+    is a clean one, which is what takes the early path."""
+    async with running_app(make_settings()) as (_, probe):
+        proxy = probe.peer_ip
+    async with slow_link(redis_server.port, 0.006) as url:
+        settings = make_settings(
+            redis_url=url,
+            trusted_proxies=proxy,
+            throttle_ip_free_failures=100_000,
+            **OWASP,
+        )
+        async with running_app(settings, peer=proxy) as (app, client):
+            hasher, throttle = app.resources.hasher, app.resources.throttle
+            hashed = await hasher.hash_async("right-password")
+            users = [make_user(hashed=hashed) for _ in range(60)]
+            for u in users:  # fills L1
+                r = await client.post(LOGIN, json={"email": u.email, "password": "right-password"})
+                assert r.status_code == 200, r.text
+            await throttle.settled()
+            times: dict[str, list[float]] = {"cached": [], "unknown": []}
+            # Whether each login's verify started while its reservation was in flight.
+            started, overlapped = 0, []
+            check, reserve = hasher.check_async, throttle.reserve
+
+            async def counted_check(*args: Any) -> Any:
+                nonlocal started
+                started += 1
+                return await check(*args)
+
+            async def watched_reserve(*args: Any) -> Any:
+                before = started
+                try:
+                    return await reserve(*args)
+                finally:
+                    overlapped.append(started > before)
+
+            hasher.check_async, throttle.reserve = counted_check, watched_reserve
+            early: list[bool] = []
+
+            async def failed(kind: str, email: str, address: str) -> None:
+                start = time.perf_counter()
+                r = await client.post(
+                    LOGIN,
+                    json={"email": email, "password": "wrong-password"},
+                    headers={"X-Forwarded-For": address},
+                )
+                times[kind].append(time.perf_counter() - start)
+                assert r.status_code == 401, r.text
+                if kind == "cached":
+                    early.append(overlapped[-1])
+
+            def gap_ms() -> float:
+                return abs(statistics.median(times["cached"]) - statistics.median(times["unknown"])) * 1000
+
+            # As in the other timing tests: 60 more pairs only when the first 60 are inconclusive,
+            # and all of them judged. An account's second failure is still a clean one here (one
+            # failure is not yet remembered by this process), from another address.
+            for round_ in range(2):
+                for i, u in enumerate(users):
+                    tries = [
+                        ("cached", u.email, f"198.18.{round_ * 2 + 1}.{i + 1}"),
+                        (
+                            "unknown",
+                            f"ghost-{round_}-{i}-{time.time_ns()}@example.com",
+                            f"198.18.{round_ * 2 + 2}.{i + 1}",
+                        ),
+                    ]
+                    random.shuffle(tries)
+                    for kind, email, address in tries:
+                        await failed(kind, email, address)
+                if gap_ms() < 3.0:
+                    break
+    medians = {k: round(statistics.median(v) * 1000, 2) for k, v in times.items()}
+    print(f"median failed-login ms over {len(early)} tries each: {medians}; early {sum(early)}")
+    assert all(early), early  # every cached failure did hash while it reserved
+    assert abs(medians["cached"] - medians["unknown"]) < 3.0, medians
