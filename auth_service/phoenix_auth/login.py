@@ -9,12 +9,14 @@ table takes (passwords.py), so a legacy bcrypt account does not stand out by its
 
 Throttle safety: the attempt is reserved (counted as a failure) before any verdict is used,
 atomically in Redis, so concurrent guesses cannot all pass a check made before any of them is
-recorded. The hash itself may run while the reservation is in flight, for an account in L1 when
-this process has seen no failure or lock of the account or the address (`Throttle.clean`): a
-clean login then costs the longer of the two instead of both, and a locked or failing key still
-costs no hash (after at most one per process, the first time Redis refuses a key this process
-had not seen fail). Such an early failure waits one more Redis round trip while it is confirmed,
-in place of the reservation it overlapped, so it too ends after the same work as the others.
+recorded. The hash itself runs as soon as the hash to verify against is known (at once from L1,
+else when the lookup answers) while the reservation is still in flight, when this process has
+seen no failure or lock of the account or the address (`Throttle.clean`): a clean login then costs
+the longer of the two instead of both, and a locked or failing key still costs no hash (after at
+most one per process, the first time Redis refuses a key this process had not seen fail). Such
+an early failure ends after lookup + verify + the failure's write whether the account was cached,
+uncached or unknown (a cached one's confirmation lookup is then made before the write, not beside
+it), as a late one ends after the longer of (lookup, reservation) + verify + write.
 
 Cache safety: the user record may come from L1, but the session INSERT re-checks in PostgreSQL,
 in the same statement, that the user is still enabled and still has the hash we verified
@@ -250,13 +252,14 @@ class LoginService:
         # L1 miss: the PostgreSQL lookup runs while Redis answers the throttle reservation, one
         # round trip instead of two in a row (at low load each costs ~0.5 ms of wake-up latency).
         lookup = None if from_cache else asyncio.ensure_future(self._timed_lookup(creds.email, spans))
-        # L1 hit on keys with no failure seen here: the hash runs while the reservation is in
-        # flight; its verdict is read only once the reservation has counted the attempt.
+        # Keys with no failure seen here: the hash runs while the reservation is in flight (from
+        # L1 at once, else after the lookup); its verdict is read once the reservation counted it.
         keys = Keys.of(creds.email, client_ip)
         early = None
-        if from_cache and _usable(record) and self._throttle.clean(keys):
-            self._hashing(admission)
-            early = asyncio.ensure_future(self._verify(record, creds.password, spans))
+        if self._throttle.clean(keys):
+            early = asyncio.ensure_future(
+                self._verify_early(record, lookup, creds.password, admission, spans)
+            )
         try:
             ticket = await self._throttle.reserve(creds.email, client_ip, keys)
         except BaseException:
@@ -276,6 +279,8 @@ class LoginService:
         except Exception:
             # No verdict (database down, pool exhausted, a bug): not a failure, unless a wrong
             # password was already seen in this attempt, which stays counted.
+            if early is not None:
+                self._detach(early)  # the lookup's error is its error too: retrieved, not logged
             if not attempt.wrong_password_seen:
                 await self._throttle.released(ticket)
             raise
@@ -298,6 +303,20 @@ class LoginService:
             hash_ms=spans.hash * 1000,
         )
 
+    async def _verify_early(
+        self,
+        record: UserRecord | None,
+        lookup: asyncio.Future[UserRecord | None] | None,
+        password: str,
+        admission: Admission,
+        spans: _Spans,
+    ) -> bool:
+        """The verify of a clean attempt, started before its reservation answers."""
+        if lookup is not None:
+            record = await lookup
+        self._hashing(admission)
+        return await self._verify(record, password, spans)
+
     async def _verify_and_open(
         self,
         creds: Credentials,
@@ -313,8 +332,8 @@ class LoginService:
         spans: _Spans,
     ) -> tuple[UserRecord, str, float]:
         """Verify the password against the L1 record or the overlapped lookup's (`source`: record,
-        lookup, the verify already running against the L1 record, the cache generation taken
-        before any of them), then open the session.
+        lookup, the early verify of a clean attempt, the cache generation taken before any of
+        them), then open the session.
         Returns (user, token, expires_at) or raises InvalidCredentials."""
         record, lookup, early, generation = source
         from_cache = record is not None
@@ -331,19 +350,17 @@ class LoginService:
             if not ok and from_cache:
                 attempt.wrong_password_seen = True
                 # A failure against a cached hash is confirmed in PostgreSQL: if the hash changed
-                # (a NOTIFY still in flight), verify against the current one. An unknown email's
-                # failure costs the longer of (lookup, reservation) + verify + the failure's
-                # Redis write. After a verify that followed the reservation, the confirmation
-                # runs while the failure is recorded: reservation + verify + the longer of
-                # (lookup, write). After an early verify (it overlapped the reservation), the
-                # confirmation runs while one Redis round trip stands in for the reservation, and
-                # the failure is written after: verify + the longer of (lookup, round trip) +
-                # write. Either way the same parts as an unknown email's.
+                # (a NOTIFY still in flight), verify against the current one. An uncached or
+                # unknown email's failure costs the longer of (lookup, reservation) + verify +
+                # the failure's Redis write, or, verified early, lookup + verify + write (the
+                # reservation ran beside them). After a verify that followed the reservation, the
+                # confirmation runs while the failure is recorded: reservation + verify + the
+                # longer of (lookup, write). After an early verify, the failure is written after
+                # the confirmation: verify + lookup + write. Either way the same parts as an
+                # uncached email's on the same path.
                 # (If the current hash then matches, the success refunds that failure.)
                 if early is not None:
-                    current, _ = await asyncio.gather(
-                        self._timed_lookup(creds.email, spans), self._timed_round_trip(spans)
-                    )
+                    current = await self._timed_lookup(creds.email, spans)
                     await self._timed_failure(attempt, spans)
                 else:
                     current, _ = await asyncio.gather(
@@ -391,13 +408,6 @@ class LoginService:
             spans.verify += time.perf_counter() - t
         spans.hash += checked.run
         return checked.ok
-
-    async def _timed_round_trip(self, spans: _Spans) -> None:
-        t = time.perf_counter()
-        try:
-            await self._throttle.round_trip()
-        finally:
-            spans.throttle += time.perf_counter() - t
 
     async def _timed_failure(self, attempt: _Attempt, spans: _Spans) -> None:
         if attempt.failure_recorded:

@@ -174,13 +174,6 @@ class Throttle:
         hash per process before they stop being clean."""
         return self._local.clean(keys, time.time())
 
-    async def round_trip(self) -> None:
-        """One Redis round trip that changes nothing (no wait while Redis is unreachable): a
-        failure whose hash overlapped the reservation waits it in the reservation's place, so it
-        takes as long as one whose hash followed the reservation (login.py)."""
-        if self._reserve_script is not None:
-            await self._redis.call(lambda c: c.ping())
-
     async def reserve(self, email: str, address: str, keys: Keys | None = None) -> Reservation:
         """Count this attempt on the account (and the address) or raise Throttled while locked.
         `keys`: `Keys.of(email, address)` when the caller already has them."""
