@@ -29,6 +29,7 @@ from phoenix_operator.builders.common import (
     PLURAL,
     VERSION,
     WATCHED_SECRET,
+    stable_hash,
 )
 from phoenix_operator.daemon import Loops, Wakeups
 from phoenix_operator.errors import SpecInvalid
@@ -156,7 +157,9 @@ class Wakers:
         next reconcile labels it again."""
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        fingerprint = _GONE if type == "DELETED" else (body.get("data"), meta.get("labels"))
+        # A digest, not the data: Kopf keeps the memo as long as the Secret exists, and the
+        # event's data and labels dicts with it (a second copy beside the `secrets` index).
+        fingerprint = _GONE if type == "DELETED" else stable_hash(body.get("data"), meta.get("labels"))
         if not _changed(memo, fingerprint) or type is None:
             return
         owners = set(secret_refs.get((namespace, name), ())) if secret_refs is not None else set()

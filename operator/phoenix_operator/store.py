@@ -22,9 +22,10 @@ would cost tens of MB at a thousand PhoenixAuths.
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import kopf
 
@@ -108,13 +109,75 @@ def _interned(value: Any) -> Any:
     return value
 
 
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses changes: one object shared by many index entries (`shared`)."""
+
+    __slots__ = ("__weakref__",)
+
+    def _refuse(self, *_: Any, **__: Any) -> NoReturn:
+        raise TypeError("an index entry's shared labels are read-only; copy them to change them")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+
+class FrozenList(list[Any]):
+    """A list that refuses changes: one object shared by many index entries (`shared`)."""
+
+    __slots__ = ("__weakref__",)
+
+    def _refuse(self, *_: Any, **__: Any) -> NoReturn:
+        raise TypeError("an index entry's shared owner references are read-only; copy them to change them")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __iadd__ = __imul__ = _refuse
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("d", tuple(sorted((k, _key(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("l", tuple(_key(v) for v in value))
+    return (type(value).__name__, value)  # True and 1 are equal keys, not equal JSON
+
+
+# Containers shared by the entries that hold equal ones, while any entry holds them (weak values).
+_SHARED: weakref.WeakValueDictionary[Any, FrozenDict | FrozenList] = weakref.WeakValueDictionary()
+
+
+def shared(value: Any) -> Any:
+    """One read-only object for equal labels or owner references across index entries.
+
+    A PhoenixAuth's dozen children carry the same owner reference and a few label sets; each
+    decoded event has its own copies (~800 bytes an entry, ~10 KB a PhoenixAuth). The table holds
+    them weakly, so a set no entry uses any more is gone with its last entry."""
+    if not isinstance(value, dict | list):
+        return _interned(value)
+    key = _key(value)
+    found = _SHARED.get(key)
+    if found is None:
+        found = (
+            FrozenDict({sys.intern(k): shared(v) for k, v in value.items()})
+            if isinstance(value, dict)
+            else FrozenList(shared(v) for v in value)
+        )
+        _SHARED[key] = found
+    return found
+
+
+_SHARED_METADATA = frozenset({"labels", "ownerReferences"})
+
+
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields the reconcile reads from an indexed object."""
     meta = dict(body.get("metadata") or {})
     out: dict[str, Any] = {
         "apiVersion": _interned(body.get("apiVersion")),
         "kind": _interned(body.get("kind")),
-        "metadata": {k: _interned(meta[k]) for k in _KEPT_METADATA if k in meta},
+        "metadata": {
+            k: shared(meta[k]) if k in _SHARED_METADATA else _interned(meta[k])
+            for k in _KEPT_METADATA
+            if k in meta
+        },
     }
     kind = body.get("kind")
     if kind == "Deployment":

@@ -498,6 +498,11 @@ async def test_a_changed_secret_wakes_the_phoenixauths_that_reference_it():
     mine.clear()
     await wakers.on_secret(body=secret, type="MODIFIED", memo=memo, secret_refs=refs)
     assert not mine.is_set()  # same data: nothing to do
+    # Kopf keeps the memo as long as the Secret exists: a digest, not the event's data and labels.
+    assert "dw==" not in repr(dict(memo)) and all(not isinstance(v, tuple) for v in memo.values())
+    secret["data"]["K"] = "dx=="  # changed in place: a digest still sees it
+    await wakers.on_secret(body=secret, type="MODIFIED", memo=memo, secret_refs=refs)
+    assert mine.is_set()
 
 
 # ---------------------------------------------------------------- the loop: one per PhoenixAuth
@@ -636,6 +641,23 @@ def test_index_entries_of_separately_decoded_events_share_their_repeated_strings
     assert la == lb and all(x is y for x, y in zip(la.values(), lb.values(), strict=True))
     ra, rb = a.body["metadata"]["ownerReferences"][0], b.body["metadata"]["ownerReferences"][0]
     assert ra["uid"] is rb["uid"] and a.body["metadata"]["namespace"] is b.body["metadata"]["namespace"]
+    # Equal labels and owner references are one read-only object, kept while an entry holds it.
+    assert la is lb and a.body["metadata"]["ownerReferences"] is b.body["metadata"]["ownerReferences"]
+    with pytest.raises(TypeError):
+        la["app"] = "changed"
+    with pytest.raises(TypeError):
+        a.body["metadata"]["ownerReferences"].append({})
+    assert la == json.loads(raw)["metadata"]["labels"] and json.loads(json.dumps(a.body)) == json.loads(
+        json.dumps(b.body)
+    )
+    other = json.loads(raw)
+    other["metadata"]["labels"]["app"] = "auth-y"
+    c = entry_of(other)
+    assert c.body["metadata"]["labels"] is not la and c.body["metadata"]["labels"]["app"] == "auth-y"
+    held = weakref.ref(la)
+    del a, b, la, lb
+    gc.collect()
+    assert held() is None  # no entry holds them: the shared table let them go
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": NS}}
     raw = json.dumps({**secret, "data": {"k": "c2VjcmV0LXZhbHVlLTEyMzQ1Njc4OTA="}})
     sa, sb = entry_of(json.loads(raw)), entry_of(json.loads(raw))
@@ -666,3 +688,17 @@ async def test_a_loop_on_the_fake_api_puts_back_a_deleted_service(reconciler, ap
     await Wakers(wakeups).on_child(body=deleted, type="DELETED", memo=kopf.Memo())
     await until(lambda: SERVICE in api.objects)
     assert await loop.stop() < 1.0
+
+
+async def test_the_status_written_is_kept_only_until_the_watch_shows_it(reconciler, api):
+    """A reconcile that starts from a body older than its own last status patch starts from that
+    patch (the watch lags); once a body shows the patch, the loop keeps no copy of the status
+    beside the body (one status per PhoenixAuth in memory, not two)."""
+    state = ObjectState()
+    stale = copy.deepcopy(api.objects[PXA])
+    await reconciler.reconcile(stale, state)
+    assert state.status is not None
+    await reconciler.reconcile(copy.deepcopy(stale), state)  # the watch has not shown our patch yet
+    assert state.status is not None
+    await reconcile(reconciler, api, state)  # it has
+    assert state.status is None

@@ -84,8 +84,11 @@ class Reconciler:
         owner = Owner.from_body(body)
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         old_status = dict(body.get("status") or {})
-        if state.status is not None and state.status_version > _version(body):
-            old_status = dict(state.status)  # the watch has not shown our last patch yet
+        if state.status is not None:
+            if state.status_version > _version(body):
+                old_status = dict(state.status)  # the watch has not shown our last patch yet
+            else:
+                state.status = None  # it has: the body holds it (one copy per PhoenixAuth, not two)
         run = Run(owner=owner, body=body, kube=self.kube, store=self.store, state=state, emit=self.emit)
         error: OperatorError | None = None
         result = "success"
