@@ -21,6 +21,7 @@ would cost tens of MB at a thousand PhoenixAuths.
 
 from __future__ import annotations
 
+import json
 import sys
 import weakref
 from collections.abc import Iterable, Mapping
@@ -110,18 +111,18 @@ def _interned(value: Any) -> Any:
 
 
 class FrozenDict(dict[str, Any]):
-    """A dict that refuses changes: one object shared by many index entries (`shared`)."""
+    """A dict that refuses changes: shared by many index entries (`shared_owner_refs`)."""
 
     __slots__ = ("__weakref__",)
 
     def _refuse(self, *_: Any, **__: Any) -> NoReturn:
-        raise TypeError("an index entry's shared labels are read-only; copy them to change them")
+        raise TypeError("an index entry's shared owner reference is read-only; copy it to change it")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
 
 
 class FrozenList(list[Any]):
-    """A list that refuses changes: one object shared by many index entries (`shared`)."""
+    """A list that refuses changes: shared by many index entries (`shared_owner_refs`)."""
 
     __slots__ = ("__weakref__",)
 
@@ -132,39 +133,26 @@ class FrozenList(list[Any]):
     __iadd__ = __imul__ = _refuse
 
 
-def _key(value: Any) -> Any:
-    if isinstance(value, dict):
-        return ("d", tuple(sorted((k, _key(v)) for k, v in value.items())))
-    if isinstance(value, list):
-        return ("l", tuple(_key(v) for v in value))
-    return (type(value).__name__, value)  # True and 1 are equal keys, not equal JSON
+# Owner references shared by the entries that hold equal ones, while any entry holds them.
+_SHARED_REFS: weakref.WeakValueDictionary[str, FrozenList] = weakref.WeakValueDictionary()
 
 
-# Containers shared by the entries that hold equal ones, while any entry holds them (weak values).
-_SHARED: weakref.WeakValueDictionary[Any, FrozenDict | FrozenList] = weakref.WeakValueDictionary()
+def shared_owner_refs(refs: Any) -> Any:
+    """One read-only list for equal owner references across index entries.
 
-
-def shared(value: Any) -> Any:
-    """One read-only object for equal labels or owner references across index entries.
-
-    A PhoenixAuth's dozen children carry the same owner reference and a few label sets; each
-    decoded event has its own copies (~800 bytes an entry, ~10 KB a PhoenixAuth). The table holds
-    them weakly, so a set no entry uses any more is gone with its last entry."""
-    if not isinstance(value, dict | list):
-        return _interned(value)
-    key = _key(value)
-    found = _SHARED.get(key)
+    A PhoenixAuth's dozen children carry the same owner reference; each decoded event has its
+    own copy (~440 bytes an entry). The table holds them weakly, so a list no entry uses any more
+    is gone with its last entry. (Labels are not shared: they differ by child and name the
+    PhoenixAuth, so most sets would have one user and the table's key would cost more.)"""
+    if not isinstance(refs, list):
+        return _interned(refs)
+    key = json.dumps(refs, sort_keys=True, separators=(",", ":"))
+    found = _SHARED_REFS.get(key)
     if found is None:
-        found = (
-            FrozenDict({sys.intern(k): shared(v) for k, v in value.items()})
-            if isinstance(value, dict)
-            else FrozenList(shared(v) for v in value)
+        found = _SHARED_REFS[key] = FrozenList(
+            FrozenDict(_interned(ref)) if isinstance(ref, dict) else _interned(ref) for ref in refs
         )
-        _SHARED[key] = found
     return found
-
-
-_SHARED_METADATA = frozenset({"labels", "ownerReferences"})
 
 
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,7 +162,7 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
         "apiVersion": _interned(body.get("apiVersion")),
         "kind": _interned(body.get("kind")),
         "metadata": {
-            k: shared(meta[k]) if k in _SHARED_METADATA else _interned(meta[k])
+            k: shared_owner_refs(meta[k]) if k == "ownerReferences" else _interned(meta[k])
             for k in _KEPT_METADATA
             if k in meta
         },
