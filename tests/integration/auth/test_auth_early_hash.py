@@ -94,10 +94,11 @@ async def test_a_clean_login_hashes_while_it_reserves_and_a_failing_account_does
             r = await client.post(LOGIN, json=body)
             assert r.status_code == 200, r.text
             after_failures = _parts(r)
+    # In sequence, total >= reservation + hash (saved <= 0); beside each other the ~20 ms
+    # reservation hides behind the hash, less the insert and the hop (~16 ms on a quiet machine).
     saved = statistics.median(p["throttle"] + p["hash"] - p["total"] for p in clean)
-    overlap = statistics.median(min(p["throttle"], p["hash"]) for p in clean)
     print(f"clean logins: {clean}; after failures: {after_failures}")
-    assert saved > overlap / 2, clean  # the reservation ran beside the hash
+    assert saved > 5, clean
     assert after_failures["total"] >= after_failures["throttle"] + after_failures["hash"], after_failures
 
 
