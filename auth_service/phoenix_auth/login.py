@@ -261,7 +261,7 @@ class LoginService:
                 self._verify_early(record, lookup, creds.password, admission, spans)
             )
         try:
-            ticket = await self._throttle.reserve(creds.email, client_ip, keys)
+            ticket = await self._throttle.reserve(keys)
         except BaseException:
             for task in (lookup, early):
                 if task is not None:

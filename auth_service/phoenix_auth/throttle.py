@@ -174,10 +174,9 @@ class Throttle:
         hash per process before they stop being clean."""
         return self._local.clean(keys, time.time())
 
-    async def reserve(self, email: str, address: str, keys: Keys | None = None) -> Reservation:
-        """Count this attempt on the account (and the address) or raise Throttled while locked.
-        `keys`: `Keys.of(email, address)` when the caller already has them."""
-        keys = keys or Keys.of(email, address)
+    async def reserve(self, keys: Keys) -> Reservation:
+        """Count this attempt on the account (and the address) of `keys` (`Keys.of(email,
+        address)`) or raise Throttled while locked."""
         now = time.time()
         result = UNAVAILABLE
         if self._reserve_script is not None:

@@ -118,24 +118,24 @@ async def test_success_refunds_what_it_saw_and_keeps_failures_recorded_after_its
     concurrent attempt reserved after it stays counted."""
     from phoenix_auth.metrics import Metrics
     from phoenix_auth.redislink import RedisLink
-    from phoenix_auth.throttle import Throttle
+    from phoenix_auth.throttle import Keys, Throttle
 
     settings = make_settings(throttle_free_failures=5)
     link = RedisLink(settings, Metrics())
     throttle = Throttle(settings, link)
     email, ip = f"t-{time.time_ns()}@x.io", "203.0.113.7"
     try:
-        first = await throttle.reserve(email, ip)
+        first = await throttle.reserve(Keys.of(email, ip))
         assert first.account_failures == 0
-        other = await throttle.reserve(email, ip)  # a concurrent wrong password, reserved after ours
+        other = await throttle.reserve(Keys.of(email, ip))  # a concurrent wrong password, reserved after ours
         await throttle.failed(other)
         await throttle.succeeded(first)
         await throttle.settled()
-        seen = await throttle.reserve(email, ip)
+        seen = await throttle.reserve(Keys.of(email, ip))
         assert seen.account_failures == 1  # kept: never refunded by a login that did not see it
         await throttle.succeeded(seen)
         await throttle.settled()
-        again = await throttle.reserve(email, ip)
+        again = await throttle.reserve(Keys.of(email, ip))
         assert again.account_failures == 0
         # The address got back this account's failure from it too (the success proved the typo).
         assert again.address_failures == 0 and not again.counted_on_address  # now a known address
