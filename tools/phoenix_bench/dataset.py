@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from phoenix_auth.queries import SQL_AUTH_RECORD
+from phoenix_testkit.databases import drop_database
 
 from .errors import SetupError
 from .naive import INSERT_SESSION_SQL, SESSIONS_TABLE, USERS_TABLE, token_hash
@@ -73,8 +74,8 @@ def parse_seed_password(output: str) -> str:
 def recreate_database(url: str) -> None:
     name = database_name(url)
     admin = with_database(url, "postgres")
+    drop_database(admin, name)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 

@@ -4,6 +4,7 @@ so tests of other engineers on the same server never see their tables, locks or 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -39,9 +40,30 @@ def create_migrated_database(admin_url: str, prefix: str = "phoenix_t_") -> str:
     return url
 
 
-def drop_database(admin_url: str, name: str) -> None:
+def drop_database(admin_url: str, name: str, attempts: int = 5) -> None:
+    """DROP DATABASE ... WITH (FORCE) as a non-superuser, which PostgreSQL 15 refuses with
+    InsufficientPrivilege when an autovacuum worker is in the database (its backend has no role
+    the caller may signal); a plain DROP DATABASE cancels autovacuum itself, so after ending this
+    role's own sessions that is tried, a few times, before giving up."""
+    ident = sql.Identifier(name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for attempt in range(attempts):
+            try:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+                return
+            except psycopg.errors.InsufficientPrivilege:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND usename = current_user AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                try:
+                    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+                    return
+                except (psycopg.errors.ObjectInUse, psycopg.errors.InsufficientPrivilege):
+                    if attempt == attempts - 1:
+                        raise
+                    time.sleep(0.5 * (attempt + 1))
 
 
 @contextlib.contextmanager

@@ -12,13 +12,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from phoenix_bench import dataset, servers
 from phoenix_bench.errors import BenchError
 from phoenix_bench.runner import require_l2_cache, scrape_cache_counters
+from phoenix_testkit.databases import drop_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,12 +37,7 @@ def bench_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[s
         yield env, password, log_dir
     finally:
         redis.stop()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(dataset.database_name(url))
-                )
-            )
+        drop_database(ADMIN_URL, dataset.database_name(url))
 
 
 def _post_json(port: int, path: str, body: dict[str, str]) -> dict:

@@ -11,9 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
+
+from phoenix_testkit.databases import drop_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,8 +45,7 @@ def test_smoke_pass_measures_both_apps(tmp_path: Path) -> None:
             check=False,
         )
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        drop_database(ADMIN_URL, database)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "[bench" in proc.stderr  # progress lines while it runs
     results = json.loads((tmp_path / "results.json").read_text())

@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from phoenix_testkit.databases import drop_database
+
 ADMIN_URL = os.environ.get("PHOENIX_TEST_PG_URL", "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix")
 
 
@@ -36,8 +38,7 @@ def db_url() -> Iterator[str]:
     try:
         yield _url_for(name)
     finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(ADMIN_URL, name)
 
 
 @pytest.fixture
