@@ -84,13 +84,17 @@ def test_client_login_session_logout_revoke_and_throttle(
     assert steps["revoke"]["revoked"] >= 1
     assert steps["after-revoke"]["error"] == "INVALID_SESSION"
     assert steps["bad-admin-token"]["error"] == "ADMIN_UNAUTHORIZED"
-    # The session guard (Next.js middleware): a cached answer costs well under a millisecond.
+    # The session guard (Next.js middleware): within cacheMs a page request asks Phoenix once, not
+    # per check, so a cached answer costs a map lookup (typically well under 0.1 ms; the time is
+    # printed, and judged only against the uncached check, since a loaded machine stretches both).
     cached, uncached = steps["guard-cached"], steps["guard-uncached"]
     print(
         f"\n[ts-client] guard per request: cached p50 {cached['p50']:.3f} / p99 {cached['p99']:.3f} ms, "
         f"uncached p50 {uncached['p50']:.2f} / p99 {uncached['p99']:.2f} ms"
     )
-    assert cached["p99"] < 0.5 and cached["p50"] < uncached["p50"]
+    assert (cached["checks"], cached["requests"]) == (500, 1), cached
+    assert (uncached["checks"], uncached["requests"]) == (500, 500), uncached
+    assert cached["p50"] < uncached["p50"] / 5, (cached, uncached)
     answers = steps["wrong"]["answers"]
     # Wrong passwords are INVALID_CREDENTIALS until the account's free failures are used; then
     # the client sees THROTTLED with the seconds to wait, never a wrong-password error.
