@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import statistics
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -99,6 +100,32 @@ def server_timing(response: httpx.Response) -> dict[str, float]:
         for name, _, dur in (part.partition(";dur=") for part in response.headers["server-timing"].split(","))
         if dur
     }
+
+
+class TimingRounds:
+    """Failed-login times gathered in rounds, one try of each kind per round in random order, and
+    judged as an attacker would average them: the gap of a kind from the reference kind is the
+    median of the per-round differences. Pairing inside a round cancels what a shared machine's
+    load does to all kinds alike (a neighbour's build doubles every verify for a minute), which
+    the difference of two medians taken over minutes does not: in CI runs that drift alone made
+    gaps of 5-10 ms between kinds whose code paths are the same."""
+
+    def __init__(self, *kinds: str) -> None:
+        self.times: dict[str, list[float]] = {kind: [] for kind in kinds}
+
+    def add(self, kind: str, seconds: float) -> None:
+        self.times[kind].append(seconds)
+
+    def gaps_ms(self, reference: str) -> dict[str, float]:
+        ref = self.times[reference]
+        return {
+            kind: abs(statistics.median(a - b for a, b in zip(values, ref, strict=True))) * 1000
+            for kind, values in self.times.items()
+            if kind != reference
+        }
+
+    def medians_ms(self) -> dict[str, float]:
+        return {kind: round(statistics.median(values) * 1000, 2) for kind, values in self.times.items()}
 
 
 @dataclass

@@ -9,7 +9,7 @@ import statistics
 import time
 
 import pytest
-from authtestkit import bcrypt_hash, fast_hash, running_app, scrape, server_timing
+from authtestkit import TimingRounds, bcrypt_hash, fast_hash, running_app, scrape, server_timing
 
 pytestmark = pytest.mark.integration
 
@@ -178,11 +178,12 @@ async def test_a_stale_cache_entry_never_logs_in_a_disabled_user_or_an_old_passw
 
 
 async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settings, make_user):
-    """Medians over >= 60 interleaved tries each, realistic argon2id (OWASP default) parameters.
+    """>= 60 pairs, realistic argon2id (OWASP default) parameters.
 
-    Each pair runs in random order so load drift on this shared machine hits both sides alike. If
-    the first 60 pairs are inconclusive (gap >= 3 ms) we add 60 more and judge all 120: more data,
-    never a re-roll."""
+    Each pair runs in random order and the gap is the median of the per-pair differences
+    (`TimingRounds`), so load drift on this shared machine hits both sides alike. If the first 60
+    pairs are inconclusive (gap >= 3 ms) we add 60 more and judge all 120: more data, never a
+    re-roll."""
     settings = make_settings(
         argon2_memory_kib=19 * 1024,
         argon2_time_cost=2,
@@ -193,8 +194,7 @@ async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settin
     async with running_app(settings) as (app, client):
         hasher = app.resources.hasher
         users = [make_user(hashed=hasher.hash("right-password")) for _ in range(6)]
-        known: list[float] = []
-        unknown: list[float] = []
+        rounds = TimingRounds("known", "unknown")
 
         async def timed(email: str) -> float:
             start = time.perf_counter()
@@ -202,9 +202,6 @@ async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settin
             elapsed = time.perf_counter() - start
             assert r.status_code == 401
             return elapsed
-
-        def gap_ms() -> float:
-            return abs(statistics.median(known) - statistics.median(unknown)) * 1000
 
         for round_ in range(2):
             for i in range(60):
@@ -214,13 +211,14 @@ async def test_no_timing_gap_between_unknown_user_and_wrong_password(make_settin
                 ]
                 random.shuffle(pair)
                 for kind, email in pair:
-                    (known if kind == "known" else unknown).append(await timed(email))
-            if gap_ms() < 3.0:
+                    rounds.add(kind, await timed(email))
+            if rounds.gaps_ms("unknown")["known"] < 3.0:
                 break
-        known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
-        print(f"median known={known_ms:.2f} ms unknown={unknown_ms:.2f} ms over {len(known)} pairs")
-        assert gap_ms() < 3.0, (known_ms, unknown_ms)
-        assert statistics.median(known) > 0.005  # a real argon2id verify happened
+        gap = rounds.gaps_ms("unknown")["known"]
+        pairs = len(rounds.times["known"])
+        print(f"median ms {rounds.medians_ms()}, paired gap {gap:.2f} ms over {pairs} pairs")
+        assert gap < 3.0, rounds.medians_ms()
+        assert statistics.median(rounds.times["known"]) > 0.005  # a real argon2id verify happened
 
 
 def test_error_bodies_are_json_with_code_and_message():
