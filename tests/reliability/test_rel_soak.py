@@ -29,10 +29,8 @@ import statistics
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from reltestkit import (
-    CLIENT_LIMITS,
     base_env,
     cpu_jiffies,
     machine_jiffies,
@@ -40,6 +38,8 @@ from reltestkit import (
     percentile,
     process_tree,
 )
+
+from phoenix_bench.loadgen import ConnectionPool, HttpProtocolError, encode_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -51,11 +51,20 @@ LOGIN_SHARE = 0.10
 RSS_BOUND_MIB = 40.0  # per server process, from the start of the soak to its end
 P99_SLACK_MS = 5.0
 P_MAX_MS = 2000.0  # no single request slower than this
-MAX_IN_FLIGHT = 512
+MAX_IN_FLIGHT = 4096  # a guard against a runaway generator; waiting requests cost the client nothing
 NEIGHBOUR_LIMIT = 0.15  # share of the machine's CPU other processes may use for the run to count
+# ...and in any few seconds: a neighbour (or the hypervisor's steal) taking the machine for 3 s
+# stalls an open loop by as much while hardly moving a 20-second third's share.
+BURST_SECONDS, BURST_LIMIT = 3.0, 0.35
 
 LOGIN = "/api/auth/phoenix"
 SESSION = "/api/auth/session"
+CLIENT_ERRORS = (OSError, TimeoutError, asyncio.IncompleteReadError, HttpProtocolError)
+
+
+def login_request(email: str, password: str) -> bytes:
+    body = json.dumps({"email": email, "password": password}).encode()
+    return encode_request("POST", LOGIN, headers=[("Content-Type", "application/json")], body=body)
 
 
 class Mix:
@@ -64,21 +73,23 @@ class Mix:
     def __init__(self, users: list[tuple[str, str, str]], tokens: list[str], seed: int) -> None:
         self.users, self.tokens, self.rng = users, tokens, random.Random(seed)
 
-    async def one(self, client: httpx.AsyncClient) -> tuple[str, int]:
+    async def one(self, client: ConnectionPool) -> tuple[str, int]:
         if self.rng.random() < LOGIN_SHARE:
             _, email, password = self.rng.choice(self.users)
-            r = await client.post(LOGIN, json={"email": email, "password": password})
-            if r.status_code == 200:
+            r = await client.request(login_request(email, password))
+            if r.status == 200:
                 # The new session replaces a random one: the pool of live tokens keeps its size, so
                 # the share of never-seen tokens (cache misses) stays the same from start to end.
-                self.tokens[self.rng.randrange(len(self.tokens))] = r.json()["session"]["sessionId"]
-            return "login", r.status_code
+                self.tokens[self.rng.randrange(len(self.tokens))] = json.loads(r.body)["session"]["sessionId"]
+            return "login", r.status
         token = self.rng.choice(self.tokens)
-        r = await client.get(SESSION, headers={"Authorization": f"Bearer {token}"})
-        return "session", r.status_code
+        r = await client.request(
+            encode_request("GET", SESSION, headers=[("Authorization", f"Bearer {token}")])
+        )
+        return "session", r.status
 
 
-async def probe_capacity(client: httpx.AsyncClient, mix: Mix, server) -> float:
+async def probe_capacity(client: ConnectionPool, mix: Mix, server) -> float:
     """Successful requests per second of a closed loop with PROBE_CLIENTS clients."""
     done = 0
     errors: list[str] = []
@@ -89,7 +100,7 @@ async def probe_capacity(client: httpx.AsyncClient, mix: Mix, server) -> float:
         while time.monotonic() < end:
             try:
                 _, status = await mix.one(client)
-            except httpx.HTTPError as exc:
+            except CLIENT_ERRORS as exc:
                 errors.append(type(exc).__name__)
                 continue
             if status == 200:
@@ -132,6 +143,12 @@ class Ours:
             self._last[pid] = now
         self._marks.append((time.monotonic() - self._start, *machine_jiffies(), self._used))
 
+    def busiest_burst(self, seconds: float) -> tuple[float, float]:
+        """(offset, share) of the `seconds`-long stretch in which other processes used the most."""
+        ends = [m[0] for m in self._marks]
+        shares = [(t, self.neighbour_share(t - seconds, t)) for t in ends if t >= seconds]
+        return max(shares, key=lambda x: x[1], default=(0.0, 0.0))
+
     def neighbour_share(self, start: float = 0.0, end: float = float("inf")) -> float:
         """Share of the machine's CPU used by other processes between two offsets (seconds)."""
         marks = [m for m in self._marks if start - 0.5 <= m[0] <= end + 0.5]
@@ -156,12 +173,13 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
         )
     )
     users = make_users(pg_database, 200)
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10, limits=CLIENT_LIMITS) as client:
+    client = ConnectionPool("127.0.0.1", server.port, size=128, timeout=10)
+    try:
         tokens: list[str] = []
         for _, email, password in users:
-            r = await client.post(LOGIN, json={"email": email, "password": password})
-            assert r.status_code == 200
-            tokens.append(r.json()["session"]["sessionId"])
+            r = await client.request(login_request(email, password))
+            assert r.status == 200
+            tokens.append(json.loads(r.body)["session"]["sessionId"])
         mix = Mix(users, tokens, seed=6)
         capacity = await probe_capacity(client, mix, server)
         rate = capacity * LOAD_FACTOR
@@ -179,7 +197,7 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
             nonlocal in_flight
             try:
                 kind, status = await mix.one(client)
-            except httpx.HTTPError as exc:
+            except CLIENT_ERRORS as exc:
                 kind, status = type(exc).__name__, 0
             finally:
                 in_flight -= 1
@@ -220,8 +238,11 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
         busiest_third = max(
             ours.neighbour_share(SOAK_SECONDS * i / 3, SOAK_SECONDS * (i + 1) / 3) for i in range(3)
         )
+        burst_at, burst = ours.busiest_burst(BURST_SECONDS)
         rss_end = server.rss_kib()
-        health = (await client.get("/api/phoenix/health")).json()
+        health = json.loads((await client.request(encode_request("GET", "/api/phoenix/health"))).body)
+    finally:
+        client.close()
 
     statuses: dict[int, int] = {}
     for *_, status in results:
@@ -262,6 +283,7 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
         "cache_hit_ratio_one_worker": health["cache"]["metrics"]["hitRatio"],
         "neighbour_cpu_share": round(neighbours, 3),
         "neighbour_cpu_share_busiest_third": round(busiest_third, 3),
+        f"neighbour_cpu_share_busiest_{BURST_SECONDS:g}s": [round(burst_at, 1), round(burst, 3)],
     }
     print("\nsoak figures: " + json.dumps(figures))
     per_second: dict[int, list[float]] = {}
@@ -274,20 +296,29 @@ async def test_soak_at_70_percent_of_measured_capacity(private_pg, pg_database, 
     if os.environ.get("PHOENIX_SOAK_REPORT"):
         Path(os.environ["PHOENIX_SOAK_REPORT"]).write_text(json.dumps(figures, indent=2))  # noqa: ASYNC240
 
-    # The service itself answered every request it received with a 200.
-    assert set(statuses) <= {0, 200}, statuses
+    # The service answered every request it received with a 200, or shed one with 503 (a burst
+    # after a stall of the machine); never an error of its own.
+    assert set(statuses) <= {0, 200, 503}, statuses
     assert all(g < RSS_BOUND_MIB for g in growth_mib.values()), growth_mib
-    if busiest_third > NEIGHBOUR_LIMIT:
+    if busiest_third > NEIGHBOUR_LIMIT or burst > BURST_LIMIT:
         # The capacity was measured on a machine that other processes then took: "70 %" no longer
         # holds, so schedule and latency say nothing about the service. Say so instead of failing.
         print(
             f"soak: other processes used {busiest_third:.0%} of the machine's CPU in a third of the run "
-            f"(> {NEIGHBOUR_LIMIT:.0%}); "
-            "client-side timeouts, schedule and latency criteria not checked on this run"
+            f"(limit {NEIGHBOUR_LIMIT:.0%}) and {burst:.0%} in {BURST_SECONDS:g} s at {burst_at:.0f} s "
+            f"(limit {BURST_LIMIT:.0%}); client-side timeouts, schedule and latency criteria not "
+            "checked on this run"
         )
         return
-    assert statuses == {200: len(results)}, (statuses, server.output()[-3000:])  # not even a client error
-    assert overflow == 0
+    worst = sorted(figures["per_second"], key=lambda x: -x["p99_ms"])[:5]
+    # not even a client error, and the generator never had MAX_IN_FLIGHT requests unanswered
+    assert statuses == {200: len(results)}, (statuses, figures, server.output()[-3000:])
+    assert overflow == 0, (
+        f"{overflow} not sent (the service stalled)",
+        worst,
+        figures["thirds"],
+        server.output()[-2000:],
+    )
     assert len(results) >= 0.95 * rate * SOAK_SECONDS, "the generator fell behind its schedule"
     # Latency stable: the typical p99 of a second (median over the third's 1-second windows) in the
     # last third is at most twice the first third's. Raw 20-second p99s are printed too, but on a

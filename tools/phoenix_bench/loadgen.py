@@ -107,6 +107,38 @@ class HttpConnection:
         self._reader = self._writer = None
 
 
+class ConnectionPool:
+    """`size` keep-alive connections shared by any number of concurrent requests: each request
+    takes the next idle connection from a FIFO queue (O(1), nothing spent per waiting request).
+
+    For open loops whose requests depend on earlier answers (a soak that logs in and then checks
+    the new session). httpx's pool matches every queued request against every connection on each
+    change: after a 1-2 s stall of the server with a few hundred requests waiting, the client
+    spent its whole core on that and never caught up (docs/reliability.md, "Load held")."""
+
+    def __init__(self, host: str, port: int, size: int = 128, timeout: float = 10.0) -> None:
+        self.host, self.timeout = host, timeout
+        self._idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
+        for _ in range(size):
+            self._idle.put_nowait(HttpConnection(host, port))
+
+    async def request(self, raw: bytes) -> Response:
+        """One request (from `encode_request`) on the next idle connection; TimeoutError after
+        `timeout` s, ConnectionError/HttpProtocolError as HttpConnection raises them."""
+        conn = await self._idle.get()
+        try:
+            return await asyncio.wait_for(conn.request(raw), self.timeout)
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            self._idle.put_nowait(conn)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get_nowait().close()
+
+
 async def read_response(reader: asyncio.StreamReader) -> Response:
     """Read one response: status line, headers, then a Content-Length or chunked body."""
     try:
