@@ -33,6 +33,7 @@ from phoenix_operator.builders.common import (
 )
 from phoenix_operator.daemon import Loops, Wakeups
 from phoenix_operator.errors import SpecInvalid
+from phoenix_operator.reconcile import version as resource_version
 from phoenix_operator.spec import parse_spec, secret_uses
 from phoenix_operator.store import (
     Entry,
@@ -117,9 +118,11 @@ class Wakers:
         meta = body["metadata"]
         if isinstance(meta, dict):
             meta.pop("managedFields", None)
+        key = (meta["namespace"], meta["name"])
+        self.wakeups.seen(key, resource_version(body))
         fingerprint = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
         if _changed(memo, fingerprint) and type is not None:
-            self.wakeups.wake((meta["namespace"], meta["name"]))
+            self.wakeups.wake(key)
 
     async def on_child(
         self,

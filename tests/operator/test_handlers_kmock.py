@@ -94,6 +94,7 @@ class FakeApi:
             self.status_patches.append(patch["status"])
             obj = self.objects[path.removesuffix("/status")]
             obj.setdefault("status", {}).update(patch["status"])
+            self.bump(obj)
             return kmock.Response(status=200, payload=obj)
         if method == "PATCH" and request.headers["Content-Type"] == "application/merge-patch+json":
             if path not in self.objects:  # a merge patch never creates
@@ -700,3 +701,22 @@ async def test_the_status_written_is_kept_only_until_the_watch_shows_it(reconcil
     assert state.status is not None
     await reconcile(reconciler, api, state)  # it has
     assert state.status is None
+
+
+async def test_the_status_copy_goes_when_the_watch_shows_the_patch_not_at_the_next_reconcile(reconciler, api):
+    """Status patches wake no loop, so the next reconcile can be a resync away (5 minutes by
+    default): the PhoenixAuth's own watch event, which wakes nothing, drops the copy at once."""
+    wakeups = Wakeups()
+    state = ObjectState()
+    wakeups.register((NS, NAME), state)
+    wakers, memo = Wakers(wakeups), kopf.Memo()
+    stale = copy.deepcopy(api.objects[PXA])
+    await wakers.on_phoenixauth(body=copy.deepcopy(stale), type="ADDED", memo=memo)
+    await reconciler.reconcile(stale, state)
+    assert state.status is not None
+    await wakers.on_phoenixauth(body=copy.deepcopy(stale), type="MODIFIED", memo=memo)  # an older event
+    assert state.status is not None
+    flag = wakeups.register((NS, NAME), state)
+    await wakers.on_phoenixauth(body=copy.deepcopy(api.objects[PXA]), type="MODIFIED", memo=memo)  # our patch
+    assert state.status is None
+    assert not flag.is_set()  # and it woke nothing

@@ -32,7 +32,7 @@ from phoenix_operator.reconcile.migrations import converge_migrations
 from phoenix_operator.reconcile.monitoring import Discovery, converge_monitoring
 from phoenix_operator.reconcile.redis import converge_redis
 from phoenix_operator.reconcile.report import announce, build_status
-from phoenix_operator.reconcile.run import Emit, ObjectState, Run, together
+from phoenix_operator.reconcile.run import Emit, ObjectState, Run, together, version
 from phoenix_operator.spec import parse_spec
 from phoenix_operator.status import PROGRESSING, Condition, Transition, set_conditions
 from phoenix_operator.store import Store
@@ -47,11 +47,6 @@ class Outcome:
     status: dict[str, Any]
     transitions: list[Transition] = field(default_factory=list)
     error: OperatorError | None = None
-
-
-def _version(body: Mapping[str, Any]) -> int:
-    rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
-    return int(rv) if rv.isdigit() else -1
 
 
 class Reconciler:
@@ -84,11 +79,9 @@ class Reconciler:
         owner = Owner.from_body(body)
         generation = int((body.get("metadata") or {}).get("generation") or 0)
         old_status = dict(body.get("status") or {})
-        if state.status is not None:
-            if state.status_version > _version(body):
-                old_status = dict(state.status)  # the watch has not shown our last patch yet
-            else:
-                state.status = None  # it has: the body holds it (one copy per PhoenixAuth, not two)
+        unseen = state.unseen_status(version(body))
+        if unseen is not None:
+            old_status = dict(unseen)  # the watch has not shown our last patch yet
         run = Run(owner=owner, body=body, kube=self.kube, store=self.store, state=state, emit=self.emit)
         error: OperatorError | None = None
         result = "success"
@@ -153,7 +146,7 @@ class Reconciler:
                 written = await self.kube.patch_status(run.owner.namespace, run.owner.name, status)
                 if written:  # the next reconcile starts from this status, not an older one
                     run.state.status = dict(written.get("status") or status)
-                    run.state.status_version = _version(written)
+                    run.state.status_version = version(written)
             except OperatorError as exc:  # status not written: retry the whole reconcile later
                 metrics.ERRORS.labels(kind=exc.reason).inc()
                 error = error or exc

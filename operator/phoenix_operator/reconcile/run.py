@@ -48,6 +48,12 @@ class _Unread(enum.Enum):
 UNREAD = _Unread.UNREAD
 
 
+def version(body: Mapping[str, Any]) -> int:
+    """metadata.resourceVersion as a number (-1 when absent): later versions are larger."""
+    rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else -1
+
+
 @dataclass
 class ObjectState:
     """Kept by one PhoenixAuth's loop across its reconciles."""
@@ -56,6 +62,14 @@ class ObjectState:
     applied: dict[ChildKey, tuple[str, str]] = field(default_factory=dict)
     status: dict[str, Any] | None = None  # the status our last patch wrote
     status_version: int = -1  # resourceVersion of that patch's answer
+
+    def unseen_status(self, version: int) -> dict[str, Any] | None:
+        """The status our last patch wrote while the watch has shown the object only up to an
+        older `version`; once it shows that patch (or later), the body holds the status and our
+        copy goes: one copy per PhoenixAuth, not two."""
+        if self.status is not None and self.status_version <= version:
+            self.status = None
+        return self.status
 
 
 @dataclass
