@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 
@@ -175,3 +176,44 @@ async def test_open_loop_at_a_low_rate_never_releases_a_request_before_its_time(
     assert len(result.ok) == 6
     assert all(s.queued is not None and s.queued >= s.intended for s in result.samples)
     assert all(s.sent >= s.intended for s in result.samples)
+
+
+async def test_connection_pool_shares_its_connections_among_any_number_of_waiting_requests(monkeypatch):
+    """2,000 requests at once on 8 connections, the server stalling 300 ms on one: every request is
+    answered and no more than 8 connections are opened; the backlog costs the client nothing per
+    waiting request (the batch takes the stall plus 2,000 quick answers: ~1 s here)."""
+    opened = 0
+    original = asyncio.open_connection
+
+    async def counting(*args, **kwargs):
+        nonlocal opened
+        opened += 1
+        return await original(*args, **kwargs)
+
+    server, port = await _server(lambda n: 0.3 if n == 5 else 0.0)
+    monkeypatch.setattr(asyncio, "open_connection", counting)
+    raw = loadgen.encode_request("GET", "/")
+    async with server:
+        pool = loadgen.ConnectionPool("127.0.0.1", port, size=8, timeout=5)
+        try:
+            started = time.monotonic()
+            answers = await asyncio.gather(*(pool.request(raw) for _ in range(2000)))
+            elapsed = time.monotonic() - started
+        finally:
+            pool.close()
+    assert [a.status for a in answers] == [200] * 2000
+    assert opened == 8
+    assert elapsed < 10.0, elapsed
+
+
+async def test_connection_pool_times_out_a_request_and_gives_its_slot_to_the_next():
+    server, port = await _server(lambda n: 10.0 if n == 1 else 0.0)
+    raw = loadgen.encode_request("GET", "/")
+    async with server:
+        pool = loadgen.ConnectionPool("127.0.0.1", port, size=1, timeout=0.2)
+        try:
+            with pytest.raises(TimeoutError):
+                await pool.request(raw)
+            assert (await pool.request(raw)).status == 200  # on a fresh connection
+        finally:
+            pool.close()
