@@ -40,35 +40,84 @@ def backoff(retry: int, base: float) -> float:
     return min(MAX_BACKOFF, base * 2.0 ** max(0, retry))
 
 
+class WakeFlag:
+    """What a sleeping loop waits on: set by event handlers, cleared by the loop.
+
+    Not an `asyncio.Event`: waiting on one beside a timeout and Kopf's stop flag took two tasks
+    and `asyncio.wait` per sleeping loop, ~2 KB each at rest across a thousand loops. A sleep
+    here is one future and one timer; Kopf's stop needs no waiter, because Kopf cancels a
+    daemon that does not exit at once (cancellation_timeout, handlers.register)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[bool] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self, seconds: float) -> bool:
+        """Sleep until set or `seconds` pass; True when set."""
+        if self._set:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _expire, waiter)
+        try:
+            return bool(await waiter)
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class Wakeups:
     """The flag each PhoenixAuth's loop sleeps on, by (namespace, name): what event handlers set;
     and the loop's state, so an event that wakes nothing can still tell it what the watch saw."""
 
     def __init__(self) -> None:
-        self._flags: dict[OwnerKey, asyncio.Event] = {}
+        self._flags: dict[OwnerKey, WakeFlag] = {}
         self._states: dict[OwnerKey, ObjectState] = {}
 
     def __len__(self) -> int:
         return len(self._flags)
 
-    def register(self, key: OwnerKey, state: ObjectState | None = None) -> asyncio.Event:
-        flag = self._flags[key] = asyncio.Event()
+    def register(self, key: OwnerKey, state: ObjectState | None = None) -> WakeFlag:
+        flag = self._flags[key] = WakeFlag()
         if state is not None:
             self._states[key] = state
         return flag
 
-    def forget(self, key: OwnerKey, flag: asyncio.Event) -> None:
+    def forget(self, key: OwnerKey, flag: WakeFlag) -> None:
         if self._flags.get(key) is flag:
             del self._flags[key]
             self._states.pop(key, None)
 
-    def seen(self, key: OwnerKey, version: int) -> None:
-        """The watch showed `key` at `version`: its loop's copy of a status the body now holds
-        goes at once, not at the next reconcile (status patches wake no loop, so that can be a
-        resync away: ~7 KB per PhoenixAuth held meanwhile)."""
+    def seen(self, key: OwnerKey, version: int, status: dict[str, Any] | None = None) -> None:
+        """The watch showed `key` at `version` with `status` (the event's own dict): its loop's
+        copy of a status the body now holds goes at once, not at the next reconcile (status
+        patches wake no loop, so that can be a resync away: ~7 KB per PhoenixAuth held
+        meanwhile), and the event's status is kept compact (`ObjectState.keep_watched`). Before
+        the loop runs there is no state, and the body keeps its status as it came."""
         state = self._states.get(key)
         if state is not None:
             state.unseen_status(version)
+            if status is not None:
+                state.keep_watched(status)
 
     def wake(self, key: OwnerKey) -> bool:
         """Wake the loop of `key`; False when it has none (not started yet, or gone)."""
@@ -126,24 +175,7 @@ class Loops:
                         return
                     outcome = await self.reconciler.reconcile(body, state)
                 delay, retry = self.next_wait(outcome, retry)
-                if await _sleep(flag, stopped, delay) and self.debounce > 0:
-                    await _sleep(None, stopped, self.debounce)  # let the event's siblings arrive
+                if not stopped and await flag.wait(delay) and self.debounce > 0 and not stopped:
+                    await asyncio.sleep(self.debounce)  # let the event's siblings arrive
         finally:
             self.wakeups.forget(key, flag)
-
-
-async def _sleep(flag: asyncio.Event | None, stopped: kopf.DaemonStopped, seconds: float) -> bool:
-    """Sleep until `flag` is set, the daemon is stopped, or `seconds` pass; True when woken by `flag`."""
-    if stopped:
-        return False
-    if flag is not None and flag.is_set():
-        return True
-    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stopped.wait())}
-    if flag is not None:
-        waiters.add(asyncio.ensure_future(flag.wait()))
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-    return flag is not None and flag.is_set()

@@ -114,12 +114,15 @@ class Wakers:
         Also drops the event's managedFields: Kopf keeps every PhoenixAuth's latest body for its
         daemon (this very dict: Kopf's body views resolve to the event it decoded), and nothing
         here reads the field-ownership map, ~16 KB of Python objects per PhoenixAuth (16 MB at
-        1,000). It changes nothing on the server: Kopf never sends a body back."""
+        1,000); and, once the object's loop runs, its status dict is emptied into the loop's
+        compact copy (`ObjectState.keep_watched`; the reconcile reads it from there). Neither
+        changes anything on the server: Kopf never sends a body back."""
         meta = body["metadata"]
         if isinstance(meta, dict):
             meta.pop("managedFields", None)
         key = (meta["namespace"], meta["name"])
-        self.wakeups.seen(key, resource_version(body))
+        status = body.get("status")
+        self.wakeups.seen(key, resource_version(body), status if isinstance(status, dict) else None)
         fingerprint = (meta.get("generation"), bool(meta.get("deletionTimestamp")))
         if _changed(memo, fingerprint) and type is not None:
             self.wakeups.wake(key)
@@ -183,7 +186,9 @@ def register(registry: kopf.OperatorRegistry, loops: Loops) -> None:
         # daemon starts.
         loops.reconciler.store = Store(kwargs["children"], kwargs["secrets"], child_api_kinds())
 
-    # Cancelled at once on stop: a reconcile is level-based, so an interrupted one is redone.
+    # Kopf cancels a daemon that has not exited a few zero-time cycles after its stop flag is set
+    # (any cancellation_timeout: the first check is at age 0). The loop relies on that to leave a
+    # sleep (daemon.WakeFlag); a reconcile is level-based, so an interrupted one is redone.
     kopf.daemon(*resource, registry=registry, id="reconcile", cancellation_timeout=1.0)(loops.run)
     kopf.index(*resource, registry=registry, id="secret_refs")(secret_refs_index)
     kopf.on.event(*resource, registry=registry, id="wake-on-spec")(wakers.on_phoenixauth)

@@ -15,8 +15,9 @@ Rules the reconcile relies on (docs/operator.md):
   object of the same name has no managed-by label, so only a GET can tell it exists (and the
   reconcile then refuses to take it over). A miss of an owned child it only means to delete means
   absent: ours carry the label, so the complete index would hold them.
-Entries are slim (what the reconcile reads), not whole bodies: managedFields and pod templates
-would cost tens of MB at a thousand PhoenixAuths.
+Entries keep what the reconcile reads, not whole bodies: managedFields and pod templates would
+cost tens of MB at a thousand PhoenixAuths, and even slim bodies as dicts ~7 MB more than flat
+entries (`Entry`).
 """
 
 from __future__ import annotations
@@ -38,38 +39,74 @@ _VOLATILE_METADATA = ("resourceVersion", "managedFields", "generation")
 # Written by controllers right after our apply (not ours, never drift): re-applying for them would
 # cost one apply per Deployment for nothing.
 _CONTROLLER_ANNOTATIONS = frozenset({"deployment.kubernetes.io/revision"})
-_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "ownerReferences")
 _DEPLOYMENT_STATUS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas")
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One object as the watch last saw it: a slim body plus the digests drift is judged by."""
+    """One object as the watch last saw it: the fields the reconcile reads, plus the digests
+    drift is judged by.
 
-    body: dict[str, Any]
+    Kept as flat slots, not as a slim body: a dozen entries per PhoenixAuth live as long as the
+    object, and a dict per metadata, labels and body cost ~1.2 KB an entry where these cost ~0.6
+    (docs/benchmarks.md). `body` builds the slim body on each read (reconciles read a few)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None
+    uid: str | None
+    resource_version: str | None
+    generation: int | None
+    label_pairs: tuple[str, ...]  # k1, v1, k2, v2 ... (interned)
+    owner_refs: Any  # shared read-only list (`shared_owner_refs`), or None
+    extra: Any  # by kind: Deployment (spec.replicas, status), Job status, Secret data; else None
     content: str  # content_digest of the full body
     relevant: Any  # relevant_status of the full body
 
     @property
-    def api_version(self) -> str:
-        return str(self.body.get("apiVersion"))
+    def labels(self) -> dict[str, str]:
+        pairs = self.label_pairs
+        return dict(zip(pairs[::2], pairs[1::2], strict=True))
 
     @property
-    def uid(self) -> str | None:
-        uid = self.body["metadata"].get("uid")
-        return None if uid is None else str(uid)
+    def body(self) -> dict[str, Any]:
+        """The slim body: apiVersion, kind, the metadata the reconcile reads and, by kind, the
+        Deployment's replicas and status (without conditions), a Job's status, a Secret's data.
+        A new dict on each read (nested values are shared with the entry: do not change them)."""
+        meta: dict[str, Any] = {"name": self.name}
+        for key, value in (
+            ("namespace", self.namespace),
+            ("uid", self.uid),
+            ("resourceVersion", self.resource_version),
+            ("generation", self.generation),
+        ):
+            if value is not None:
+                meta[key] = value
+        if self.label_pairs:
+            meta["labels"] = self.labels
+        if self.owner_refs is not None:
+            meta["ownerReferences"] = self.owner_refs
+        out: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind, "metadata": meta}
+        if self.kind == "Deployment":
+            replicas, status = self.extra
+            out["spec"] = {"replicas": replicas}
+            out["status"] = status
+        elif self.kind == "Job":
+            out["status"] = self.extra
+        elif self.kind == "Secret":
+            out["data"] = self.extra
+        return out
 
-    @property
-    def kind(self) -> str:
-        return str(self.body.get("kind"))
-
-    @property
-    def name(self) -> str:
-        return str(self.body["metadata"].get("name"))
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        return self.body["metadata"].get("labels") or {}
+    def shows(self, body: Mapping[str, Any]) -> bool:
+        """True when `body` is this object at this entry's resourceVersion (so its content
+        digest is this entry's, without digesting it again)."""
+        meta = body.get("metadata") or {}
+        return (
+            self.resource_version is not None
+            and meta.get("resourceVersion") == self.resource_version
+            and meta.get("uid") == self.uid
+        )
 
 
 def relevant_status(body: Mapping[str, Any]) -> Any:
@@ -155,33 +192,38 @@ def shared_owner_refs(refs: Any) -> Any:
     return found
 
 
-def slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields the reconcile reads from an indexed object."""
-    meta = dict(body.get("metadata") or {})
-    out: dict[str, Any] = {
-        "apiVersion": _interned(body.get("apiVersion")),
-        "kind": _interned(body.get("kind")),
-        "metadata": {
-            k: shared_owner_refs(meta[k]) if k == "ownerReferences" else _interned(meta[k])
-            for k in _KEPT_METADATA
-            if k in meta
-        },
-    }
+def _extra(body: Mapping[str, Any]) -> Any:
     kind = body.get("kind")
     if kind == "Deployment":
-        out["spec"] = {"replicas": (body.get("spec") or {}).get("replicas")}
-        status = dict(body.get("status") or {})
-        status.pop("conditions", None)
-        out["status"] = status
-    elif kind == "Job":
-        out["status"] = dict(body.get("status") or {})
-    elif kind == "Secret":
-        out["data"] = dict(body.get("data") or {})  # secret values: never interned
-    return out
+        status = {k: v for k, v in (body.get("status") or {}).items() if k != "conditions"}
+        return ((body.get("spec") or {}).get("replicas"), _interned(status))
+    if kind == "Job":
+        return dict(body.get("status") or {})
+    if kind == "Secret":
+        return dict(body.get("data") or {})  # secret values: never interned
+    return None
 
 
 def entry_of(body: Mapping[str, Any]) -> Entry:
-    return Entry(slim(body), content_digest(body), relevant_status(body))
+    """The index entry of a decoded object (the whole body is digested, a few fields kept)."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    refs = meta.get("ownerReferences")
+    rv = meta.get("resourceVersion")
+    return Entry(
+        api_version=_interned(str(body.get("apiVersion"))),
+        kind=_interned(str(body.get("kind"))),
+        name=str(meta.get("name") or ""),
+        namespace=_interned(meta.get("namespace")),
+        uid=meta.get("uid"),
+        resource_version=None if rv is None else str(rv),
+        generation=meta.get("generation"),
+        label_pairs=tuple(sys.intern(str(x)) for kv in labels.items() for x in kv),
+        owner_refs=None if refs is None else shared_owner_refs(refs),
+        extra=_extra(body),
+        content=content_digest(body),
+        relevant=relevant_status(body),
+    )
 
 
 def controller_owner(body: Mapping[str, Any]) -> str | None:

@@ -16,6 +16,8 @@ import base64
 import copy
 import gc
 import json
+import tracemalloc
+import uuid
 import weakref
 from collections import defaultdict
 from typing import Any
@@ -30,7 +32,7 @@ from phoenix_operator.errors import PermanentError, TransientError
 from phoenix_operator.handlers import CHILD_KINDS, Wakers, child_api_kinds, secret_refs_index
 from phoenix_operator.kube import ApiSession, KubeClient
 from phoenix_operator.reconcile import ObjectState, Outcome, Reconciler
-from phoenix_operator.store import Entry, Store, children_index, entry_of, secrets_index
+from phoenix_operator.store import Entry, Store, children_index, controller_owner, entry_of, secrets_index
 
 NS, NAME = "demo", "auth"
 PXA = f"/apis/auth.phoenix.dev/v1alpha1/namespaces/{NS}/phoenixauths/{NAME}"
@@ -517,9 +519,16 @@ class Loop:
         self.task = asyncio.create_task(loops.run(body=body, stopped=self.stopped))
 
     async def stop(self) -> float:
+        """As Kopf stops a daemon: set its flag, give it a few zero-time cycles to exit, then
+        cancel it (cancellation_timeout, handlers.register)."""
         started = asyncio.get_running_loop().time()
         self.stopped.set()
-        await asyncio.wait_for(self.task, 5)
+        for _ in range(10):
+            await asyncio.sleep(0)
+        if not self.task.done():
+            self.task.cancel()
+        await asyncio.wait([self.task], timeout=5)
+        assert self.task.done()
         return asyncio.get_running_loop().time() - started
 
 
@@ -720,3 +729,80 @@ async def test_the_status_copy_goes_when_the_watch_shows_the_patch_not_at_the_ne
     await wakers.on_phoenixauth(body=copy.deepcopy(api.objects[PXA]), type="MODIFIED", memo=memo)  # our patch
     assert state.status is None
     assert not flag.is_set()  # and it woke nothing
+
+
+async def test_index_entries_of_a_thousand_phoenixauths_stay_small(reconciler, api):
+    """Kopf keeps an index entry per child for the object's whole life: a dozen per PhoenixAuth,
+    ~12,000 at N=1,000. Each must cost well under a kilobyte (slim bodies as dicts cost ~1.2 KB
+    an entry; flat entries ~0.7)."""
+    await reconciler.reconcile(copy.deepcopy(api.objects[PXA]), ObjectState())
+    children = [o for o in api.objects.values() if controller_owner(o) is not None]
+    assert len(children) >= 8
+    raws = []
+    for i in range(100):  # 100 PhoenixAuths' children, each event decoded on its own
+        for child in children:
+            body = copy.deepcopy(child)
+            meta = body["metadata"]
+            meta.update(name=f"{meta['name']}-{i}", uid=str(uuid.uuid4()), resourceVersion=str(10_000 + i))
+            meta["labels"] = {**(meta.get("labels") or {}), "app.kubernetes.io/instance": f"{NAME}-{i}"}
+            for ref in meta["ownerReferences"]:
+                ref.update(name=f"{NAME}-{i}", uid=f"owner-{i}")
+            raws.append(json.dumps(body))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        entries = [entry_of(json.loads(raw)) for raw in raws]
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    per_entry = held / len(entries)
+    print(f"{per_entry:.0f} bytes an entry ({len(entries)} entries)")
+    assert per_entry < 900
+    assert entries[0].body["metadata"]["name"] == children[0]["metadata"]["name"] + "-0"
+
+
+async def test_a_sleeping_loop_holds_no_task_but_its_own():
+    """A thousand loops sleep between reconciles; each holds its Kopf daemon task and nothing
+    else running (a waiter task per flag and per stop flag was ~2 KB a loop). Wakes still end
+    the sleep at once."""
+    wakeups = Wakeups()
+    rec = CountingReconciler()
+    loops = Loops(rec, wakeups, resync_seconds=300, debounce=0.01)  # type: ignore[arg-type]
+    bodies = []
+    for i in range(20):
+        body = copy.deepcopy(BODY)
+        body["metadata"]["name"] = f"pxa-{i}"
+        bodies.append(body)
+    before = len(asyncio.all_tasks())
+    running = [Loop(loops, b) for b in bodies]
+    await until(lambda: rec.runs == 20)
+    await asyncio.sleep(0.05)
+    assert len(asyncio.all_tasks()) - before == 20
+    assert wakeups.wake((NS, "pxa-3"))
+    await until(lambda: rec.runs == 21, seconds=1.0)
+    await asyncio.gather(*(loop.stop() for loop in running))
+
+
+async def test_the_live_body_keeps_its_status_as_compact_text_and_the_reconcile_reads_it(reconciler, api):
+    """Kopf keeps each PhoenixAuth's latest event for its loop; once the loop runs, the event's
+    status (~8 KB of dicts at rest) is kept as JSON instead (~2.6 KB), and a reconcile starts from
+    it as it did from the body: an unchanged object costs no status patch."""
+    wakeups = Wakeups()
+    state = ObjectState()
+    wakeups.register((NS, NAME), state)
+    wakers = Wakers(wakeups)
+    await reconcile(reconciler, api, state)
+    written = copy.deepcopy(api.objects[PXA])
+    assert written["status"]["conditions"]
+    event = copy.deepcopy(written)
+    await wakers.on_phoenixauth(body=kopf.Body(event), type="MODIFIED", memo=kopf.Memo())
+    assert event["status"] == {}  # the dict Kopf keeps for the loop holds nothing
+    assert state.last_status(event) == written["status"]
+    patches = len(api.status_patches)
+    await reconciler.reconcile(event, state)
+    assert len(api.status_patches) == patches
+    # A later event the waker has not reached yet is read from the body itself.
+    newer = copy.deepcopy(written)
+    newer["status"]["message"] = "from the body"
+    assert state.last_status(newer)["message"] == "from the body"

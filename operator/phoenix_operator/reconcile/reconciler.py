@@ -78,10 +78,7 @@ class Reconciler:
         state = state if state is not None else ObjectState()
         owner = Owner.from_body(body)
         generation = int((body.get("metadata") or {}).get("generation") or 0)
-        old_status = dict(body.get("status") or {})
-        unseen = state.unseen_status(version(body))
-        if unseen is not None:
-            old_status = dict(unseen)  # the watch has not shown our last patch yet
+        old_status = state.last_status(body)
         run = Run(owner=owner, body=body, kube=self.kube, store=self.store, state=state, emit=self.emit)
         error: OperatorError | None = None
         result = "success"

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import enum
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class ObjectState:
     applied: dict[ChildKey, tuple[str, str]] = field(default_factory=dict)
     status: dict[str, Any] | None = None  # the status our last patch wrote
     status_version: int = -1  # resourceVersion of that patch's answer
+    watched_status: str | None = None  # the status the watch last showed, as JSON (`keep_watched`)
 
     def unseen_status(self, version: int) -> dict[str, Any] | None:
         """The status our last patch wrote while the watch has shown the object only up to an
@@ -70,6 +72,24 @@ class ObjectState:
         if self.status is not None and self.status_version <= version:
             self.status = None
         return self.status
+
+    def keep_watched(self, status: dict[str, Any]) -> None:
+        """Keep the status of the event the watch just showed as JSON and empty the event's own
+        dict, which Kopf keeps as the loop's live body: ~8.4 KB of dicts per PhoenixAuth become
+        ~2.6 KB of text. `last_status` reads it back."""
+        self.watched_status = json.dumps(status, separators=(",", ":")) if status else None
+        status.clear()
+
+    def last_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The status to start a reconcile from: our own last patch while the watch has not shown
+        it, else the body's (an event `keep_watched` has not reached yet), else the kept one."""
+        unseen = self.unseen_status(version(body))
+        if unseen is not None:
+            return dict(unseen)
+        status = body.get("status")
+        if status:
+            return dict(status)
+        return json.loads(self.watched_status) if self.watched_status else {}
 
 
 @dataclass
@@ -197,7 +217,7 @@ class Run:
         wanted = stable_hash(obj)
         remembered = self.state.applied.get(key)
         if current is not None and remembered is not None and remembered[1] == wanted:
-            seen = entry.content if entry is not None and entry.body is current else content_digest(current)
+            seen = entry.content if entry is not None and entry.shows(current) else content_digest(current)
             if seen == remembered[0]:
                 return current
         applied = await self.kube.apply(obj)
