@@ -16,6 +16,7 @@ import base64
 import copy
 import gc
 import json
+import sys
 import tracemalloc
 import uuid
 import weakref
@@ -806,3 +807,31 @@ async def test_the_live_body_keeps_its_status_as_compact_text_and_the_reconcile_
     newer = copy.deepcopy(written)
     newer["status"]["message"] = "from the body"
     assert state.last_status(newer)["message"] == "from the body"
+
+
+def _deep_size(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of `obj` and the dicts, lists, tuples and strings it holds (each counted once)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_deep_size(k, seen) + _deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, list | tuple):
+        size += sum(_deep_size(v, seen) for v in obj)
+    return size
+
+
+async def test_what_a_loop_remembers_of_its_applies_stays_small(reconciler, api):
+    """A loop remembers, per child, what its last apply sent and got back, for the PhoenixAuth's
+    whole life (a dozen children): under 350 bytes a child (a tuple of two digests cost ~420)."""
+    state = ObjectState()
+    await reconcile(reconciler, api, state)
+    assert len(state.applied) >= 8
+    per_child = _deep_size(state.applied) / len(state.applied)
+    print(f"{per_child:.0f} bytes a child")
+    assert per_child < 350
+    writes = sum(1 for method, _ in api.calls if method in ("PATCH", "POST", "PUT"))
+    await reconcile(reconciler, api, state)  # nothing changed: what it remembers still matches
+    assert sum(1 for method, _ in api.calls if method in ("PATCH", "POST", "PUT")) == writes
