@@ -175,7 +175,7 @@ class Loops:
                         return
                     outcome = await self.reconciler.reconcile(body, state)
                 delay, retry = self.next_wait(outcome, retry)
-                if not stopped and await flag.wait(delay) and self.debounce > 0 and not stopped:
+                if not stopped and await flag.wait(delay) and self.debounce > 0:
                     await asyncio.sleep(self.debounce)  # let the event's siblings arrive
         finally:
             self.wakeups.forget(key, flag)
