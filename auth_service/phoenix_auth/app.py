@@ -697,6 +697,8 @@ def _make_lifespan(
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(listener.connected.wait(), LISTENER_START_WAIT)
+        with contextlib.suppress(TimeoutError):  # whether logins may open their session early
+            await asyncio.wait_for(sessions.ask_can_discard(), LISTENER_START_WAIT)
         with contextlib.suppress(TimeoutError):  # failures are held to the slowest hash kind from the start
             await asyncio.wait_for(census_done.wait(), HASH_CENSUS_START_WAIT)
         log.info(

@@ -29,6 +29,8 @@ from .errors import DatabaseUnavailable, PhoenixError, PoolExhausted
 from .metrics import Metrics
 from .queries import (
     SQL_AUTH_RECORD,
+    SQL_CAN_DISCARD,
+    SQL_DISCARD_SESSION,
     SQL_HASH_KINDS,
     SQL_INSERT_SESSION,
     SQL_PING,
@@ -226,6 +228,22 @@ class Database:
             (user_id, expected_hash, token_hash, expires_at, client_ip, user_agent),
         )
         return (row[0], row[1], row[2], row[3]) if row else None
+
+    async def discard_session(self, token_hash: bytes) -> bool:
+        """Delete a session never handed out (`phoenix_discard_session`); True if it was there."""
+        row = await self._fetch("discard_session", SQL_DISCARD_SESSION, (token_hash,))
+        return bool(row and row[0])
+
+    async def can_discard_sessions(self) -> bool:
+        """Asked at start-up, like the census: not a request's query, not in the query metrics."""
+        async with self.connection() as conn:
+            cur = await conn.execute(SQL_CAN_DISCARD)
+            row = await cur.fetchone()
+        return bool(row and row[0])
+
+    def idle_connections(self) -> int:
+        """Connections in the pool that nobody holds right now."""
+        return int(self.pool.get_stats().get("pool_available", 0))
 
     async def session(self, token_hash: bytes) -> tuple[SessionRecord, UserRecord] | None:
         row = await self._fetch("session", SQL_SESSION, (token_hash,))

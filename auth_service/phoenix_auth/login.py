@@ -18,6 +18,13 @@ an early failure ends after lookup + verify + the failure's write whether the ac
 uncached or unknown (a cached one's confirmation lookup is then made before the write, not beside
 it), as a late one ends after the longer of (lookup, reservation) + verify + write.
 
+Session safety: a clean login whose hash starts at once may open its session while the hash runs
+(`_Opening`), so a success answers at its verdict instead of one PostgreSQL round trip later. The
+row is committed under a fresh token that is handed out only with a success against the record it
+was opened for; any other end of the login discards the row (`Sessions.discard`), after the
+answer, so a failure takes as long whether or not a row was opened. Never for a login that waits
+for a hashing thread, so a flood of guesses costs the database no early sessions.
+
 Cache safety: the user record may come from L1, but the session INSERT re-checks in PostgreSQL,
 in the same statement, that the user is still enabled and still has the hash we verified
 against. A stale cache entry therefore can never let a disabled user in or accept an old
@@ -27,6 +34,7 @@ password; it only costs one retry from the database.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -48,6 +56,8 @@ from .records import UserRecord
 from .sessions import Sessions
 from .settings import Settings
 from .throttle import Keys, Reservation, Throttle
+
+log = logging.getLogger("phoenix_auth.login")
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 
@@ -100,6 +110,7 @@ class LoginResult:
 class _Spans:
     """Seconds spent per part of one login (for Server-Timing); overlapped parts each count fully."""
 
+    start: float = 0.0  # perf_counter at the login's start
     throttle: float = 0.0
     lookup: float = 0.0
     db: float = 0.0  # session INSERT and rehash
@@ -244,8 +255,7 @@ class LoginService:
     async def _login(
         self, creds: Credentials, client_ip: str, user_agent: str | None, admission: Admission
     ) -> LoginResult:
-        start = time.perf_counter()
-        spans = _Spans()
+        spans = _Spans(start=time.perf_counter())
         generation = self._cache.generation
         record = self._cache.user_by_email_l1(creds.email)
         from_cache = record is not None
@@ -256,10 +266,35 @@ class LoginService:
         # L1 at once, else after the lookup); its verdict is read once the reservation counted it.
         keys = Keys.of(creds.email, client_ip)
         early = None
+        opening = _Opening(client_ip, user_agent)
         if self._throttle.clean(keys):
             early = asyncio.ensure_future(
-                self._verify_early(record, lookup, creds.password, admission, spans)
+                self._verify_early(record, lookup, creds.password, admission, spans, opening)
             )
+        try:
+            return await self._decide(
+                creds, admission, (record, lookup, early, generation), keys, opening, spans
+            )
+        finally:
+            self._close(opening)
+
+    async def _decide(
+        self,
+        creds: Credentials,
+        admission: Admission,
+        source: tuple[
+            UserRecord | None,
+            asyncio.Future[UserRecord | None] | None,
+            asyncio.Future[bool] | None,
+            int,
+        ],
+        keys: Keys,
+        opening: _Opening,
+        spans: _Spans,
+    ) -> LoginResult:
+        """Reserve the attempt, take the verdict, open or hand out the session, settle the throttle."""
+        start = spans.start
+        record, lookup, early, _ = source
         try:
             ticket = await self._throttle.reserve(keys)
         except BaseException:
@@ -271,9 +306,7 @@ class LoginService:
             spans.throttle += time.perf_counter() - start
         attempt = _Attempt(ticket, admission)
         try:
-            result = await self._verify_and_open(
-                creds, client_ip, user_agent, attempt, (record, lookup, early, generation), spans
-            )
+            result = await self._verify_and_open(creds, attempt, source, opening, spans)
         except InvalidCredentials:
             raise  # counted by the reservation (and `failed`)
         except Exception:
@@ -297,7 +330,7 @@ class LoginService:
             total_ms=total * 1000,
             database_ms=(spans.db + spans.lookup) * 1000,
             verify_ms=spans.verify * 1000,
-            cache_hits=1 if from_cache else 0,
+            cache_hits=1 if record is not None else 0,
             throttle_ms=spans.throttle * 1000,
             lookup_ms=spans.lookup * 1000,
             hash_ms=spans.hash * 1000,
@@ -310,18 +343,63 @@ class LoginService:
         password: str,
         admission: Admission,
         spans: _Spans,
+        opening: _Opening,
     ) -> bool:
-        """The verify of a clean attempt, started before its reservation answers."""
+        """The verify of a clean attempt, started before its reservation answers; beside it the
+        session, when the hash starts at once (`_may_open`)."""
         if lookup is not None:
             record = await lookup
+        if self._may_open(record, opening):
+            assert record is not None
+            opening.record = record
+            opening.task = asyncio.ensure_future(
+                self._sessions.create(record, opening.client_ip, opening.user_agent)
+            )
         self._hashing(admission)
         return await self._verify(record, password, spans)
+
+    def _may_open(self, record: UserRecord | None, opening: _Opening) -> bool:
+        """Open the session before the verdict only for a usable record that needs no rehash,
+        while the login is still going (not answered yet), a hashing thread is free for it (no
+        queue: at load the early session saves nothing and a flood of guesses must not write),
+        a pooled connection is idle and this role may discard what it opened."""
+        if opening.closed or record is None or not _usable(record):
+            return False
+        assert record.hashed_password is not None
+        if self._hasher.needs_rehash(record.hashed_password):
+            return False
+        if self._gauge is not None:
+            depth = self._gauge.waiting(self._before_hash)
+        else:
+            depth = self._hasher.queue_depth() + self._before_hash
+        if depth > self._settings.hash_threads:  # this login is counted in _before_hash
+            return False
+        return self._db.idle_connections() > 0 and self._sessions.opens_early()
+
+    def _close(self, opening: _Opening) -> None:
+        """The login has answered: a session it opened and did not hand out is discarded."""
+        opening.closed = True
+        if opening.task is not None and not opening.handed:
+            self._detach(asyncio.ensure_future(self._discard(opening.task)))
+
+    async def _discard(self, task: asyncio.Future[tuple[str, float, UserRecord] | None]) -> None:
+        try:
+            created = await task
+        except Exception:
+            return  # the insert failed: nothing to discard
+        if created is None:
+            return  # the record was stale: nothing was inserted
+        try:
+            await self._sessions.discard(created[0])
+        except Exception as exc:
+            log.warning(
+                "an unused session could not be discarded (its token was never handed out)",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
 
     async def _verify_and_open(
         self,
         creds: Credentials,
-        client_ip: str,
-        user_agent: str | None,
         attempt: _Attempt,
         source: tuple[
             UserRecord | None,
@@ -329,6 +407,7 @@ class LoginService:
             asyncio.Future[bool] | None,
             int,
         ],
+        opening: _Opening,
         spans: _Spans,
     ) -> tuple[UserRecord, str, float]:
         """Verify the password against the L1 record or the overlapped lookup's (`source`: record,
@@ -389,7 +468,11 @@ class LoginService:
                     record = replace(record, hashed_password=new_hash)
                 spans.db += time.perf_counter() - t
             t = time.perf_counter()
-            created = await self._sessions.create(record, client_ip, user_agent)
+            if opening.task is not None and opening.record is record:
+                opening.handed = True  # this login's now, whatever it holds
+                created = await opening.task
+            else:
+                created = await self._sessions.create(record, opening.client_ip, opening.user_agent)
             spans.db += time.perf_counter() - t
             if created is not None:
                 token, expires_at, user = created
@@ -437,6 +520,19 @@ class Admission:
         if self._open:
             self._open = False
             self._service._release(self)
+
+
+@dataclass(slots=True)
+class _Opening:
+    """The session a clean login opens while its hash runs (`LoginService._verify_early`): handed
+    out by a success against `record`, discarded by any other end of the login."""
+
+    client_ip: str
+    user_agent: str | None
+    record: UserRecord | None = None
+    task: asyncio.Future[tuple[str, float, UserRecord] | None] | None = None
+    handed: bool = False
+    closed: bool = False  # the login has answered: open nothing now
 
 
 @dataclass(slots=True)

@@ -27,6 +27,8 @@ SQL_INSERT_SESSION = (
     "SELECT %s, u.id, to_timestamp(%s), %s::inet, %s FROM u RETURNING user_id) "
     "SELECT u.email, u.name, u.role, u.team_name FROM u JOIN ins ON ins.user_id = u.id"
 )
+# A session opened while its hash ran whose login did not succeed (0002_discard_session.sql).
+SQL_DISCARD_SESSION = "SELECT phoenix_discard_session(%s)"
 SQL_SESSION = (
     "SELECT s.user_id, s.expires_at, s.revoked_at IS NOT NULL, s.created_at, "
     "u.id, u.email, u.name, u.role, u.team_name, u.disabled, u.password_changed_at "
@@ -48,6 +50,12 @@ SQL_REHASH = (
     "WHERE id = %s AND hashed_password = %s"
 )
 SQL_PING = "SELECT 1"
+# Whether this role may discard a session it opened (a database migrated before 0002, or a runtime
+# role granted by older docs, may not): CASE, because has_function_privilege fails on a missing one.
+SQL_CAN_DISCARD = (
+    "SELECT CASE WHEN to_regprocedure('phoenix_discard_session(bytea)') IS NULL THEN false "
+    "ELSE has_function_privilege('phoenix_discard_session(bytea)', 'EXECUTE') END"
+)
 # The kinds of password hash enabled users have (passwords.hash_kind parses each prefix): bcrypt
 # by cost, argon2 by parameters. A full scan (~0.3 s per million rows here), so it runs at
 # start-up and hourly, under its own statement timeout, and is kept out of the query histogram.

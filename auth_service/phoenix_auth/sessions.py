@@ -11,15 +11,22 @@
   is not disabled (a disable or delete is likewise invalidated by NOTIFY), and it is younger than
   the user's last password change (made by anyone: the schema's trigger moves
   password_changed_at on any change of the hash, except Phoenix's own bcrypt -> argon2id rehash).
+- A login may open its session while the password hash runs (login.py); when the login then does
+  not succeed, the row is discarded (`discard`): its token was never handed out, so until then it
+  is a row nobody can use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
 import secrets
 import time
 from dataclasses import dataclass
+
+import psycopg
 
 from .cache import AuthCache
 from .db import Database
@@ -27,6 +34,8 @@ from .errors import InvalidSession
 from .metrics import Metrics
 from .records import SessionRecord, UserRecord
 from .settings import Settings
+
+log = logging.getLogger("phoenix_auth.sessions")
 
 TOKEN_BYTES = 32
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -58,6 +67,50 @@ class Sessions:
         self._db = db
         self._cache = cache
         self._metrics = metrics
+        # Whether this role may discard a session it opened: None until asked (`opens_early`).
+        self._can_discard: bool | None = None
+        self._asking: asyncio.Task[None] | None = None
+
+    def opens_early(self) -> bool:
+        """Whether a login may open its session before its verdict. Only once PostgreSQL said this
+        role may discard one (`phoenix_discard_session`, migration 0002, granted to it): the first
+        call asks in the background and answers False until then, so an unmigrated database or an
+        older runtime role's grants cost no early session, never an undiscardable one."""
+        if self._can_discard is None and self._asking is None:
+            self._asking = asyncio.ensure_future(self.ask_can_discard())
+        return bool(self._can_discard)
+
+    async def ask_can_discard(self) -> None:
+        """Ask PostgreSQL whether this role may discard a session (start-up does, then logins)."""
+        try:
+            self._can_discard = await self._db.can_discard_sessions()
+            if not self._can_discard:
+                log.warning(
+                    "logins open their session after the verdict: this role may not run "
+                    "phoenix_discard_session (run `phoenix-auth migrate`; grant EXECUTE, docs/operator.md)"
+                )
+        except Exception as exc:  # the database is down: ask again on a later login
+            log.debug(
+                "could not ask whether sessions may be discarded",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+        finally:
+            self._asking = None
+
+    async def discard(self, token: str) -> None:
+        """Delete a session whose login did not succeed; nobody was given its token.
+
+        Should the function fail for want of a grant (revoked since we asked), the row is revoked
+        instead (an UPDATE the role may make) and this process opens no more sessions early."""
+        digest = token_hash(token)
+        try:
+            await self._db.discard_session(digest)
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFunction):
+            self._can_discard = False
+            log.warning(
+                "could not discard an unused session (revoked instead); opening sessions after the verdict"
+            )
+            await self._db.revoke_session(digest)
 
     async def create(
         self, user: UserRecord, client_ip: str | None, user_agent: str | None

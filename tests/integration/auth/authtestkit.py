@@ -204,3 +204,32 @@ class TcpProxy:
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         self._writers.discard(writer)
         self._writers.discard(up_writer)
+
+
+@contextlib.asynccontextmanager
+async def slow_link(upstream_port: int, delay: float) -> AsyncIterator[int]:
+    """A TCP proxy to 127.0.0.1:`upstream_port` that holds what the client sends for `delay`
+    seconds before passing it on; yields its port."""
+
+    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: float) -> None:
+        try:
+            while data := await src.read(65536):
+                if hold:
+                    await asyncio.sleep(hold)
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy closing under a connection
+            await asyncio.gather(
+                pump(reader, up_writer, delay), pump(up_reader, writer, 0), return_exceptions=True
+            )
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()

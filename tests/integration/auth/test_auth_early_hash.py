@@ -9,16 +9,14 @@ that skipped a round trip shows against one that did not.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import statistics
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from authtestkit import TimingRounds, running_app, server_timing
+from authtestkit import TimingRounds, running_app, server_timing, slow_link
 from redis.asyncio import Redis
 
 from phoenix_auth.throttle import Keys
@@ -27,35 +25,6 @@ pytestmark = pytest.mark.integration
 
 LOGIN = "/api/auth/phoenix"
 OWASP = {"argon2_memory_kib": 19 * 1024, "argon2_time_cost": 2}
-
-
-@contextlib.asynccontextmanager
-async def slow_link(upstream_port: int, delay: float) -> AsyncIterator[int]:
-    """A TCP proxy to 127.0.0.1:`upstream_port` that holds what the client sends for `delay`
-    seconds before passing it on; yields its port."""
-
-    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: float) -> None:
-        try:
-            while data := await src.read(65536):
-                if hold:
-                    await asyncio.sleep(hold)
-                dst.write(data)
-                await dst.drain()
-        finally:
-            dst.close()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        with contextlib.suppress(asyncio.CancelledError):  # the proxy closing under a connection
-            await asyncio.gather(
-                pump(reader, up_writer, delay), pump(up_reader, writer, 0), return_exceptions=True
-            )
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
 
 
 def _parts(r: Any) -> dict[str, float]:

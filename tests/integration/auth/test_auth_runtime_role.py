@@ -171,10 +171,48 @@ async def test_the_service_runs_with_only_the_documented_grants(roles, make_sett
                 break
             await asyncio.sleep(0.1)
         assert await check(token) == 401
+        # A wrong password: its session was opened beside the hash and is discarded.
+        assert app.resources.sessions.opens_early()
+        before = _sessions_of(roles.owner_url, argon_id)
+        r = await client.post(LOGIN, json={"email": email_of(roles.owner_url, argon_id), "password": "wrong"})
+        assert r.status_code == 401, r.text
+        for _ in range(50):  # the discard runs after the answer
+            if _sessions_of(roles.owner_url, argon_id) == before:
+                break
+            await asyncio.sleep(0.05)
+        assert _sessions_of(roles.owner_url, argon_id) == before
         health = (await client.get("/api/phoenix/health")).json()
         assert health["database"]["healthy"] is True
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not [m for m in problems if "census" in m or "permission" in m.lower()], problems
+    assert not [m for m in problems if "census" in m or "permission" in m.lower() or "discard" in m], problems
+
+
+def _sessions_of(url: str, user_id: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM phoenix_sessions WHERE user_id = %s", (user_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_runtime_role_discards_only_a_young_live_session(roles):
+    """The one DELETE it has: a row of a given token, not revoked, at most ten minutes old."""
+    user_id = add_user(roles.owner_url, fast_hash("pw"))
+    rows = {name: secrets.token_bytes(32) for name in ("young", "old", "revoked")}
+    with psycopg.connect(roles.owner_url, autocommit=True) as conn:
+        for name, digest in rows.items():
+            conn.execute(
+                "INSERT INTO phoenix_sessions (token_hash, user_id, created_at, expires_at, revoked_at) "
+                "VALUES (%s, %s, now() - %s::interval, now() + interval '1 day', "
+                "CASE WHEN %s THEN now() END)",
+                (digest, user_id, "11 minutes" if name == "old" else "1 second", name == "revoked"),
+            )
+    with psycopg.connect(roles.runtime_url, autocommit=True) as conn:
+        answers = {
+            name: conn.execute("SELECT phoenix_discard_session(%s)", (digest,)).fetchone()
+            for name, digest in rows.items()
+        }
+    assert answers == {"young": (True,), "old": (False,), "revoked": (False,)}
+    assert _sessions_of(roles.owner_url, user_id) == 2
 
 
 REFUSED = [
@@ -187,6 +225,9 @@ REFUSED = [
     "UPDATE users SET password_changed_at = now() - interval '1 day'",
     "DELETE FROM users",
     "DELETE FROM phoenix_sessions",
+    "DROP FUNCTION phoenix_discard_session(bytea)",
+    "CREATE OR REPLACE FUNCTION phoenix_discard_session(hash bytea) RETURNS boolean LANGUAGE sql "
+    "AS $$ SELECT true $$",
     "TRUNCATE phoenix_sessions",
     "CREATE TABLE phoenix_x (id int)",
     "SELECT created_at FROM users",

@@ -11,7 +11,7 @@ from phoenix_auth.migrations import LEGACY_SCHEMA_ROW, SCHEMA_LEDGER, SchemaMigr
 
 pytestmark = pytest.mark.integration
 
-NEW = SchemaMigration("0002_test_note.sql", "ALTER TABLE users ADD COLUMN IF NOT EXISTS test_note text;\n")
+NEW = SchemaMigration("9999_test_note.sql", "ALTER TABLE users ADD COLUMN IF NOT EXISTS test_note text;\n")
 
 
 def _trigger_oid(url: str) -> int:
@@ -31,7 +31,7 @@ def test_an_applied_database_runs_only_the_new_migration(
     migrated: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shipped = schema_migrations()
-    assert [m.name for m in shipped] == ["0001_schema.sql"]
+    assert [m.name for m in shipped] == ["0001_schema.sql", "0002_discard_session.sql"]
     assert _ledger(migrated) == {m.name: m.checksum for m in shipped}
     before = _trigger_oid(migrated)
 
@@ -39,7 +39,7 @@ def test_an_applied_database_runs_only_the_new_migration(
     capsys.readouterr()
     assert main(["migrate"]) == 0
     out = capsys.readouterr().out
-    assert "apply 0002_test_note.sql: done" in out
+    assert "apply 9999_test_note.sql: done" in out
     assert "0001_schema.sql: applied " in out and "apply 0001_schema.sql" not in out
     assert _trigger_oid(migrated) == before
     assert _ledger(migrated) == {m.name: m.checksum for m in [*shipped, NEW]}
