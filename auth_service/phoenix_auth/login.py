@@ -61,6 +61,15 @@ log = logging.getLogger("phoenix_auth.login")
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 
+# Where a login's record and verdict come from: the L1 record, the overlapped lookup, the early
+# verify of a clean attempt, and the cache generation taken before any of them.
+_Source = tuple[
+    UserRecord | None,
+    asyncio.Future[UserRecord | None] | None,
+    asyncio.Future[bool] | None,
+    int,
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
@@ -191,10 +200,7 @@ class LoginService:
         of it yet); Retry-After is the queue's expected wait. `max_pending_logins` still caps
         this process's logins in progress (throttled logins' detached lookups included)."""
         threads = self._settings.hash_threads
-        if self._gauge is not None:
-            depth = self._gauge.waiting(self._before_hash)
-        else:
-            depth = self._hasher.queue_depth() + self._before_hash
+        depth = self._hash_depth()
         bound = self._settings.max_hash_wait_verifies
         # A new job starts once (depth - threads + 1) of those ahead are done: T threads end one
         # every verify / T on average.
@@ -205,6 +211,13 @@ class LoginService:
         self._in_flight += 1
         self._count_before_hash(+1)
         return Admission(self)
+
+    def _hash_depth(self) -> int:
+        """Hash jobs queued or running plus admitted logins not hashing yet: the server's, all
+        workers' (the hash service's shared page), or with one worker its own pool and count."""
+        if self._gauge is not None:
+            return self._gauge.waiting(self._before_hash)
+        return self._hasher.queue_depth() + self._before_hash
 
     def _count_before_hash(self, delta: int) -> None:
         self._before_hash += delta
@@ -282,12 +295,7 @@ class LoginService:
         self,
         creds: Credentials,
         admission: Admission,
-        source: tuple[
-            UserRecord | None,
-            asyncio.Future[UserRecord | None] | None,
-            asyncio.Future[bool] | None,
-            int,
-        ],
+        source: _Source,
         keys: Keys,
         opening: _Opening,
         spans: _Spans,
@@ -368,11 +376,7 @@ class LoginService:
         assert record.hashed_password is not None
         if self._hasher.needs_rehash(record.hashed_password):
             return False
-        if self._gauge is not None:
-            depth = self._gauge.waiting(self._before_hash)
-        else:
-            depth = self._hasher.queue_depth() + self._before_hash
-        if depth > self._settings.hash_threads:  # this login is counted in _before_hash
+        if self._hash_depth() > self._settings.hash_threads:  # this login is counted in _before_hash
             return False
         return self._db.idle_connections() > 0 and self._sessions.opens_early()
 
@@ -401,12 +405,7 @@ class LoginService:
         self,
         creds: Credentials,
         attempt: _Attempt,
-        source: tuple[
-            UserRecord | None,
-            asyncio.Future[UserRecord | None] | None,
-            asyncio.Future[bool] | None,
-            int,
-        ],
+        source: _Source,
         opening: _Opening,
         spans: _Spans,
     ) -> tuple[UserRecord, str, float]:

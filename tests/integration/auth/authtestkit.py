@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psycopg
 
 from phoenix_auth.app import create_app
 from phoenix_auth.settings import Settings
@@ -233,3 +234,11 @@ async def slow_link(upstream_port: int, delay: float) -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+
+
+def session_count(database_url: str, user_id: str) -> int:
+    """Rows of `phoenix_sessions` for one user (revoked or not), read as `database_url`'s role."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM phoenix_sessions WHERE user_id = %s", (user_id,)).fetchone()
+    assert row is not None
+    return int(row[0])

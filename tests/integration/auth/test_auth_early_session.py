@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from authtestkit import running_app, scrape, server_timing, slow_link
+from authtestkit import running_app, scrape, server_timing, session_count, slow_link
 from redis.asyncio import Redis
 
 from phoenix_auth.throttle import Keys
@@ -33,13 +33,6 @@ def _through(database_url: str, port: int) -> str:
     return urlunsplit(db._replace(netloc=f"{db.netloc.rsplit(':', 1)[0]}:{port}"))
 
 
-def _sessions_of(database_url: str, user_id: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT count(*) FROM phoenix_sessions WHERE user_id = %s", (user_id,)).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 async def _discards(app: Any) -> float:
     return metric_value(await scrape(app), "phoenix_db_query_duration_seconds_count", query="discard_session")
 
@@ -47,7 +40,7 @@ async def _discards(app: Any) -> float:
 async def _until_back_to(database_url: str, counts: dict[str, int]) -> dict[str, int]:
     """Each user's session count, once back to `counts` (the discard runs after the answer)."""
     for _ in range(50):
-        now = {user_id: _sessions_of(database_url, user_id) for user_id in counts}
+        now = {user_id: session_count(database_url, user_id) for user_id in counts}
         if now == counts:
             break
         await asyncio.sleep(0.05)
@@ -93,7 +86,7 @@ async def test_a_failed_or_throttled_login_leaves_no_session(make_settings, make
             r = await client.post(LOGIN, json={"email": u.email, "password": "right-password"})
             assert r.status_code == 200, r.text
             await app.resources.throttle.settled()  # the success's refund has reached Redis
-        before = {u.id: _sessions_of(database_url, u.id) for u in (wrong, locked)}
+        before = {u.id: session_count(database_url, u.id) for u in (wrong, locked)}
         redis = Redis.from_url(settings.redis_url.get_secret_value())
         try:
             await redis.set(Keys.of(locked.email.lower(), client.peer_ip).account + ":lock", "1", px=60_000)
@@ -127,7 +120,7 @@ async def test_logins_that_wait_for_a_hashing_thread_open_nothing_early(
         for u in users:  # fills L1, so every guess can hash at once
             r = await client.post(LOGIN, json={"email": u.email, "password": "right-password"})
             assert r.status_code == 200, r.text
-            before = {u.id: _sessions_of(database_url, u.id) for u in users}
+            before = {u.id: session_count(database_url, u.id) for u in users}
         answers = await asyncio.gather(
             *(client.post(LOGIN, json={"email": u.email, "password": "wrong-password"}) for u in users)
         )

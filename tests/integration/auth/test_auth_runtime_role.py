@@ -28,7 +28,7 @@ from pathlib import Path
 import bcrypt
 import psycopg
 import pytest
-from authtestkit import ADMIN_URL, admin_client, fast_hash, running_app
+from authtestkit import ADMIN_URL, admin_client, fast_hash, running_app, session_count
 from psycopg import errors, sql
 
 pytestmark = pytest.mark.integration
@@ -173,25 +173,18 @@ async def test_the_service_runs_with_only_the_documented_grants(roles, make_sett
         assert await check(token) == 401
         # A wrong password: its session was opened beside the hash and is discarded.
         assert app.resources.sessions.opens_early()
-        before = _sessions_of(roles.owner_url, argon_id)
+        before = session_count(roles.owner_url, argon_id)
         r = await client.post(LOGIN, json={"email": email_of(roles.owner_url, argon_id), "password": "wrong"})
         assert r.status_code == 401, r.text
         for _ in range(50):  # the discard runs after the answer
-            if _sessions_of(roles.owner_url, argon_id) == before:
+            if session_count(roles.owner_url, argon_id) == before:
                 break
             await asyncio.sleep(0.05)
-        assert _sessions_of(roles.owner_url, argon_id) == before
+        assert session_count(roles.owner_url, argon_id) == before
         health = (await client.get("/api/phoenix/health")).json()
         assert health["database"]["healthy"] is True
     problems = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [m for m in problems if "census" in m or "permission" in m.lower() or "discard" in m], problems
-
-
-def _sessions_of(url: str, user_id: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM phoenix_sessions WHERE user_id = %s", (user_id,)).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_the_runtime_role_discards_only_a_young_live_session(roles):
@@ -212,7 +205,7 @@ def test_the_runtime_role_discards_only_a_young_live_session(roles):
             for name, digest in rows.items()
         }
     assert answers == {"young": (True,), "old": (False,), "revoked": (False,)}
-    assert _sessions_of(roles.owner_url, user_id) == 2
+    assert session_count(roles.owner_url, user_id) == 2
 
 
 REFUSED = [
