@@ -298,6 +298,10 @@ class AuthCache:
     async def invalidate_session(self, hex_hash: str) -> None:
         await self.delete_l2(self.drop_session_l1(hex_hash))
 
+    async def invalidate_sessions(self, hex_hashes: list[str]) -> None:
+        keys = [key for hex_hash in hex_hashes for key in self.drop_session_l1(hex_hash)]
+        await self.delete_l2(keys)
+
     def listener_down(self) -> None:
         """Stop serving from caches: notifications may be lost from now on."""
         self.listening = False

@@ -258,13 +258,15 @@ class Database:
         row = await self._fetch("revoke_session", SQL_REVOKE_SESSION, (token_hash,))
         return row is not None
 
-    async def revoke_user_sessions(self, user_id: str) -> int | None:
-        """Revoke every live session of a user; None when the user does not exist."""
+    async def revoke_user_sessions(self, user_id: str) -> list[bytes] | None:
+        """Revoke every live session of a user and return their token hashes; None when the user
+        does not exist."""
         if "\x00" in user_id:  # PostgreSQL text cannot hold NUL (DataError): no user has such an id
             return None
         if await self._fetch("user_exists", SQL_USER_EXISTS, (user_id,)) is None:
             return None
-        return await self._execute("revoke_user_sessions", SQL_REVOKE_USER_SESSIONS, (user_id,))
+        rows = await self._fetch("revoke_user_sessions", SQL_REVOKE_USER_SESSIONS, (user_id,), many=True)
+        return [bytes(row[0]) for row in rows]
 
     async def rehash(self, user_id: str, old_hash: str, new_hash: str) -> bool:
         return await self._execute("rehash", SQL_REHASH, (new_hash, user_id, old_hash)) == 1

@@ -39,7 +39,8 @@ SQL_REVOKE_SESSION = (
     "WHERE token_hash = %s AND revoked_at IS NULL RETURNING user_id"
 )
 SQL_REVOKE_USER_SESSIONS = (
-    "UPDATE phoenix_sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL"
+    "UPDATE phoenix_sessions SET revoked_at = now() WHERE user_id = %s AND revoked_at IS NULL "
+    "RETURNING token_hash"
 )
 SQL_USER_EXISTS = "SELECT 1 FROM users WHERE id = %s"
 # The same password re-hashed is not a password change: the flag (local to this statement's

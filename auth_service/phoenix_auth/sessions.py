@@ -6,7 +6,7 @@
 - PostgreSQL is the source of truth, so a Redis restart or FLUSHALL logs nobody out: the next
   check simply misses the caches and reads the row.
 - Revocation is an UPDATE (`revoked_at`), whose trigger NOTIFYs every replica; each drops the
-  session from L1 and L2 within milliseconds (and the revoking replica drops it at once).
+  session from L1 and L2 within milliseconds (and the revoking replica drops it before it answers).
 - A session is valid only if it exists, is not revoked, has not expired, its user exists and
   is not disabled (a disable or delete is likewise invalidated by NOTIFY), and it is younger than
   the user's last password change (made by anyone: the schema's trigger moves
@@ -193,5 +193,13 @@ class Sessions:
         return revoked
 
     async def revoke_user(self, user_id: str) -> int | None:
-        """Revoke every live session of a user; None when there is no such user."""
-        return await self._db.revoke_user_sessions(user_id)
+        """Revoke every live session of a user; None when there is no such user.
+
+        This replica drops the sessions from its caches before answering, as `revoke` does: the
+        NOTIFY reaches its own listener only after the answer may have gone out, and a check sent
+        right after the revoke must not be served the cached, still-valid session."""
+        revoked = await self._db.revoke_user_sessions(user_id)
+        if revoked is None:
+            return None
+        await self._cache.invalidate_sessions([digest.hex() for digest in revoked])
+        return len(revoked)

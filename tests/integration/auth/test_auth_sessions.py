@@ -140,6 +140,24 @@ async def test_admin_revokes_all_sessions_of_a_user(make_settings, make_user):
             assert r.status_code == 401
 
 
+async def test_revoked_sessions_are_refused_by_the_revoking_replica_at_once(make_settings, make_user):
+    """The answer to revoke-sessions comes after this replica dropped the sessions from its caches:
+    a check sent right after it is refused, without waiting for the NOTIFY to come round."""
+    settings = make_settings(admin_token=ADMIN_TOKEN)
+    async with running_app(settings) as (app, client), admin_client(app) as admin:
+        user = make_user()
+        tokens = [await _login(client, user) for _ in range(3)]
+        for token in tokens:  # each now cached in L1
+            assert (await client.get(SESSION, headers=_bearer(token))).status_code == 200
+        for token in tokens:
+            r = await client.get(SESSION, headers=_bearer(token))
+            assert r.json()["performance"]["cacheHits"] >= 1
+        r = await admin.post(f"/api/auth/admin/users/{user.id}/revoke-sessions", headers=_bearer(ADMIN_TOKEN))
+        assert r.status_code == 200 and r.json()["revoked"] == 3
+        answers = [(await client.get(SESSION, headers=_bearer(token))).status_code for token in tokens]
+        assert answers == [401, 401, 401]
+
+
 async def test_admin_api_disabled_without_token(app_client):
     app, _ = app_client
     async with admin_client(app) as admin:
