@@ -28,7 +28,7 @@ import kmock
 import kopf
 import pytest
 
-from phoenix_operator.daemon import Loops, Wakeups, backoff
+from phoenix_operator.daemon import Loops, Slots, Wakeups, backoff
 from phoenix_operator.errors import PermanentError, TransientError
 from phoenix_operator.handlers import CHILD_KINDS, Wakers, child_api_kinds, secret_refs_index
 from phoenix_operator.kube import ApiSession, KubeClient
@@ -639,6 +639,88 @@ async def test_at_most_concurrency_reconciles_run_at_once():
     await until(lambda: rec.runs == 10)
     assert rec.peak == 3
     await asyncio.gather(*(loop.stop() for loop in running))
+
+
+class OrderReconciler(CountingReconciler):
+    """Also records which PhoenixAuth each reconcile was of, in the order they started."""
+
+    def __init__(self) -> None:
+        super().__init__(hold_first=True)
+        self.order: list[str] = []
+
+    async def reconcile(self, body: Any, state: Any) -> Outcome:
+        self.order.append(body["metadata"]["name"])
+        return await super().reconcile(body, state)
+
+
+async def test_an_object_woken_again_is_reconciled_before_objects_created_after_it():
+    """A thousand PhoenixAuths created together: one whose Deployment became available must not
+    wait for the first rounds of all those created after it to turn Ready."""
+    rec = OrderReconciler()
+    loops = Loops(rec, Wakeups(), resync_seconds=300, debounce=0, concurrency=2)  # type: ignore[arg-type]
+    running = []
+    for name in ("a", "b", "c", "d", "e"):
+        body = copy.deepcopy(BODY)
+        body["metadata"]["name"] = name
+        running.append(Loop(loops, body))
+        await asyncio.sleep(0)
+    await until(lambda: rec.runs == 2)
+    assert loops.wakeups.wake((NS, "a"))  # a child of "a" changed during its first round
+    rec.release.set()
+    await until(lambda: rec.runs == 6)
+    again = rec.order.index("a", 1)
+    assert sorted(rec.order) == ["a", "a", "b", "c", "d", "e"]
+    assert again < rec.order.index("e"), rec.order  # FIFO: a, b, c, d, e, then a again
+    await asyncio.gather(*(loop.stop() for loop in running))
+
+
+async def test_first_rounds_still_get_every_fourth_place_while_objects_keep_coming_back():
+    slots = Slots(1, first_every=4)
+    order: list[str] = []
+
+    gate = asyncio.Event()
+
+    async def run(name: str, first: bool) -> None:
+        async with slots.hold(first):
+            order.append(name)
+            if name == "holder":
+                await gate.wait()
+
+    holder = asyncio.create_task(run("holder", False))
+    await asyncio.sleep(0)
+    tasks = [asyncio.create_task(run(f"first-{i}", True)) for i in range(2)]
+    tasks += [asyncio.create_task(run(f"again-{i}", False)) for i in range(8)]
+    await asyncio.sleep(0)  # all ten wait now
+    gate.set()
+    await asyncio.gather(holder, *tasks)
+    # Every fourth freed place goes to a first round while objects keep coming back.
+    expected = "holder again-0 again-1 again-2 first-0 again-3 again-4 again-5 first-1 again-6 again-7"
+    assert order == expected.split()
+
+
+async def test_a_waiter_cancelled_in_the_queue_does_not_lose_a_place():
+    slots = Slots(1)
+    done: list[str] = []
+    gate = asyncio.Event()
+
+    async def run(name: str, first: bool) -> None:
+        async with slots.hold(first):
+            done.append(name)
+            if name == "holder":
+                await gate.wait()
+
+    holder = asyncio.create_task(run("holder", False))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(run("gone", False))
+    kept = asyncio.create_task(run("kept", True))
+    await asyncio.sleep(0)
+    gone.cancel()  # the place it waited for is freed right after, before it leaves the queue
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(holder, kept), 1)
+    assert done == ["holder", "kept"] and gone.cancelled()
+    async with asyncio.timeout(1):
+        async with slots.hold(True):  # the place came back
+            pass
 
 
 def test_index_entries_of_separately_decoded_events_share_their_repeated_strings():

@@ -58,6 +58,7 @@ class ScaleResult:
     timed_out: bool
     seconds_to_all_status: float | None = None  # every object has a status: first pass done
     api_requests: float | None = None  # the reconciler's Kubernetes API requests
+    seconds_to_half_ready: float | None = None  # half of them Ready: what most objects wait
 
 
 def phoenix_auth_manifest(name: str, namespace: str, secret: str) -> dict[str, Any]:
@@ -200,8 +201,9 @@ def run_scale(
         api_requests = parse_api_requests(text) if text is not None else None
         rss = peak_rss_mb(operator.pid)
         log(
-            f"N={count}: {progress.ready}/{count} Ready after {elapsed:.1f} s (all with status after "
-            f"{progress.all_status_s} s); reconciles {reconciles}; API requests {api_requests}; "
+            f"N={count}: {progress.ready}/{count} Ready after {elapsed:.1f} s (half after "
+            f"{progress.half_ready_s} s, all with status after {progress.all_status_s} s); "
+            f"reconciles {reconciles}; API requests {api_requests}; "
             f"peak RSS {rss} MB"
         )
         return ScaleResult(
@@ -214,6 +216,7 @@ def run_scale(
             timed_out=progress.all_ready_s is None,
             seconds_to_all_status=progress.all_status_s,
             api_requests=api_requests,
+            seconds_to_half_ready=progress.half_ready_s,
         )
     finally:
         cleanup(kubectl, namespace, operator, log)
@@ -224,6 +227,7 @@ class Progress:
     ready: int = 0
     all_ready_s: float | None = None
     all_status_s: float | None = None
+    half_ready_s: float | None = None
 
 
 def wait_all_ready(
@@ -266,6 +270,8 @@ def wait_all_ready(
                 ):
                     progress.all_status_s = round(now - started, 1)
                 progress.ready = sum(1 for _, r in state.values() if r)
+                if progress.half_ready_s is None and 2 * progress.ready >= count:
+                    progress.half_ready_s = round(now - started, 1)
                 if progress.ready == count:
                     progress.all_ready_s = now - started
                     return progress
@@ -370,6 +376,7 @@ def median_results(runs: Sequence[Sequence[ScaleResult]]) -> list[ScaleResult]:
                 timed_out=all_ready is None,
                 seconds_to_all_status=_median([r.seconds_to_all_status for r in same]),
                 api_requests=_median([r.api_requests for r in same]),
+                seconds_to_half_ready=_median([r.seconds_to_half_ready for r in same]),
             )
         )
     return out
@@ -389,6 +396,7 @@ def render(results: Sequence[ScaleResult]) -> str:
             [
                 str(r.count),
                 f"{r.ready}/{r.count}",
+                "n/a" if r.seconds_to_half_ready is None else f"{r.seconds_to_half_ready:.1f} s",
                 "not all Ready (timeout)"
                 if r.seconds_to_all_ready is None
                 else f"{r.seconds_to_all_ready:.1f} s",
@@ -406,6 +414,7 @@ def render(results: Sequence[ScaleResult]) -> str:
         [
             "N PhoenixAuths",
             "Ready",
+            "Create to half Ready",
             "Create to all Ready",
             "Operator's first pass done",
             "Reconciles",
