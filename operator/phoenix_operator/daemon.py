@@ -138,9 +138,9 @@ class Slots:
     been reconciled before ("again") ahead of one that has not ("first"), and every
     `first_every`-th to a first round when one waits, so first rounds are never starved.
 
-    A FIFO semaphore made a thousand PhoenixAuths created together Ready only at the very end:
-    each one's second round (its Deployment had become available) queued behind the first rounds
-    of all those created after it."""
+    In a first-come queue, of a thousand PhoenixAuths created together none turns Ready until
+    nearly all are: each one's second round (its Deployment has become available) waits behind
+    the first rounds of all those created after it."""
 
     def __init__(self, limit: int, first_every: int = 4) -> None:
         self._free = limit
