@@ -295,12 +295,9 @@ class AuthCache:
     async def invalidate_user(self, user_id: str | None, email: str | None) -> None:
         await self.delete_l2(self.drop_user_l1(user_id, email))
 
-    async def invalidate_session(self, hex_hash: str) -> None:
-        await self.delete_l2(self.drop_session_l1(hex_hash))
-
     async def invalidate_sessions(self, hex_hashes: list[str]) -> None:
-        keys = [key for hex_hash in hex_hashes for key in self.drop_session_l1(hex_hash)]
-        await self.delete_l2(keys)
+        """Drop sessions from L1 at once, then delete them from L2 in one command."""
+        await self.delete_l2([key for hex_hash in hex_hashes for key in self.drop_session_l1(hex_hash)])
 
     def listener_down(self) -> None:
         """Stop serving from caches: notifications may be lost from now on."""

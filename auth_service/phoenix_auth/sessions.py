@@ -189,7 +189,7 @@ class Sessions:
             return False
         digest = token_hash(token)
         revoked = await self._db.revoke_session(digest)
-        await self._cache.invalidate_session(digest.hex())
+        await self._cache.invalidate_sessions([digest.hex()])
         return revoked
 
     async def revoke_user(self, user_id: str) -> int | None:

@@ -674,50 +674,51 @@ async def test_an_object_woken_again_is_reconciled_before_objects_created_after_
     await asyncio.gather(*(loop.stop() for loop in running))
 
 
-async def test_first_rounds_still_get_every_fourth_place_while_objects_keep_coming_back():
-    slots = Slots(1, first_every=4)
-    order: list[str] = []
+class SlotUsers:
+    """Tasks that take a place of `slots` in turn and record their names; "holder" keeps its
+    place until `gate` is set, so the others queue behind it."""
 
-    gate = asyncio.Event()
+    def __init__(self, slots: Slots) -> None:
+        self.slots = slots
+        self.order: list[str] = []
+        self.gate = asyncio.Event()
 
-    async def run(name: str, first: bool) -> None:
-        async with slots.hold(first):
-            order.append(name)
+    async def run(self, name: str, first: bool) -> None:
+        async with self.slots.hold(first):
+            self.order.append(name)
             if name == "holder":
-                await gate.wait()
+                await self.gate.wait()
 
-    holder = asyncio.create_task(run("holder", False))
-    await asyncio.sleep(0)
-    tasks = [asyncio.create_task(run(f"first-{i}", True)) for i in range(2)]
-    tasks += [asyncio.create_task(run(f"again-{i}", False)) for i in range(8)]
+    async def start_holder(self) -> asyncio.Task[None]:
+        holder = asyncio.create_task(self.run("holder", False))
+        await asyncio.sleep(0)
+        return holder
+
+
+async def test_first_rounds_still_get_every_fourth_place_while_objects_keep_coming_back():
+    users = SlotUsers(Slots(1, first_every=4))
+    holder = await users.start_holder()
+    tasks = [asyncio.create_task(users.run(f"first-{i}", True)) for i in range(2)]
+    tasks += [asyncio.create_task(users.run(f"again-{i}", False)) for i in range(8)]
     await asyncio.sleep(0)  # all ten wait now
-    gate.set()
+    users.gate.set()
     await asyncio.gather(holder, *tasks)
     # Every fourth freed place goes to a first round while objects keep coming back.
     expected = "holder again-0 again-1 again-2 first-0 again-3 again-4 again-5 first-1 again-6 again-7"
-    assert order == expected.split()
+    assert users.order == expected.split()
 
 
 async def test_a_waiter_cancelled_in_the_queue_does_not_lose_a_place():
     slots = Slots(1)
-    done: list[str] = []
-    gate = asyncio.Event()
-
-    async def run(name: str, first: bool) -> None:
-        async with slots.hold(first):
-            done.append(name)
-            if name == "holder":
-                await gate.wait()
-
-    holder = asyncio.create_task(run("holder", False))
-    await asyncio.sleep(0)
-    gone = asyncio.create_task(run("gone", False))
-    kept = asyncio.create_task(run("kept", True))
+    users = SlotUsers(slots)
+    holder = await users.start_holder()
+    gone = asyncio.create_task(users.run("gone", False))
+    kept = asyncio.create_task(users.run("kept", True))
     await asyncio.sleep(0)
     gone.cancel()  # the place it waited for is freed right after, before it leaves the queue
-    gate.set()
+    users.gate.set()
     await asyncio.wait_for(asyncio.gather(holder, kept), 1)
-    assert done == ["holder", "kept"] and gone.cancelled()
+    assert users.order == ["holder", "kept"] and gone.cancelled()
     async with asyncio.timeout(1):
         async with slots.hold(True):  # the place came back
             pass
