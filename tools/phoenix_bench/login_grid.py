@@ -39,6 +39,7 @@ from typing import Any
 import psycopg
 
 from . import dataset, loadgen, servers
+from . import proc as proc_cpu
 from .runner import _settings_from, login_request, measure_verify, server_timing_ms
 from .stats import percentile
 
@@ -61,31 +62,6 @@ def prepare(url: str, users: int, env: dict[str, str]) -> tuple[str, list[str]]:
         conn.execute("UPDATE users SET hashed_password = %s", (stored,))
         emails = [row[0] for row in conn.execute("SELECT email FROM users ORDER BY email")]
     return password, emails
-
-
-def _tree_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by `pid` and its living descendants (/proc)."""
-    total, todo = 0.0, [pid]
-    tick = os.sysconf("SC_CLK_TCK")
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
-
-
-def _own_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) used so far by `pid` alone (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _jobs_per_worker(admin_port: int) -> dict[str, float]:
@@ -114,8 +90,8 @@ def cell(
         loadgen.run(lambda: loadgen.closed_loop("127.0.0.1", proc.port, warm, duration=1.0, connections=4))
         requests = [login_request(e, password) for e in emails]
         jobs_before = _jobs_per_worker(proc.admin_port)
-        cpu_before = _tree_cpu_s(proc.pid)
-        supervisor_before = _own_cpu_s(proc.pid)
+        cpu_before = proc_cpu.tree_cpu_s(proc.pid)
+        supervisor_before = proc_cpu.cpu_s(proc.pid)
         run = loadgen.run(
             lambda: loadgen.closed_loop(
                 "127.0.0.1",
@@ -126,8 +102,8 @@ def cell(
                 honour_retry_after=honour_retry_after,
             )
         )
-        cpu = _tree_cpu_s(proc.pid) - cpu_before
-        supervisor = _own_cpu_s(proc.pid) - supervisor_before
+        cpu = proc_cpu.tree_cpu_s(proc.pid) - cpu_before
+        supervisor = proc_cpu.cpu_s(proc.pid) - supervisor_before
         jobs = [n - jobs_before.get(pid, 0.0) for pid, n in _jobs_per_worker(proc.admin_port).items()]
     finally:
         proc.stop()
@@ -166,7 +142,7 @@ def flood(
     proc = servers.start_app("phoenix", {**server_env, "PHOENIX_WORKERS": str(workers)}, log_dir)
     try:
         requests = [login_request(e, password) for e in emails]
-        cpu_before = _tree_cpu_s(proc.pid)
+        cpu_before = proc_cpu.tree_cpu_s(proc.pid)
         run = loadgen.run(
             lambda: loadgen.open_loop(
                 "127.0.0.1",
@@ -179,7 +155,7 @@ def flood(
                 keep_bodies=True,
             )
         )
-        cpu = _tree_cpu_s(proc.pid) - cpu_before
+        cpu = proc_cpu.tree_cpu_s(proc.pid) - cpu_before
     finally:
         proc.stop()
     ok = [loadgen.service_time(s) * 1000 for s in run.samples if s.status == 200]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 import psycopg
 
 from . import dataset, loadgen, profile, servers, wrk
+from .proc import tree_cpu_s
 from .runner import (
     DEFAULT_BASE_URL,
     NOOP_PATH,
@@ -55,33 +55,12 @@ def _password(url: str) -> tuple[str, int]:
     return value, int(key.rsplit("_", 1)[1])
 
 
-def _tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its direct children (the uvicorn workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    total = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
-
-
 def _measured(pid: int, run) -> tuple[wrk.WrkResult, float]:
     """A wrk run and the server's CPU microseconds per completed request during it: a figure
     that CPU contention from other processes on the machine barely moves, unlike throughput."""
-    before = _tree_cpu_s(pid)
+    before = tree_cpu_s(pid)
     result = run()
-    used = _tree_cpu_s(pid) - before
+    used = tree_cpu_s(pid) - before
     return result, (used / result.requests * 1e6) if result.requests else float("nan")
 
 
