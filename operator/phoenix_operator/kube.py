@@ -24,6 +24,8 @@ from phoenix_operator import metrics
 from phoenix_operator.builders.common import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from phoenix_operator.errors import OperatorError, TransientError, classify_api_status
 
+CREATE_ONLY_VERSION = "1"  # an apply precondition no existing object meets (`KubeClient.create`)
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -128,6 +130,7 @@ class KubeClient:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
         missing_ok: bool = False,
+        conflict_ok: bool = False,
         hide_body_in_errors: bool = False,
     ) -> dict[str, Any] | None:
         verb, _, rest = what.partition(" ")
@@ -152,7 +155,7 @@ class KubeClient:
                 if 200 <= status < 300:
                     answer: dict[str, Any] = json.loads(raw) if raw else {}
                     return answer
-                if missing_ok and status == 404:
+                if (missing_ok and status == 404) or (conflict_ok and status == 409):
                     return None
                 detail = "" if hide_body_in_errors else _api_message(raw)
                 err = classify_api_status(status, what, detail)
@@ -183,19 +186,35 @@ class KubeClient:
 
     async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply (field manager phoenix-operator, force: we own these fields)."""
+        applied = await self._apply("apply", obj)
+        return applied or {}  # None only answers a missing_ok or conflict_ok call
+
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Server-side apply that only creates: None (one request, no retry) when an object of
+        that name exists, whoever owns it.
+
+        The apply carries `metadata.resourceVersion: "1"` as a precondition. The API server
+        ignores it when it creates the object and answers 409 Conflict for any existing one (no
+        object has resourceVersion 1: etcd's first write is revision 2). A POST would do the same,
+        but would record the fields under an Update entry that later applies never prune."""
+        meta = {**obj["metadata"], "resourceVersion": CREATE_ONLY_VERSION}
+        return await self._apply("create", {**obj, "metadata": meta}, conflict_ok=True)
+
+    async def _apply(
+        self, verb: str, obj: Mapping[str, Any], *, conflict_ok: bool = False
+    ) -> dict[str, Any] | None:
         k = kind_of(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        what = f"apply {obj['kind']} {meta['namespace']}/{meta['name']}"
-        applied = await self._call(
-            what,
+        return await self._call(
+            f"{verb} {obj['kind']} {meta['namespace']}/{meta['name']}",
             "PATCH",
             k.path(meta["namespace"], meta["name"]),
             body=dict(obj),
             query=[("fieldManager", self.field_manager), ("force", "true")],
             content_type="application/apply-patch+yaml",
+            conflict_ok=conflict_ok,
             hide_body_in_errors=obj["kind"] == "Secret",
         )
-        return applied or {}  # None only answers a missing_ok call
 
     async def label(
         self, api_version: str, kind: str, namespace: str, name: str, labels: Mapping[str, str]

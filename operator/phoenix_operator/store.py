@@ -11,10 +11,11 @@ Rules the reconcile relies on (docs/operator.md):
 - An entry is what the API server said at some resourceVersion; a lagging one makes the reconcile
   apply once more (a no-op for the server), never skip a needed apply: skipping needs the entry's
   content (all but status and bookkeeping metadata) to equal what our last apply returned.
-- A miss of a child the reconcile is about to apply means "unknown": it GETs, since a foreign
-  object of the same name has no managed-by label, so only a GET can tell it exists (and the
-  reconcile then refuses to take it over). A miss of an owned child it only means to delete means
-  absent: ours carry the label, so the complete index would hold them.
+- A miss of a child the reconcile is about to apply means "probably absent": a foreign object of
+  the same name has no managed-by label, so the index cannot show it. The apply then only creates
+  (`KubeClient.create`), and the API server's answer settles it (`Run.apply`). A miss of an owned
+  child it only means to delete means absent: ours carry the label, so the complete index would
+  hold them.
 Entries keep what the reconcile reads, not whole bodies: managedFields and pod templates would
 cost tens of MB at a thousand PhoenixAuths, and even slim bodies as dicts ~7 MB more than flat
 entries (`Entry`).

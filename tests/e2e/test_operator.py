@@ -125,6 +125,30 @@ def test_minimal_sample_becomes_ready_with_all_children(
     assert "phoenix" in cp.kubectl("get", "phoenix", "-n", ns).stdout
 
 
+def test_an_object_with_a_child_s_name_made_before_is_refused_and_kept(
+    control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
+) -> None:
+    """The operator creates a new PhoenixAuth's children without reading each first; the API
+    server's own check still keeps it off an object someone else made with a child's name."""
+    cp, ns = control_plane, namespace
+    cp.kubectl("create", "configmap", "phoenix-config", "-n", ns, "--from-literal=mine=yes")
+    uid = cp.get("configmap", "phoenix-config", ns)["metadata"]["uid"]
+    apply_sample(cp, ns, "minimal.yaml")
+
+    def refused() -> dict[str, Any] | None:
+        cond = cp.condition(pxa(cp, ns, "phoenix"), "Ready") or {}
+        return cond if cond.get("reason") == "ChildNameConflict" else None
+
+    cond = wait_until(refused, READY_TIMEOUT, "Ready=False with reason ChildNameConflict")
+    assert f"ConfigMap {ns}/phoenix-config exists and is not owned by this PhoenixAuth" in cond["message"]
+    mine = cp.get("configmap", "phoenix-config", ns)
+    assert mine["data"] == {"mine": "yes"} and not mine["metadata"].get("ownerReferences")
+    assert mine["metadata"]["uid"] == uid
+    cp.kubectl("delete", "configmap", "phoenix-config", "-n", ns)
+    obj = wait_ready(cp, ns, "phoenix", module_operator)  # the next resync creates its own
+    assert owned_by(cp.get("configmap", "phoenix-config", ns), obj)
+
+
 def test_describe_shows_conditions_and_events_without_secrets(
     control_plane: ControlPlane, module_operator: OperatorProcess, namespace: str
 ) -> None:

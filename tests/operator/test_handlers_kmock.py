@@ -64,7 +64,7 @@ class FakeApi:
         self.faults: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
         self.calls: list[tuple[str, str]] = []
         self.status_patches: list[dict[str, Any]] = []
-        self.resource_version = 0  # bumped on every write, like the API server's
+        self.resource_version = 1  # bumped on every write; like etcd's, the first write is 2
 
     def bump(self, obj: dict[str, Any]) -> None:
         self.resource_version += 1
@@ -112,6 +112,15 @@ class FakeApi:
             obj = json.loads(request.body)
             assert request.headers["Content-Type"] == "application/apply-patch+yaml"
             assert request.params["fieldManager"] == "phoenix-operator" and request.params["force"] == "true"
+            precondition = obj["metadata"].get("resourceVersion")
+            if (
+                precondition is not None
+                and path in self.objects
+                and (self.objects[path]["metadata"].get("resourceVersion") != precondition)
+            ):
+                return kmock.Response(
+                    status=409, payload={"kind": "Status", "code": 409, "reason": "Conflict"}
+                )
             old = self.objects.get(path) or {}
             obj["status"] = old.get("status", {})
             self.bump(obj)
@@ -242,7 +251,9 @@ async def test_persistent_transient_errors_are_retried_by_the_loop_with_backoff(
     api.fail("PATCH", SERVICE, status)
     outcome = await reconcile(reconciler, api)
     assert isinstance(outcome.error, TransientError)
-    assert api.count("PATCH", SERVICE) == 3  # first try + 2 quick retries, then the loop's backoff
+    # First try + 2 quick retries, then the loop's backoff. A 409 to the first (create-only) apply
+    # is read as "the name is taken": a GET finds nothing, so it is applied as usual, 3 times.
+    assert api.count("PATCH", SERVICE) == (4 if status == 409 else 3)
     loops = Loops(reconciler, Wakeups(), resync_seconds=300)
     delay, retry = loops.next_wait(outcome, 2)
     assert retry == 3 and delay == backoff(2, outcome.error.delay) and delay >= 8
@@ -350,6 +361,72 @@ async def test_children_are_read_from_kopf_indexes_not_fetched(reconciler, api, 
     await reconcile(reconciler, api, state)
     assert api.count("PATCH", SERVICE) == 2
     assert api.objects[SERVICE]["spec"]["ports"][0]["port"] != 1
+
+
+def child_gets(api: FakeApi, since: int = 0) -> list[str]:
+    """GETs of objects in the namespace but the PhoenixAuth and the user's database Secret."""
+    return [
+        path
+        for method, path in api.calls[since:]
+        if method == "GET"
+        and f"/namespaces/{NS}/" in path
+        and path not in (PXA, f"/api/v1/namespaces/{NS}/secrets/db")
+    ]
+
+
+async def test_a_new_phoenixauth_s_children_are_created_without_a_get_each(reconciler, api):
+    """With the index complete and empty of this PhoenixAuth, every child is created by one
+    create-only apply: no GET first (half of a new PhoenixAuth's requests used to be these)."""
+    outcome = await reconcile(reconciler, api)
+    assert outcome.error is None
+    assert child_gets(api) == []
+    created = [path for method, path in api.calls if method == "PATCH" and not path.endswith("/status")]
+    assert len(created) >= 8 and len(set(created)) == len(created)  # one request per child
+    assert SERVICE in api.objects
+
+
+async def test_a_foreign_object_with_a_child_s_name_is_refused_and_left_as_it_was(reconciler, api):
+    """The create-only apply is the API server's check: a Service without our owner reference
+    (so without our labels, unseen by the index) fails it, is read, refused and left alone;
+    later reconciles read it with a GET instead of trying to create it again."""
+    foreign = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": NAME, "namespace": NS}}
+    foreign["spec"] = {"ports": [{"port": 1}]}
+    api.objects[SERVICE] = copy.deepcopy(foreign)
+    api.bump(api.objects[SERVICE])
+    state = ObjectState()
+    for _ in range(2):
+        outcome = await reconcile(reconciler, api, state)
+        assert outcome.error is not None and outcome.error.reason == "ChildNameConflict"
+        assert "not owned by this PhoenixAuth" in str(outcome.error)
+    assert api.objects[SERVICE]["spec"] == foreign["spec"] and "ownerReferences" not in foreign["metadata"]
+    assert api.count("PATCH", SERVICE) == 1 and api.count("GET", SERVICE) == 2
+
+
+async def test_an_owned_secret_missing_from_the_index_keeps_its_password(reconciler, api):
+    """Our managed-Redis Secret exists but lost its labels (so the index misses it): the
+    create-only apply fails instead of writing a new password, the reconcile is retried, reads
+    the Secret and keeps the password the Redis pod already uses."""
+    path = f"/api/v1/namespaces/{NS}/secrets/{NAME}-redis-auth"
+    owner_ref = {"apiVersion": "auth.phoenix.dev/v1alpha1", "kind": "PhoenixAuth", "name": NAME}
+    api.objects[path] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": f"{NAME}-redis-auth",
+            "namespace": NS,
+            "ownerReferences": [owner_ref | {"uid": "uid-1"}],
+        },
+        "data": {"password": base64.b64encode(b"the-password-in-use").decode()},
+    }
+    api.bump(api.objects[path])
+    state = ObjectState()
+    first = await reconcile(reconciler, api, state)
+    assert isinstance(first.error, TransientError) and first.error.reason == "ChildNotIndexed"
+    assert first.error.delay <= 1.0
+    second = await reconcile(reconciler, api, state)
+    assert second.error is None
+    password = base64.b64decode(api.objects[path]["data"]["password"])
+    assert password == b"the-password-in-use"
 
 
 async def test_an_optional_child_left_off_costs_no_request_once_indexed(reconciler, api, indexes):

@@ -17,8 +17,8 @@ from phoenix_operator.builders.keys import (
     new_key,
     user_refs,
 )
-from phoenix_operator.errors import ChildConflict, TransientError
-from phoenix_operator.reconcile.run import Run, digest, owned_by, secret_value
+from phoenix_operator.errors import TransientError
+from phoenix_operator.reconcile.run import Run, digest, secret_value
 from phoenix_operator.spec import SecretUse
 
 # Reason when a user's Secret holds a value the auth service would refuse to start with.
@@ -47,18 +47,16 @@ async def converge_keys(run: Run) -> list[tuple[str, str, str]]:
     wanted = generated_env(spec)
     if wanted:
         name = run.owner.keys_secret_name
-        existing = await run.read_secret(name)
-        if existing is not None and not owned_by(existing, run.owner):
-            raise ChildConflict(
-                f"Secret {ns}/{name} exists and is not owned by this PhoenixAuth; rename or delete it, "
-                "or name your own Secrets in spec.authService.adminTokenSecretRef / "
-                "cacheSigningKeySecretRef"
-            )
+        existing = await run.read("v1", "Secret", name)
         # Keep every value already there (also a key no longer generated: switching back to a
-        # generated key must not rotate it).
+        # generated key must not rotate it). A Secret we do not own is refused by the apply.
         values = {k: v for k in KEY_ENV if (v := secret_value(existing, k))}
         for env in wanted:
             values.setdefault(env, new_key())
-        await run.apply(build_keys_secret(run.owner, values), existing)
+        advice = (
+            "rename or delete it, or name your own Secrets in spec.authService.adminTokenSecretRef / "
+            "cacheSigningKeySecretRef"
+        )
+        await run.apply(build_keys_secret(run.owner, values), existing, advice=advice)
         out += [(env, name, digest(values[env])) for env in wanted]
     return sorted(out)

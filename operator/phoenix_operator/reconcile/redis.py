@@ -20,8 +20,8 @@ from phoenix_operator.builders.redis import (
     build_redis_service,
     redis_url,
 )
-from phoenix_operator.errors import ChildConflict, TransientError
-from phoenix_operator.reconcile.run import Run, digest, missing, owned_by, secret_value, together
+from phoenix_operator.errors import TransientError
+from phoenix_operator.reconcile.run import Run, digest, missing, secret_value, together
 from phoenix_operator.spec import SecretUse
 from phoenix_operator.status import REDIS_READY, Condition
 
@@ -88,11 +88,8 @@ async def _external(run: Run) -> tuple[tuple[str, str], str]:
 async def _managed(run: Run) -> tuple[tuple[str, str], str]:
     owner, obs = run.owner, run.obs
     managed = run.spec.redis.managed_or_default
-    existing = await run.read_secret(owner.redis_secret_name)
-    if existing is not None and not owned_by(existing, owner):
-        raise ChildConflict(
-            f"Secret {run.ns}/{owner.redis_secret_name} exists and is not owned by this PhoenixAuth"
-        )
+    existing = await run.read("v1", "Secret", owner.redis_secret_name)
+    # A Secret we do not own is refused by the apply (its password is never used).
     password = secret_value(existing, PASSWORD_KEY) or secrets.token_urlsafe(32)
     await run.apply(build_redis_secret(owner, password), existing)  # before the pod that reads it
     password_digest = digest(password)

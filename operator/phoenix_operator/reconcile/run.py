@@ -24,7 +24,7 @@ from phoenix_operator.kube import KubeClient
 from phoenix_operator.pool_sizing import PoolSize
 from phoenix_operator.spec import PhoenixAuthSpec, SecretUse
 from phoenix_operator.status import Condition
-from phoenix_operator.store import Store, content_digest, entry_of
+from phoenix_operator.store import Entry, Store, content_digest, entry_of
 
 ChildKey = tuple[str, str, str]  # (apiVersion, kind, name) within the owner's namespace
 Emit = Callable[[Mapping[str, Any], str, str, str], None]  # (body, Normal|Warning, reason, message)
@@ -64,6 +64,7 @@ class ObjectState:
     status: dict[str, Any] | None = None  # the status our last patch wrote
     status_version: int = -1  # resourceVersion of that patch's answer
     watched_status: str | None = None  # the status the watch last showed, as JSON (`keep_watched`)
+    unindexed: set[ChildKey] = field(default_factory=set)  # met outside the index: GET them
 
     def unseen_status(self, version: int) -> dict[str, Any] | None:
         """The status our last patch wrote while the watch has shown the object only up to an
@@ -149,6 +150,14 @@ async def together(*steps: Awaitable[Any]) -> list[Any]:
     return results
 
 
+def _taken(obj: Mapping[str, Any], advice: str) -> ChildConflict:
+    meta = obj["metadata"]
+    return ChildConflict(
+        f"{obj['kind']} {meta['namespace']}/{meta['name']} exists and is not owned by this "
+        f"PhoenixAuth; {advice}"
+    )
+
+
 def owned_by(obj: Mapping[str, Any] | None, owner: Owner) -> bool:
     refs = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
     return any(ref.get("uid") == owner.uid for ref in refs)
@@ -170,6 +179,7 @@ class Run:
     state: ObjectState
     emit: Emit
     obs: Observed = field(default_factory=Observed)
+    presumed: set[ChildKey] = field(default_factory=set)  # read as absent without a GET
 
     @property
     def ns(self) -> str:
@@ -189,46 +199,90 @@ class Run:
     def indexed_children(self, api_version: str, kind: str) -> list[dict[str, Any]]:
         return [e.body for e in self.store.children((self.ns, self.owner.name), api_version, kind)]
 
+    def _entry(self, key: ChildKey) -> Entry | None:
+        """Our Secrets live in the `secrets` index (they carry the watched label), the rest in
+        `children`."""
+        if key[1] == "Secret":
+            return self.store.secret(self.ns, key[2])
+        return self.store.child((self.ns, self.owner.name), *key)
+
+    def _presume_absent(self, key: ChildKey) -> bool:
+        """True when a child the index misses is most likely absent: the index is complete for
+        its kind, and this loop has neither applied it nor met it outside the index. The apply
+        that follows then only creates (`KubeClient.create`), so the guess costs no GET and is
+        checked by the API server: an object of that name, ours or not, makes it fail."""
+        if not self.store.covers(key[0], key[1]) or key in self.state.applied or key in self.state.unindexed:
+            return False
+        self.presumed.add(key)
+        return True
+
     async def read(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
-        """A child from the index, else a GET (a miss means unknown, not absent)."""
-        found = self.indexed(api_version, kind, name)
-        if found is not None:
-            return found
+        """One of our children from the index; on a miss None when absence is presumed, else a
+        GET (a miss may hide an object without our labels)."""
+        key = (api_version, kind, name)
+        entry = self._entry(key)
+        if entry is not None:
+            return entry.body
+        if self._presume_absent(key):
+            return None
         return await self.kube.get(api_version, kind, self.ns, name)
 
     async def apply(
-        self, obj: dict[str, Any], current: dict[str, Any] | _Unread | None = UNREAD
+        self,
+        obj: dict[str, Any],
+        current: dict[str, Any] | _Unread | None = UNREAD,
+        *,
+        advice: str = "rename or delete it (the operator never overwrites objects it does not own)",
     ) -> dict[str, Any]:
         """Apply a child, refusing to take over an object of the same name we do not own.
 
-        `current`: the object as the caller just read it, None if absent (saves a second read).
-        Same content as our last apply's answer and the same desired object: nobody changed it
-        since, so no request. Any edit of its content (by hand or by a controller) puts it back."""
+        `current`: the object as the caller just read it with `read`, None if absent (saves a
+        second read). Same content as our last apply's answer and the same desired object: nobody
+        changed it since, so no request. Any edit of its content (by hand or by a controller) puts
+        it back. `advice` ends the message when the name is taken."""
         meta = obj["metadata"]
         key: ChildKey = (obj["apiVersion"], obj["kind"], meta["name"])
-        entry = (
-            self.store.secret(self.ns, meta["name"])
-            if obj["kind"] == "Secret"
-            else self.store.child((self.ns, self.owner.name), *key)
-        )
+        entry = self._entry(key)
         if current is UNREAD:
-            current = (
-                entry.body if entry is not None else await self.kube.get(key[0], key[1], self.ns, key[2])
-            )
+            if entry is not None:
+                current = entry.body
+            elif self._presume_absent(key):
+                current = None
+            else:
+                current = await self.kube.get(key[0], key[1], self.ns, key[2])
         if current is not None and not owned_by(current, self.owner):
-            raise ChildConflict(
-                f"{obj['kind']} {self.ns}/{meta['name']} exists and is not owned by this PhoenixAuth; "
-                "rename or delete it (the operator never overwrites objects it does not own)"
-            )
+            raise _taken(obj, advice)
         wanted = stable_hash(obj)
         remembered = self.state.applied.get(key)
         if current is not None and remembered is not None and remembered.endswith(f"/{wanted}"):
             seen = entry.content if entry is not None and entry.shows(current) else content_digest(current)
             if remembered == applied_mark(seen, wanted):
                 return current
-        applied = await self.kube.apply(obj)
+        if current is None and key in self.presumed:
+            applied = await self.kube.create(obj) or await self._exists(key, obj, advice)
+        else:
+            applied = await self.kube.apply(obj)
         self.state.applied[key] = applied_mark(content_digest(applied), wanted)
         return applied
+
+    async def _exists(self, key: ChildKey, obj: dict[str, Any], advice: str) -> dict[str, Any]:
+        """A create-only apply found the name taken: read that object (with a GET from now on).
+        Not ours: refused as always. Ours but not indexed (the watch lags, or its labels were
+        removed): the step computed its object believing it absent (a Secret's values, the
+        replicas), so the reconcile is retried and reads it. Gone again: applied as usual."""
+        self.presumed.discard(key)
+        self.state.unindexed.add(key)
+        found = await self.kube.get(key[0], key[1], self.ns, key[2])
+        if found is None:
+            return await self.kube.apply(obj)
+        if not owned_by(found, self.owner):
+            raise _taken(obj, advice)
+        raise TransientError(
+            f"{key[1]} {self.ns}/{key[2]} exists but the operator's watch has not shown it yet; "
+            "reading it again",
+            reason="ChildNotIndexed",
+            delay=1.0,
+        )
 
     async def delete_owned(self, api_version: str, kind: str, name: str) -> None:
         """Delete a child we own if it exists. For a kind Kopf watches a miss means absent (ours

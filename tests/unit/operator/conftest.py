@@ -84,6 +84,13 @@ class FakeKube:
         self.applied.append(copy.deepcopy(obj))
         return copy.deepcopy(merged)
 
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Like KubeClient.create: None when the name is taken."""
+        self._check("create", obj["kind"], obj["metadata"]["name"])
+        if (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]) in self.objects:
+            return None
+        return await self.apply(obj)
+
     async def label(
         self, api_version: str, kind: str, namespace: str, name: str, labels: dict
     ) -> dict | None:
