@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import heapq
 import itertools
 import json
 import logging
@@ -42,6 +43,7 @@ import socket
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,10 @@ def _slot_offset(slot: int) -> int:
 
 class HashServiceUnavailable(Exception):
     """The pod's hashing service cannot be reached (the supervisor is stopping or gone)."""
+
+
+class HashStartedLate(Exception):
+    """The job reached a hashing thread after its `start_by` time and was not run."""
 
 
 # ----------------------------------------------------------------------------- the budget
@@ -154,6 +160,23 @@ def metrics_observer() -> LoadObserver:
     return observe
 
 
+class _Job:
+    """One request on the server's queue; `state` moves once from QUEUED, under the load lock."""
+
+    QUEUED, STARTED, LATE = 0, 1, 2
+    __slots__ = ("conn", "lock", "request", "state", "worker")
+
+    def __init__(
+        self, conn: socket.socket, lock: threading.Lock, worker: int, request: dict[str, Any]
+    ) -> None:
+        self.conn, self.lock, self.worker, self.request = conn, lock, worker, request
+        self.state = _Job.QUEUED
+
+    def reply(self, message: dict[str, Any]) -> None:
+        with self.lock, contextlib.suppress(OSError):
+            self.conn.sendall(_pack(message))
+
+
 class HashServer:
     """C hashing threads behind one FIFO queue, reached through a Unix socket (supervisor side).
 
@@ -182,9 +205,12 @@ class HashServer:
         self._page_file.write(bytes(max(mmap.PAGESIZE, _PAGE.size)))
         self._page_file.flush()
         self._depth_page = mmap.mmap(self._page_file.fileno(), _PAGE.size)
-        self._jobs: queue.SimpleQueue[tuple[socket.socket, threading.Lock, int, dict[str, Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Jobs that must start by a time (`start_by`, time.monotonic(): one clock for the whole
+        # pod), earliest first: the deadline thread answers those still queued then as late.
+        self._deadlines: list[tuple[float, int, _Job]] = []
+        self._deadline_cv = threading.Condition()
+        self._deadline_seq = itertools.count()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.path)
         self._listener.listen(64)
@@ -195,6 +221,7 @@ class HashServer:
         ]
         self._threads.append(threading.Thread(target=self._accept_loop, name="hash-accept", daemon=True))
         self._threads.append(threading.Thread(target=self._sweep_loop, name="hash-slots", daemon=True))
+        self._threads.append(threading.Thread(target=self._deadline_loop, name="hash-late", daemon=True))
         for thread in self._threads:
             thread.start()
 
@@ -221,9 +248,14 @@ class HashServer:
                 body = _recv_exact(conn, size) if size <= MAX_FRAME else None
                 if body is None:
                     return
-                request = json.loads(body)
+                job = _Job(conn, lock, worker, json.loads(body))
                 self._queued(+1)
-                self._jobs.put((conn, lock, worker, request))
+                start_by = job.request.get("start_by")
+                if isinstance(start_by, int | float):
+                    with self._deadline_cv:
+                        heapq.heappush(self._deadlines, (float(start_by), next(self._deadline_seq), job))
+                        self._deadline_cv.notify()
+                self._jobs.put(job)
         except (OSError, ValueError):
             return
         finally:
@@ -233,24 +265,56 @@ class HashServer:
 
     def _hash_loop(self) -> None:
         while (job := self._jobs.get()) is not None:
-            conn, lock, worker, request = job
-            reply: dict[str, Any] = {"id": request.get("id")}
-            operation = self._operations.get(str(request.get("op")))
-            self._count(+1, worker)
-            try:
-                if operation is None:
-                    raise ValueError(f"unknown operation {request.get('op')!r}")
-                reply["result"] = operation(*request.get("args", ()))
-            except ValueError as exc:
-                reply["error"] = str(exc)
-            except Exception:
-                log.exception("hash operation failed")
-                reply["error"] = "internal error"
-            finally:
-                self._count(-1, worker)
+            with self._load_lock:
+                if job.state == _Job.LATE:
+                    continue  # answered by the deadline thread
+                job.state = _Job.STARTED
+            reply: dict[str, Any] = {"id": job.request.get("id")}
+            self._run(job, reply)
+            job.reply(reply)
+
+    def _run(self, job: _Job, reply: dict[str, Any]) -> None:
+        operation = self._operations.get(str(job.request.get("op")))
+        self._count(+1, job.worker)
+        try:
+            if operation is None:
+                raise ValueError(f"unknown operation {job.request.get('op')!r}")
+            reply["result"] = operation(*job.request.get("args", ()))
+        except ValueError as exc:
+            reply["error"] = str(exc)
+        except Exception:
+            log.exception("hash operation failed")
+            reply["error"] = "internal error"
+        finally:
+            self._count(-1, job.worker)
+            self._queued(-1)
+
+    def _deadline_loop(self) -> None:
+        """Answer a job no thread has started by its `start_by` as late, at that time: its worker
+        sheds the login then, not when a thread frees up (behind a slow legacy hash, much later)."""
+        while not self._stopping.is_set():
+            job = self._next_late()
+            if job is not None:
                 self._queued(-1)
-            with lock, contextlib.suppress(OSError):
-                conn.sendall(_pack(reply))
+                job.reply({"id": job.request.get("id"), "late": True})
+
+    def _next_late(self) -> _Job | None:
+        """Wait (at most 1 s) for the earliest deadline; the job it made late, if one did."""
+        with self._deadline_cv:
+            if not self._deadlines:
+                self._deadline_cv.wait(1.0)
+                return None
+            start_by, _, job = self._deadlines[0]
+            wait = start_by - time.monotonic()
+            if wait > 0:
+                self._deadline_cv.wait(min(wait, 1.0))
+                return None
+            heapq.heappop(self._deadlines)
+        with self._load_lock:
+            if job.state != _Job.QUEUED:
+                return None
+            job.state = _Job.LATE
+        return job
 
     def _sweep_loop(self) -> None:
         while not self._stopping.wait(1.0):
@@ -301,6 +365,8 @@ class HashServer:
                 conn.shutdown(socket.SHUT_RDWR)
         for _ in range(self.threads):
             self._jobs.put(None)
+        with self._deadline_cv:
+            self._deadline_cv.notify()
         shutil.rmtree(self._dir, ignore_errors=True)  # a worker's mapping outlives the file
 
 
@@ -362,13 +428,17 @@ class HashClient:
         self._reader_task: asyncio.Task[None] | None = None
         self._connecting = asyncio.Lock()
 
-    async def call(self, op: str, *args: Any) -> Any:
+    async def call(self, op: str, *args: Any, start_by: float | None = None) -> Any:
+        """Run `op` on the hash service; HashStartedLate when no thread took it by `start_by`."""
         writer = await self._connect()
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        request: dict[str, Any] = {"id": request_id, "op": op, "args": list(args)}
+        if start_by is not None:
+            request["start_by"] = start_by
         try:
-            writer.write(_pack({"id": request_id, "op": op, "args": list(args)}))
+            writer.write(_pack(request))
             return await future
         finally:
             self._pending.pop(request_id, None)
@@ -392,7 +462,9 @@ class HashClient:
                 future = self._pending.get(int(reply.get("id") or 0))
                 if future is None or future.done():
                     continue
-                if "error" in reply:
+                if reply.get("late"):
+                    future.set_exception(HashStartedLate())
+                elif "error" in reply:
                     future.set_exception(ValueError(str(reply["error"])))
                 else:
                     future.set_result(reply.get("result"))

@@ -212,6 +212,16 @@ class LoginService:
         self._count_before_hash(+1)
         return Admission(self)
 
+    def hash_wait_limit(self) -> float | None:
+        """Seconds a login's verify may wait for a hashing thread: `max_hash_wait_verifies` x
+        `PasswordHasher.wait_unit` (None: no bound). Admission only predicts the wait from the
+        queue's length; a verify that has not started by then answers 503 OVERLOADED without
+        hashing, so a queue that runs slower than predicted (hashes slowed by load, a stall)
+        cannot stretch an admitted login beyond that wait + its own verify + its own work."""
+        bound = self._settings.max_hash_wait_verifies
+        unit = self._hasher.wait_unit()
+        return bound * unit if bound and unit else None
+
     def _hash_depth(self) -> int:
         """Hash jobs queued or running plus admitted logins not hashing yet: the server's, all
         workers' (the hash service's shared page), or with one worker its own pool and count."""
@@ -364,7 +374,7 @@ class LoginService:
                 self._sessions.create(record, opening.client_ip, opening.user_agent)
             )
         self._hashing(admission)
-        return await self._verify(record, password, spans)
+        return await self._verify(record, password, spans, bounded=True)
 
     def _may_open(self, record: UserRecord | None, opening: _Opening) -> bool:
         """Open the session before the verdict only for a usable record that needs no rehash,
@@ -424,7 +434,11 @@ class LoginService:
             if not from_cache and record is not None and not record.disabled and record.hashed_password:
                 self._cache.fill_login_record(record, generation)
             self._hashing(attempt.admission)
-            ok = await early if early is not None else await self._verify(record, creds.password, spans)
+            ok = (
+                await early
+                if early is not None
+                else await self._verify(record, creds.password, spans, bounded=True)
+            )
             if not ok and from_cache:
                 attempt.wrong_password_seen = True
                 # A failure against a cached hash is confirmed in PostgreSQL: if the hash changed
@@ -481,11 +495,17 @@ class LoginService:
         await self._timed_failure(attempt, spans)
         raise InvalidCredentials()
 
-    async def _verify(self, record: UserRecord | None, password: str, spans: _Spans) -> bool:
+    async def _verify(
+        self, record: UserRecord | None, password: str, spans: _Spans, *, bounded: bool = False
+    ) -> bool:
+        """`bounded`: the login's own verify, whose wait for a hashing thread `hash_wait_limit`
+        bounds (a confirmation after a cached hash failed is not bounded: it has waited once)."""
         stored = record.hashed_password if record is not None and _usable(record) else None
         t = time.perf_counter()
         try:
-            checked = await self._hasher.check_async(stored, password)
+            checked = await self._hasher.check_async(
+                stored, password, start_within=self.hash_wait_limit() if bounded else None
+            )
         finally:
             spans.verify += time.perf_counter() - t
         spans.hash += checked.run

@@ -39,7 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from argon2.low_level import hash_secret
 
 from .errors import Overloaded
-from .hashpool import HashClient, HashServiceUnavailable
+from .hashpool import HashClient, HashServiceUnavailable, HashStartedLate
 from .settings import Settings
 
 log = logging.getLogger("phoenix_auth.passwords")
@@ -187,10 +187,14 @@ class PasswordHasher:
         """Verify in the pool; a failure returns only after `failure_hold` more seconds."""
         return (await self.check_async(stored_hash, password)).ok
 
-    async def check_async(self, stored_hash: str | None, password: str) -> Checked:
+    async def check_async(
+        self, stored_hash: str | None, password: str, *, start_within: float | None = None
+    ) -> Checked:
         """verify_async, also saying how long the hash itself ran (the rest of the wait was the
-        queue for a hashing thread, the hop to it, and a failure's hold)."""
-        checked = await self._run("check", self._timed_check, stored_hash, password)
+        queue for a hashing thread, the hop to it, and a failure's hold). With `start_within`
+        (seconds), a verify no hashing thread has started by then is not run: Overloaded."""
+        start_by = None if start_within is None else time.monotonic() + start_within
+        checked = await self._run("check", self._timed_check, stored_hash, password, start_by=start_by)
         ok, kind, run = bool(checked[0]), str(checked[1]), float(checked[2])
         self._observe(kind, run)
         if kind not in self._present:
@@ -204,20 +208,47 @@ class PasswordHasher:
     async def hash_async(self, password: str) -> str:
         return str(await self._run("hash", self.hash, password))
 
-    async def _run(self, op: str, local: Callable[..., Any], *args: Any) -> Any:
-        """`local(*args)` in this process's pool, or operation `op` on the pod's hash service."""
-        if self._remote is None:
-            self._local_jobs += 1
-            try:
-                return await asyncio.get_running_loop().run_in_executor(self._executor, local, *args)
-            finally:
-                self._local_jobs -= 1
+    async def _run(
+        self, op: str, local: Callable[..., Any], *args: Any, start_by: float | None = None
+    ) -> Any:
+        """`local(*args)` in this process's pool, or operation `op` on the pod's hash service;
+        either way not run when no thread takes it by `start_by` (Overloaded)."""
         try:
-            result = await self._remote.call(op, *args)
+            if self._remote is None:
+                self._local_jobs += 1
+                try:
+                    return await self._run_local(start_by, local, *args)
+                finally:
+                    self._local_jobs -= 1
+            result = await self._remote.call(op, *args, start_by=start_by)
+        except HashStartedLate:
+            raise Overloaded(retry_after=1) from None
         except HashServiceUnavailable as exc:
             log.warning("hash service unavailable", extra={"fields": {"error": str(exc)}})
             raise Overloaded(retry_after=1) from None
         return tuple(result) if isinstance(result, list) else result
+
+    async def _run_local(self, start_by: float | None, local: Callable[..., Any], *args: Any) -> Any:
+        """`local(*args)` on this process's pool; a job no thread has started by `start_by` is
+        taken off the queue then (HashStartedLate). The event loop's clock is time.monotonic()."""
+        job = self._executor.submit(local, *args)
+        if start_by is None:
+            return await asyncio.wrap_future(job)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = job.cancel()  # False once a thread has started it: it runs to the end
+
+        timer = asyncio.get_running_loop().call_at(start_by, expire)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if expired:
+                raise HashStartedLate() from None
+            raise
+        finally:
+            timer.cancel()
 
     def operations(self) -> dict[str, Callable[..., Any]]:
         """What the pod's hash service runs for its workers (hashpool.HashServer)."""
@@ -229,6 +260,20 @@ class PasswordHasher:
         if runs is None:
             runs = self._runs[kind] = deque(maxlen=RUN_HISTORY)
         runs.append(seconds)
+
+    def fastest_run(self, kind: str) -> float | None:
+        """The fastest of recent run times of `kind`: a verify as it runs with the cores to
+        itself, or as near to that as the load lets one run (None before the first)."""
+        runs = self._runs.get(kind)
+        return min(runs) if runs else None
+
+    def wait_unit(self) -> float | None:
+        """What a login's wait for a hashing thread is measured in: the fastest recent verify of
+        the slowest hash kind present. While legacy bcrypt hashes are present a thread can be
+        busy for many argon2 verifies with one of them, and a login behind it must not be shed
+        for that; once they are gone, it is one argon2 verify."""
+        slowest = max(self._present, key=lambda kind: self.typical_run(kind) or 0.0)
+        return self.fastest_run(slowest)
 
     def typical_run(self, kind: str) -> float | None:
         """The median of recent run times of `kind` (None before the first)."""

@@ -96,8 +96,11 @@ class Settings(BaseSettings):
     # Admission tied to the hashing budget (login.py): a login is admitted only while the hash jobs
     # queued or running on the server's threads (all workers') plus this process's admitted logins
     # not yet hashing would make it wait at most this many verifies for a thread; beyond it, 503
-    # OVERLOADED before its body is read. 2 keeps an admitted login within ~3 verifies + its own
-    # work under any flood; 0 switches the bound off (only max_pending_logins is left).
+    # OVERLOADED before its body is read. An admitted login whose verify still finds no thread
+    # after this many verifies (the fastest recent one of the slowest hash kind present) gets 503
+    # OVERLOADED without hashing. 2 keeps
+    # an admitted login within 2 verifies of wait + its own verify + its own work under any flood;
+    # 0 switches both off (only max_pending_logins is left).
     max_hash_wait_verifies: float = Field(default=2.0, ge=0, le=10_000)
 
     # --- sessions ---

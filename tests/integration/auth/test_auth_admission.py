@@ -13,6 +13,7 @@ import asyncio
 import statistics
 import time
 
+import bcrypt
 import httpx
 import pytest
 from argon2 import PasswordHasher as Argon2
@@ -169,6 +170,81 @@ def test_a_flood_beyond_the_hashing_budget_is_shed_and_admitted_logins_stay_with
     assert text.count("phoenix_hash_jobs_total{worker=") == 2, text[:2000]
     r = httpx.post(svc.base_url + LOGIN, json={"email": emails[0], "password": PASSWORD}, timeout=30)
     assert r.status_code == 200, r.text
+
+
+async def test_an_admitted_login_whose_verify_finds_no_thread_in_time_is_shed_at_its_limit(
+    make_settings, make_user
+):
+    """Admission predicts the wait from the number of jobs ahead; when the hashing thread runs
+    slower than that (here: held by a 0.6 s stall), an admitted login is answered 503 OVERLOADED
+    + Retry-After once its verify has waited PHOENIX_MAX_HASH_WAIT_VERIFIES (2) verifies, without
+    hashing, not when the thread frees up. Before: 200 after the stall."""
+    settings = make_settings(hash_threads=1, max_hash_wait_verifies=2)
+    async with running_app(settings) as (app, client):
+        user = make_user()
+        r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
+        assert r.status_code == 200, r.text
+        hasher = app.resources.login._hasher
+        unit = hasher.wait_unit()
+        assert unit is not None and unit < 0.1
+        stall = asyncio.wrap_future(hasher._executor.submit(time.sleep, 0.6))
+        await asyncio.sleep(0.02)
+        runs = len(hasher._runs[hasher.current_kind])
+        started = time.perf_counter()
+        r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
+        elapsed = time.perf_counter() - started
+        assert r.status_code == 503 and r.json()["error"] == "OVERLOADED", r.text
+        assert int(r.headers["retry-after"]) >= 1
+        assert 2 * unit <= elapsed < 0.4, (elapsed, unit)
+        await stall
+        assert len(hasher._runs[hasher.current_kind]) == runs  # its hash never ran
+        r = await client.post(LOGIN, json={"email": user.email, "password": user.password})
+        assert r.status_code == 200, r.text
+
+
+def test_a_login_behind_a_legacy_bcrypt_hash_waits_for_it(
+    database_url, redis_server, start_service, make_user
+):
+    """While legacy bcrypt hashes are present (a NextAuth table just adopted), one of them holds a
+    hashing thread for many argon2 verifies; the wait limit is counted in the slowest kind present,
+    so a login behind it waits and succeeds instead of being shed at two argon2 verifies."""
+    cost = 12
+    while True:  # a bcrypt hash that takes at least 0.3 s on this machine
+        legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(cost)).decode()
+        started = time.perf_counter()
+        bcrypt.checkpw(PASSWORD.encode(), legacy.encode())
+        slow = time.perf_counter() - started
+        if slow >= 0.3:
+            break
+        cost += 1
+    old = make_user(password=PASSWORD, hashed=legacy)
+    user = make_user(password=PASSWORD, hashed=Argon2(**PROD_ARGON2).hash(PASSWORD))
+    env = settings_env(
+        database_url,
+        redis_server.url,
+        PHOENIX_HASH_THREADS="1",
+        PHOENIX_ARGON2_MEMORY_KIB=str(PROD_ARGON2["memory_cost"]),
+        PHOENIX_ARGON2_TIME_COST=str(PROD_ARGON2["time_cost"]),
+    )
+    env.pop("PHOENIX_MAX_HASH_WAIT_VERIFIES", None)  # the service's default: 2
+    svc = start_service(env, workers=2)
+
+    async def main() -> list[tuple[int, float, str]]:
+        async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as client:
+
+            async def login(email: str, after: float) -> tuple[int, float, str]:
+                await asyncio.sleep(after)
+                started = time.perf_counter()
+                r = await client.post(LOGIN, json={"email": email, "password": PASSWORD})
+                return r.status_code, time.perf_counter() - started, r.text
+
+            return list(await asyncio.gather(login(old.email, 0.0), login(user.email, 0.1)))
+
+    (legacy_status, _, legacy_text), (status, elapsed, text) = asyncio.run(main())
+    assert legacy_status == 200, legacy_text
+    summary = f"bcrypt {slow * 1000:.0f} ms here: the login behind it {status} in {elapsed * 1000:.0f} ms"
+    print(summary)
+    assert status == 200, (summary, text)
 
 
 async def test_a_login_shed_at_admission_costs_no_parse_lookup_throttle_or_hash(

@@ -216,3 +216,58 @@ def _release_slot(gauge: DepthGauge) -> None:
     assert gauge.slot is not None
     hashpool._claimed.discard(gauge.slot)
     fcntl.lockf(gauge._file.fileno(), fcntl.LOCK_UN, 1, hashpool._slot_offset(gauge.slot))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_verify_no_thread_started_in_time_is_shed_at_its_limit_and_never_runs(workers: int) -> None:
+    """A login's verify may wait `start_within` seconds for a hashing thread (login.py
+    `hash_wait_limit`). Behind a job far slower than admission's count of jobs assumes (a legacy
+    bcrypt hash, a stall), it is answered 503 OVERLOADED at that limit, not when the thread frees
+    up, and its hash never runs: with one worker its own pool, with several the pod's service."""
+    from phoenix_auth.errors import Overloaded
+    from phoenix_auth.passwords import PasswordHasher
+    from phoenix_auth.settings import Settings
+
+    password = "correct horse battery staple"
+    pool = PasswordHasher(Settings(hash_threads=1))
+    stored = pool.hash(password)
+    hash_server = None
+    if workers == 1:
+        hasher = pool
+
+        async def block() -> None:
+            await asyncio.wrap_future(pool._executor.submit(time.sleep, 0.6))
+    else:
+        hash_server = HashServer({**pool.operations(), "block": time.sleep}, threads=1)
+        hasher = PasswordHasher(Settings(hash_socket=hash_server.path))
+        remote = hasher._remote
+        assert remote is not None
+
+        async def block() -> None:
+            await remote.call("block", 0.6)
+
+    async def main() -> None:
+        assert (await hasher.check_async(stored, password, start_within=0.05)).ok  # a free thread
+        runs = len(hasher._runs[hasher.current_kind])
+        blocker = asyncio.create_task(block())
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(Overloaded) as caught:
+            await hasher.check_async(stored, password, start_within=0.1)
+        shed_after = time.monotonic() - started
+        assert caught.value.status == 503 and caught.value.code == "OVERLOADED"
+        assert 0.09 <= shed_after < 0.3, shed_after  # at its limit, not after the 0.6 s job
+        await blocker
+        assert len(hasher._runs[hasher.current_kind]) == runs  # the shed verify never ran
+        assert (await hasher.check_async(stored, password, start_within=0.05)).ok
+        await hasher.aclose()
+
+    try:
+        asyncio.run(main())
+        if hash_server is not None:
+            assert sum(hash_server.jobs_by_worker.values()) == 3  # the two verifies and the block
+            assert hash_server.depth == 0  # the shed job left the queue's count once
+    finally:
+        pool.close()
+        if hash_server is not None:
+            hash_server.close()
