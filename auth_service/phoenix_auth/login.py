@@ -164,6 +164,11 @@ def parse_credentials(body: object, settings: Settings) -> Credentials:
     return Credentials(email=email.lower(), password=password)
 
 
+# The wait limit's floor (seconds): with cheap hash settings two verifies are a millisecond or two,
+# less than an event loop's ordinary hiccup, and a login must not be shed for that.
+MIN_HASH_WAIT_LIMIT = 0.025
+
+
 class LoginService:
     def __init__(
         self,
@@ -220,7 +225,7 @@ class LoginService:
         cannot stretch an admitted login beyond that wait + its own verify + its own work."""
         bound = self._settings.max_hash_wait_verifies
         unit = self._hasher.wait_unit()
-        return bound * unit if bound and unit else None
+        return max(bound * unit, MIN_HASH_WAIT_LIMIT) if bound and unit else None
 
     def _hash_depth(self) -> int:
         """Hash jobs queued or running plus admitted logins not hashing yet: the server's, all

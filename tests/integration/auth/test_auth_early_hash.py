@@ -137,10 +137,10 @@ async def test_an_early_failure_takes_as_long_whether_the_account_is_cached_or_u
             started, overlapped = 0, []
             check, reserve = hasher.check_async, throttle.reserve
 
-            async def counted_check(*args: Any) -> Any:
+            async def counted_check(*args: Any, **kw: Any) -> Any:
                 nonlocal started
                 started += 1
-                return await check(*args)
+                return await check(*args, **kw)
 
             async def watched_reserve(*args: Any) -> Any:
                 before = started
