@@ -272,8 +272,11 @@ class PasswordHasher:
         the slowest hash kind present. While legacy bcrypt hashes are present a thread can be
         busy for many argon2 verifies with one of them, and a login behind it must not be shed
         for that; once they are gone, it is one argon2 verify."""
-        slowest = max(self._present, key=lambda kind: self.typical_run(kind) or 0.0)
-        return self.fastest_run(slowest)
+        return self.fastest_run(self._slowest_kind())
+
+    def _slowest_kind(self) -> str:
+        """The present hash kind whose recent verifies take longest (the failure hold's target)."""
+        return max(self._present, key=lambda kind: self.typical_run(kind) or 0.0)
 
     def typical_run(self, kind: str) -> float | None:
         """The median of recent run times of `kind` (None before the first)."""
@@ -286,7 +289,7 @@ class PasswordHasher:
         own = self.typical_run(kind)
         if not own:
             return 0.0
-        slowest = max((t for t in map(self.typical_run, self._present) if t), default=own)
+        slowest = self.typical_run(self._slowest_kind()) or own
         return run * (slowest / own - 1) if slowest > own else 0.0
 
     @property
