@@ -26,6 +26,7 @@ import re
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
+from .proc import cpu_by_command, cpu_s, cpu_since
 from .report import machine_facts, markdown_table, verdict, write_json
 from .servers import Process, free_port
 
@@ -59,6 +61,8 @@ class ScaleResult:
     seconds_to_all_status: float | None = None  # every object has a status: first pass done
     api_requests: float | None = None  # the reconciler's Kubernetes API requests
     seconds_to_half_ready: float | None = None  # half of them Ready: what most objects wait
+    operator_cpu_s: float | None = None  # the operator's CPU seconds from the create to all Ready
+    control_plane_cpu_s: dict[str, float] | None = None  # the same, per control-plane process
 
 
 def phoenix_auth_manifest(name: str, namespace: str, secret: str) -> dict[str, Any]:
@@ -190,10 +194,12 @@ def run_scale(
             "items": [phoenix_auth_manifest(f"pxa-{i}", namespace, "phoenix-db") for i in range(count)],
         }
         log(f"N={count}: creating {count} PhoenixAuth in {namespace}")
+        cpu_before, operator_before = cpu_by_command(), cpu_s(operator.pid)
         started = time.monotonic()
         kubectl.run("create", "-f", "-", stdin=json.dumps(items), timeout=timeout)
         progress = wait_all_ready(env["KUBECONFIG"], namespace, count, started, timeout, operator, log)
         elapsed = time.monotonic() - started
+        control_plane_cpu, operator_cpu = cpu_since(cpu_before), cpu_s(operator.pid) - operator_before
         text = _metrics_text(port)
         if text is not None:  # the per-verb/kind request counts, for a closer look
             (log_dir / f"operator-{count}.metrics").write_text(text)
@@ -204,7 +210,7 @@ def run_scale(
             f"N={count}: {progress.ready}/{count} Ready after {elapsed:.1f} s (half after "
             f"{progress.half_ready_s} s, all with status after {progress.all_status_s} s); "
             f"reconciles {reconciles}; API requests {api_requests}; "
-            f"peak RSS {rss} MB"
+            f"peak RSS {rss} MB; CPU s: operator {operator_cpu:.1f}, {_cpu_text(control_plane_cpu)}"
         )
         return ScaleResult(
             count=count,
@@ -217,9 +223,30 @@ def run_scale(
             seconds_to_all_status=progress.all_status_s,
             api_requests=api_requests,
             seconds_to_half_ready=progress.half_ready_s,
+            operator_cpu_s=round(operator_cpu, 1),
+            control_plane_cpu_s=control_plane_cpu,
         )
     finally:
         cleanup(kubectl, namespace, operator, log)
+
+
+def _cpu_text(per_command: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in per_command.items())
+
+
+def clear_leftovers(kubectl: Kubectl, log) -> None:
+    """Delete the namespaces an interrupted benchmark left (`bench-*`), PhoenixAuths' finalizers
+    stripped (no operator runs for them any more). Left in place they are not idle: each
+    PhoenixAuth's HorizontalPodAutoscaler writes a warning Event every 15 s without a metrics
+    API, so 440 of them cost the control plane a steady load that slowed every later run."""
+    names = kubectl.run("get", "namespaces", "-o", "name").split()
+    for ns in (n.split("/", 1)[1] for n in names if n.startswith("namespace/bench-")):
+        log(f"deleting {ns}, left by an interrupted run")
+        for obj in kubectl.run("get", GROUP_PLURAL, "-n", ns, "-o", "name", check=False).split():
+            kubectl.run(
+                "patch", "-n", ns, obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+            )
+        kubectl.run("delete", "namespace", ns, "--timeout=300s", check=False, timeout=330)
 
 
 @dataclass
@@ -377,9 +404,18 @@ def median_results(runs: Sequence[Sequence[ScaleResult]]) -> list[ScaleResult]:
                 seconds_to_all_status=_median([r.seconds_to_all_status for r in same]),
                 api_requests=_median([r.api_requests for r in same]),
                 seconds_to_half_ready=_median([r.seconds_to_half_ready for r in same]),
+                operator_cpu_s=_median([r.operator_cpu_s for r in same]),
+                control_plane_cpu_s=_median_cpu([r.control_plane_cpu_s for r in same]),
             )
         )
     return out
+
+
+def _median_cpu(readings: Sequence[Mapping[str, float] | None]) -> dict[str, float] | None:
+    known = [r for r in readings if r is not None]
+    if len(known) < len(readings) or not known:
+        return None
+    return {name: round(statistics.median(r[name] for r in known), 1) for name in known[0]}
 
 
 def render(results: Sequence[ScaleResult]) -> str:
@@ -406,6 +442,9 @@ def render(results: Sequence[ScaleResult]) -> str:
                 if not r.reconciles or r.api_requests is None
                 else f"{r.api_requests / r.reconciles:.1f}",
                 "n/a" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f} MB",
+                "n/a"
+                if r.control_plane_cpu_s is None or r.operator_cpu_s is None
+                else f"{sum(r.control_plane_cpu_s.values()):.0f} / {r.operator_cpu_s:.0f} s",
                 f"{verdict(met_ready)} (<= {target:.0f} s)" if target else "",
                 f"{verdict(met_rss)} (<= {TARGET_RSS_MB:.0f} MB)",
             ]
@@ -420,6 +459,7 @@ def render(results: Sequence[ScaleResult]) -> str:
             "Reconciles",
             "API requests / reconcile",
             "Operator peak RSS",
+            "CPU to all Ready: control plane / operator",
             "Ready target",
             "RSS target",
         ],
@@ -439,6 +479,7 @@ def run_all(env: Mapping[str, str], counts: Sequence[int], timeout: float, log) 
     if kubectl.run("get", "crd", GROUP_PLURAL, "--ignore-not-found", "-o", "name").strip() == "":
         kubectl.run("apply", "-f", str(CRD_DIR / f"{GROUP_PLURAL}.yaml"))
     kubectl.run("wait", "--for=condition=Established", f"crd/{GROUP_PLURAL}", "--timeout=60s", timeout=90)
+    clear_leftovers(kubectl, log)
     log_dir = Path(tempfile.mkdtemp(prefix="phoenix-bench-operator-"))
     log(f"operator logs in {log_dir}")
     return [run_scale(kubectl, n, timeout, log_dir, env, log) for n in counts]

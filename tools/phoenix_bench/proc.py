@@ -27,3 +27,29 @@ def tree_cpu_s(pid: int) -> float:
         except (OSError, ValueError):
             continue
     return total
+
+
+# The local control plane's processes by /proc/<pid>/comm (the kernel cuts names at 15 bytes).
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller", "kube-scheduler", "kwok")
+
+
+def cpu_by_command(commands: tuple[str, ...] = CONTROL_PLANE) -> dict[str, float]:
+    """CPU seconds used so far by every process whose command is one of `commands`, summed per
+    command: what the control plane spent, for benchmarks that ask whose work a time waited on."""
+    totals = dict.fromkeys(commands, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm in totals:
+            totals[comm] += cpu_s(int(entry.name))
+    return totals
+
+
+def cpu_since(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per command used since `before` (a `cpu_by_command` reading)."""
+    now = cpu_by_command(tuple(before))
+    return {name: round(now[name] - before[name], 1) for name in before}

@@ -88,3 +88,22 @@ def test_median_results_takes_each_column_median_and_counts_a_timeout_as_worst()
     assert med[0].peak_rss_mb == 150.0 and med[0].ready == 200
     worse = median_results([[r(120, None, 140.0)], [r(150, None, 170.0)], [r(200, 55.0, 150.0)]])
     assert worse[0].seconds_to_all_ready is None and worse[0].timed_out and worse[0].ready == 150
+
+
+def test_render_shows_the_cpu_of_the_control_plane_and_the_operator():
+    result = ScaleResult(200, 200, 51.4, 400.0, 7.8, 88.0, False, 50.9, 2800.0, 33.0, 14.2)
+    result.control_plane_cpu_s = {"etcd": 10.0, "kube-apiserver": 60.4, "kwok": 5.0}
+    assert " 75 / 14 s |" in render([result])
+
+
+def test_median_results_takes_the_median_cpu_per_process():
+    runs = [
+        [ScaleResult(200, 200, s, 400.0, 7.8, 88.0, False, operator_cpu_s=c, control_plane_cpu_s=cp)]
+        for s, c, cp in (
+            (50.0, 12.0, {"etcd": 9.0, "kwok": 4.0}),
+            (60.0, 16.0, {"etcd": 11.0, "kwok": 6.0}),
+            (55.0, 14.0, {"etcd": 10.0, "kwok": 5.0}),
+        )
+    ]
+    [median] = median_results(runs)
+    assert median.operator_cpu_s == 14.0 and median.control_plane_cpu_s == {"etcd": 10.0, "kwok": 5.0}
