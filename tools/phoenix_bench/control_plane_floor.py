@@ -27,7 +27,6 @@ import copy
 import json
 import os
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,8 +39,15 @@ from typing import Any, cast
 import aiohttp
 
 from .errors import BenchError
-from .operator_scale import Kubectl, clear_leftovers, control_plane_env, phoenix_auth_manifest
-from .proc import cpu_by_command, cpu_s, cpu_since
+from .operator_scale import (
+    Kubectl,
+    clear_leftovers,
+    control_plane_env,
+    delete_namespace,
+    median_none_worst,
+    phoenix_auth_manifest,
+)
+from .proc import cpu_by_command, cpu_s, cpu_since, cpu_text
 from .report import markdown_table
 from .servers import free_port
 
@@ -247,16 +253,14 @@ def run_once(
         result.client_cpu_s = round(cpu_s(os.getpid()) + cpu_s(proxy.pid) - own_before, 1)
         log(
             f"N={count}: created in {result.created_s:.1f} s, half ready {_s(result.half_ready_s)}, "
-            f"all ready {_s(result.all_ready_s)}; CPU s: "
-            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in result.control_plane_cpu_s.items())
-            + f"; this client and its proxy {result.client_cpu_s:.1f}"
+            f"all ready {_s(result.all_ready_s)}; CPU s: {cpu_text(result.control_plane_cpu_s)}; "
+            f"this client and its proxy {result.client_cpu_s:.1f}"
         )
         return result
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
-        log(f"deleting namespace {namespace} (waiting for its garbage collection)")
-        kubectl.run("delete", "namespace", namespace, "--timeout=300s", check=False, timeout=330)
+        delete_namespace(kubectl, namespace, log)
 
 
 def _s(value: float | None) -> str:
@@ -286,11 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[control-plane-floor {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     try:
-        env = control_plane_env()
-        binary = shutil.which("kubectl", path=env.get("PATH")) or shutil.which("kubectl")
-        if not binary:
-            raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
-        kubectl = Kubectl(env["KUBECONFIG"], binary)
+        kubectl = Kubectl.of(control_plane_env())
         clear_leftovers(kubectl, log)
         results = []
         for i in range(args.runs):
@@ -302,8 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
     def median(values: list[float | None]) -> str:
-        known = [v for v in values if v is not None]
-        return "timeout" if len(known) < len(values) else f"{statistics.median(known):.1f} s"
+        return _s(median_none_worst(values))
 
     rows = [
         [

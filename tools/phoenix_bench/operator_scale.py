@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BenchError
-from .proc import cpu_by_command, cpu_s, cpu_since
+from .proc import cpu_by_command, cpu_s, cpu_since, cpu_text
 from .report import machine_facts, markdown_table, verdict, write_json
 from .servers import Process, free_port
 
@@ -114,6 +114,14 @@ def peak_rss_mb(pid: int) -> float | None:
 class Kubectl:
     def __init__(self, kubeconfig: str, binary: str) -> None:
         self.kubeconfig, self.binary = kubeconfig, binary
+
+    @classmethod
+    def of(cls, env: Mapping[str, str]) -> Kubectl:
+        """kubectl on env["PATH"] (else this process's PATH) for the cluster of env["KUBECONFIG"]."""
+        binary = shutil.which("kubectl", path=env.get("PATH")) or shutil.which("kubectl")
+        if not binary:
+            raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
+        return cls(env["KUBECONFIG"], binary)
 
     def run(self, *args: str, stdin: str | None = None, timeout: float = 60, check: bool = True) -> str:
         proc = subprocess.run(
@@ -210,7 +218,7 @@ def run_scale(
             f"N={count}: {progress.ready}/{count} Ready after {elapsed:.1f} s (half after "
             f"{progress.half_ready_s} s, all with status after {progress.all_status_s} s); "
             f"reconciles {reconciles}; API requests {api_requests}; "
-            f"peak RSS {rss} MB; CPU s: operator {operator_cpu:.1f}, {_cpu_text(control_plane_cpu)}"
+            f"peak RSS {rss} MB; CPU s: operator {operator_cpu:.1f}, {cpu_text(control_plane_cpu)}"
         )
         return ScaleResult(
             count=count,
@@ -230,10 +238,6 @@ def run_scale(
         cleanup(kubectl, namespace, operator, log)
 
 
-def _cpu_text(per_command: Mapping[str, float]) -> str:
-    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in per_command.items())
-
-
 def clear_leftovers(kubectl: Kubectl, log) -> None:
     """Delete the namespaces an interrupted benchmark left (`bench-*`), PhoenixAuths' finalizers
     stripped (no operator runs for them any more). Left in place they are not idle: each
@@ -242,10 +246,9 @@ def clear_leftovers(kubectl: Kubectl, log) -> None:
     names = kubectl.run("get", "namespaces", "-o", "name").split()
     for ns in (n.split("/", 1)[1] for n in names if n.startswith("namespace/bench-")):
         log(f"deleting {ns}, left by an interrupted run")
-        for obj in kubectl.run("get", GROUP_PLURAL, "-n", ns, "-o", "name", check=False).split():
-            kubectl.run(
-                "patch", "-n", ns, obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
-            )
+        strip_finalizers(
+            kubectl, ns, kubectl.run("get", GROUP_PLURAL, "-n", ns, "-o", "name", check=False).split()
+        )
         kubectl.run("delete", "namespace", ns, "--timeout=300s", check=False, timeout=330)
 
 
@@ -328,19 +331,29 @@ def cleanup(kubectl: Kubectl, namespace: str, operator: Process, log, timeout: f
     operator.stop()
     if remaining:
         log(f"{len(remaining)} objects still present in {namespace}: removing their finalizers")
-        for name in remaining:
-            kubectl.run(
-                "patch",
-                "-n",
-                namespace,
-                name,
-                "--type=merge",
-                "-p",
-                '{"metadata":{"finalizers":null}}',
-                check=False,
-            )
-    # Wait until the namespace is gone: its garbage collection (thousands of children and pods)
-    # would otherwise run on the same cores as the next step and slow it by 10-20 s.
+        strip_finalizers(kubectl, namespace, remaining)
+    delete_namespace(kubectl, namespace, log)
+
+
+def strip_finalizers(kubectl: Kubectl, namespace: str, names: Sequence[str]) -> None:
+    """Remove the finalizers of these PhoenixAuths (`kubectl get -o name` form): no operator will."""
+    for name in names:
+        kubectl.run(
+            "patch",
+            "-n",
+            namespace,
+            name,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
+
+
+def delete_namespace(kubectl: Kubectl, namespace: str, log) -> None:
+    """Delete a benchmark's namespace and wait until it is gone: its garbage collection (thousands
+    of children and pods) would otherwise run on the same cores as the next step and slow it by
+    10-20 s."""
     log(f"deleting namespace {namespace} (waiting for its garbage collection)")
     try:
         kubectl.run("delete", "namespace", namespace, "--timeout=300s", check=False, timeout=330)
@@ -374,7 +387,7 @@ def _reconciles(port: int) -> float | None:
     return parse_reconciles(text) if text is not None else None
 
 
-def _median(values: Sequence[float | None]) -> float | None:
+def median_none_worst(values: Sequence[float | None]) -> float | None:
     """Median where None (not measured / not all Ready in time) counts as worse than any number;
     None when the median itself falls on one."""
     ordered = sorted(values, key=lambda v: (v is None, v or 0.0))
@@ -390,21 +403,21 @@ def median_results(runs: Sequence[Sequence[ScaleResult]]) -> list[ScaleResult]:
     out = []
     for first in runs[0]:
         same = [next(r for r in run if r.count == first.count) for run in runs]
-        ready = _median([float(r.ready) for r in same])
-        all_ready = _median([r.seconds_to_all_ready for r in same])
+        ready = median_none_worst([float(r.ready) for r in same])
+        all_ready = median_none_worst([r.seconds_to_all_ready for r in same])
         out.append(
             ScaleResult(
                 count=first.count,
                 ready=int(ready or 0),
                 seconds_to_all_ready=all_ready,
-                reconciles=_median([r.reconciles for r in same]),
-                reconciles_per_s=_median([r.reconciles_per_s for r in same]),
-                peak_rss_mb=_median([r.peak_rss_mb for r in same]),
+                reconciles=median_none_worst([r.reconciles for r in same]),
+                reconciles_per_s=median_none_worst([r.reconciles_per_s for r in same]),
+                peak_rss_mb=median_none_worst([r.peak_rss_mb for r in same]),
                 timed_out=all_ready is None,
-                seconds_to_all_status=_median([r.seconds_to_all_status for r in same]),
-                api_requests=_median([r.api_requests for r in same]),
-                seconds_to_half_ready=_median([r.seconds_to_half_ready for r in same]),
-                operator_cpu_s=_median([r.operator_cpu_s for r in same]),
+                seconds_to_all_status=median_none_worst([r.seconds_to_all_status for r in same]),
+                api_requests=median_none_worst([r.api_requests for r in same]),
+                seconds_to_half_ready=median_none_worst([r.seconds_to_half_ready for r in same]),
+                operator_cpu_s=median_none_worst([r.operator_cpu_s for r in same]),
                 control_plane_cpu_s=_median_cpu([r.control_plane_cpu_s for r in same]),
             )
         )
@@ -469,12 +482,9 @@ def render(results: Sequence[ScaleResult]) -> str:
 
 def run_all(env: Mapping[str, str], counts: Sequence[int], timeout: float, log) -> list[ScaleResult]:
     """Table 3 on the cluster of env["KUBECONFIG"] (kubectl found on env["PATH"])."""
-    binary = shutil.which("kubectl", path=env.get("PATH")) or shutil.which("kubectl")
-    if not binary:
-        raise BenchError("kubectl not found (scripts/control-plane.sh bin)")
+    kubectl = Kubectl.of(env)
     if not shutil.which("phoenix-operator"):
         raise BenchError("phoenix-operator is not installed (bash scripts/test.sh sets up .venv)")
-    kubectl = Kubectl(env["KUBECONFIG"], binary)
     # install the CRD only when absent: never take over one a Helm release owns
     if kubectl.run("get", "crd", GROUP_PLURAL, "--ignore-not-found", "-o", "name").strip() == "":
         kubectl.run("apply", "-f", str(CRD_DIR / f"{GROUP_PLURAL}.yaml"))

@@ -53,3 +53,8 @@ def cpu_since(before: dict[str, float]) -> dict[str, float]:
     """CPU seconds per command used since `before` (a `cpu_by_command` reading)."""
     now = cpu_by_command(tuple(before))
     return {name: round(now[name] - before[name], 1) for name in before}
+
+
+def cpu_text(per_command: dict[str, float]) -> str:
+    """A `cpu_since` reading for a progress line: `etcd 9.4, kube-apiserver 47.0, ...`."""
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in per_command.items())
