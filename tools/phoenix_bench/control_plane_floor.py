@@ -38,6 +38,8 @@ from typing import Any, cast
 
 import aiohttp
 
+from phoenix_testkit.fake_kube import FakeKube
+
 from .errors import BenchError
 from .operator_scale import (
     Kubectl,
@@ -53,45 +55,6 @@ from .servers import free_port
 
 CONCURRENCY = 32  # the operator's reconciles at once (daemon.Slots)
 DB_URL = "postgresql://phoenix:phoenix@127.0.0.1:5432/phoenix"
-
-
-class _Recorder:
-    """The API surface `Reconciler` uses, in memory: what a first reconcile applies."""
-
-    def __init__(self, secret: dict[str, Any]) -> None:
-        meta = secret["metadata"]
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {
-            ("Secret", meta["namespace"], meta["name"]): secret
-        }
-
-    @staticmethod
-    def _key(obj: Mapping[str, Any]) -> tuple[str, str, str]:
-        return obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
-
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.objects.get((kind, namespace, name))
-
-    async def list(self, *_: Any, **__: Any) -> list[dict[str, Any]]:
-        return []
-
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        self.objects[self._key(obj)] = copy.deepcopy(dict(obj))
-        return dict(obj)
-
-    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
-        return None if self._key(obj) in self.objects else await self.apply(obj)
-
-    async def label(self, api_version: str, kind: str, namespace: str, name: str, labels: Any) -> Any:
-        return self.objects.get((kind, namespace, name))
-
-    async def delete(self, *_: Any) -> None:
-        return None
-
-    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        return {"status": status}
-
-    async def has_resources(self, group_version: str, plurals: set[str]) -> bool:
-        return False
 
 
 def children(
@@ -111,16 +74,18 @@ def children(
     }
     out: list[tuple[str, dict[str, Any]]] = []
     for i in range(count):
-        recorder = _Recorder(copy.deepcopy(secret))
+        kube = FakeKube()
+        kube.put(copy.deepcopy(secret))
         body = phoenix_auth_manifest(f"pxa-{i}", namespace, "phoenix-db")
         body["metadata"] |= {"uid": str(uuid.uuid4()), "generation": 1}
-        outcome = asyncio.run(Reconciler(cast(KubeClient, recorder)).reconcile(body))
+        outcome = asyncio.run(Reconciler(cast(KubeClient, kube)).reconcile(body))
         if outcome.error is not None:
             raise BenchError(f"the reconcile of {body['metadata']['name']} failed: {outcome.error}")
-        for (kind, _, name), obj in recorder.objects.items():
+        for (kind, _, name), obj in kube.objects.items():
             if (kind == "Secret" and name == "phoenix-db") or kind in without:
                 continue
             obj["metadata"].pop("ownerReferences", None)
+            obj["metadata"].pop("generation", None)  # the fake API's; the API server sets its own
             out.append((body["metadata"]["name"], obj))
     return out
 
